@@ -1,0 +1,118 @@
+"""The `podium` command: a thin map from each command onto one library call.
+
+Every user-fixable problem is a PodiumError: printed in one message, exit code 2, no traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from podium.errors import PodiumError
+
+console = Console(stderr=True)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="podium: from an image-classification competition folder to a trusted submission.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect configs.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and check the competition data.")
+list_app = typer.Typer(no_args_is_help=True, help="List what a registry holds.")
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(list_app, name="list")
+
+_state = {"debug": False}
+OVERRIDES = typer.Argument(None, help="dotted key=value overrides, e.g. train.epochs=3", show_default=False)
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="show full tracebacks")):
+    _state["debug"] = debug
+
+
+def _cfg(config: Path, overrides: list[str] | None):
+    from podium.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = typer.Argument(None, help="YAML config (omit for the defaults)"),
+                overrides: Optional[list[str]] = OVERRIDES):
+    """Print the resolved config: file + overrides + defaults."""
+    from podium.config import to_yaml
+
+    if config is not None and "=" in str(config) and not config.exists():  # only overrides were given
+        config, overrides = None, [str(config), *(overrides or [])]
+    print(to_yaml(_cfg(config, overrides)), end="")
+
+
+@data_app.command("check")
+def data_check(config: Path, overrides: Optional[list[str]] = OVERRIDES):
+    """Read every image once and report counts, classes, sizes and every problem found (exit 2 if any)."""
+    from podium.data.check import check_data, print_check
+
+    report = check_data(_cfg(config, overrides))
+    print_check(report)
+    if report.problems:
+        raise typer.Exit(2)
+
+
+@app.command("split")
+def split(config: Path, overrides: Optional[list[str]] = OVERRIDES,
+          overwrite: bool = typer.Option(False, "--overwrite", help="replace a folds file made differently")):
+    """Write the persisted K-fold split (folds.csv) that every later command reuses."""
+    from podium.data.splits import make_folds_file
+
+    path, frame, status = make_folds_file(_cfg(config, overrides), overwrite=overwrite)
+    counts = frame["fold"].value_counts().sort_index()
+    console.print(f"[green]{status}[/] {path}: {len(frame)} images in {len(counts)} folds "
+                  f"({', '.join(str(c) for c in counts)})")
+
+
+@app.command("demo")
+def demo(data_only: Optional[Path] = typer.Option(None, "--data-only", help="only write the demo data to DIR"),
+         out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo's data and runs")):
+    """Run the whole loop on scikit-learn's digits: data, folds, 5-fold training, TTA, submission, scores."""
+    from podium.demo import write_digits_competition
+
+    if data_only is not None:
+        paths = write_digits_competition(data_only)
+        console.print(f"[green]wrote[/] the digits competition to {data_only} ({', '.join(p.name for p in paths)})")
+        return
+    from podium.demo import run_demo
+
+    run_demo(out)
+
+
+@list_app.command("models")
+def list_models():
+    """Architectures with offline pretrained weights, and podium's own small networks."""
+    from podium.models import describe_models
+
+    for line in describe_models():
+        print(line)
+
+
+def main() -> None:
+    """Entry point: turn PodiumErrors into one message and exit code 2."""
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except PodiumError as exc:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # usage errors from typer's click: they know how to show themselves
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

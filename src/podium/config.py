@@ -1,0 +1,199 @@
+"""The one typed config tree. Every default is defined here, once, with a comment.
+
+A config is a YAML file plus dotted `key=value` overrides (`train.epochs=3`). Unknown keys are refused
+with the closest valid key suggested; a value of the wrong type is refused with its dotted key named.
+Relative paths are kept as written and resolved against the working directory when used.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from podium.errors import PodiumError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    train_csv: Path | None = None  # CSV with one row per training image (id column + label column)
+    test_csv: Path | None = None  # CSV with one row per test image (id column); or use test_dir
+    image_dir: Path | None = None  # folder holding the images named in the CSVs (train and test)
+    test_image_dir: Path | None = None  # test images' folder when it differs from image_dir
+    id_col: str = "id"  # column naming each image
+    path_col: str | None = None  # column with each image's path (relative to image_dir); else <id>.<ext>
+    label_col: str = "label"  # column with the class of each training image
+    classes: list[str] | None = None  # class names in output order; default: sorted unique labels
+    train_dir: Path | None = None  # folder-per-class alternative to train_csv: train_dir/<class>/<image>
+    test_dir: Path | None = None  # folder of unlabelled test images (alternative to test_csv)
+    sample_submission: Path | None = None  # the competition's template; predict copies its ids and columns
+    image_size: int = 224  # side of the square images the model sees (px)
+    resize: Literal["resize", "pad", "keep"] = "resize"  # stretch to size | letterbox with padding | keep as is
+    channels: Literal["auto", 1, 3] = "auto"  # 1 = grayscale, 3 = RGB; auto: 1 if every image is grayscale
+    subset: int | None = None  # use a label-stratified subset of N training images (quick experiments)
+    cache_dir: Path | None = None  # where decoded images are cached; default <output_dir>/cache
+
+    @model_validator(mode="after")
+    def _one_train_source(self):
+        if self.train_csv is not None and self.train_dir is not None:
+            raise ValueError("give data.train_csv or data.train_dir, not both")
+        if self.test_csv is not None and self.test_dir is not None:
+            raise ValueError("give data.test_csv or data.test_dir, not both")
+        if self.image_size < 8:
+            raise ValueError("data.image_size must be at least 8 (pixels)")
+        if self.subset is not None and self.subset < 2:
+            raise ValueError("data.subset must be at least 2 images (or null for all)")
+        return self
+
+
+class CVConfig(_Section):
+    strategy: Literal["kfold", "stratified", "group", "stratified_group"] = "stratified"  # how folds are drawn
+    n_folds: int = 5  # number of folds (K)
+    seed: int = 42  # seed of the fold shuffle (and of data.subset)
+    group_col: str | None = None  # column whose values never span two folds (person, patient, session)
+    folds_file: Path | None = None  # where folds.csv lives; default: next to the training data
+    metric: str = "accuracy"  # the metric reported as `cv` (accuracy | f1_macro | f1_weighted | logloss)
+
+    @model_validator(mode="after")
+    def _groups(self):
+        if self.n_folds < 2:
+            raise ValueError("cv.n_folds must be at least 2")
+        if self.strategy in ("group", "stratified_group") and not self.group_col:
+            raise ValueError(f"cv.strategy={self.strategy} needs cv.group_col (the column holding each group)")
+        return self
+
+
+class ModelConfig(_Section):
+    name: str = "efficientnet_lite0"  # any timm architecture, or a podium one (`podium list models`)
+    pretrained: bool = True  # start from ImageNet weights found offline (`podium list models` shows which)
+    weights: Path | None = None  # a local .pth / .safetensors to start from instead (state dict)
+    in_chans: int | None = None  # input channels; default: the data's (1 grayscale, 3 RGB)
+    drop_rate: float = 0.2  # dropout before the classifier
+    freeze: Literal["none", "backbone", "backbone_until"] = "none"  # train all | head only | head first
+    freeze_epochs: int = 1  # with freeze=backbone_until: epochs trained with the backbone frozen
+
+
+class Config(_Section):
+    name: str = "run"  # the run's name: its folder is <output_dir>/<name>
+    output_dir: Path = Path("runs")  # where runs (and the decode cache) are written
+    data: DataConfig = DataConfig()  # the competition's files
+    cv: CVConfig = CVConfig()  # the persisted K-fold split
+    model: ModelConfig = ModelConfig()  # the network
+
+    def cache_dir(self) -> Path:
+        return self.data.cache_dir or self.output_dir / "cache"
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_all_keys(ann, prefix + name + "."))
+    return keys
+
+
+def _check_keys(raw: dict, model: type[BaseModel], prefix: str = "") -> None:
+    """Refuse unknown keys, suggesting the closest valid dotted key."""
+    for key, value in raw.items():
+        dotted = prefix + str(key)
+        field = model.model_fields.get(key)
+        if field is None:
+            valid = _all_keys(Config)
+            close = difflib.get_close_matches(dotted, valid, n=1, cutoff=0.5) or difflib.get_close_matches(
+                str(key), [k.rsplit(".", 1)[-1] for k in valid], n=1, cutoff=0.5
+            )
+            hint = ""
+            if close:
+                match = next((k for k in valid if k == close[0] or k.endswith("." + close[0])), close[0])
+                hint = f" Did you mean '{match}'?"
+            raise PodiumError(f"Unknown config key '{dotted}'.{hint} (`podium config show` lists every key.)")
+        ann = field.annotation
+        if isinstance(value, dict) and isinstance(ann, type) and issubclass(ann, BaseModel):
+            _check_keys(value, ann, dotted + ".")
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """`a.b=3` → ('a.b', 3); values are read as YAML, so 3 is an int, [a, b] a list and null None."""
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise PodiumError(f"Override '{item}' is not of the form key=value (e.g. train.epochs=3).")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text != "" else None
+        except yaml.YAMLError:
+            value = text
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def from_dict(raw: dict, source: str = "config") -> Config:
+    _check_keys(raw, Config)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            got = err.get("input")
+            got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {key or '(top level)'}: {err['msg']}{got_txt}")
+        raise PodiumError(f"Invalid {source}:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or start from the defaults when path is None) and apply dotted overrides."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise PodiumError(f"Config file '{path}' does not exist. Pass the path of a YAML file.")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise PodiumError(f"Config file '{path}' is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise PodiumError(f"Config file '{path}' must hold a mapping of keys (name: ..., data: {{...}}).")
+    for key, value in parse_overrides(list(overrides)):
+        _check_keys(_nest(key, value), Config)
+        _set_dotted(raw, key, value)
+    return from_dict(raw, source=f"config '{path}'" if path else "config")
+
+
+def _nest(dotted: str, value: Any) -> dict:
+    out: dict = {}
+    _set_dotted(out, dotted, value)
+    return out
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from podium.io import atomic_write_text
+
+    atomic_write_text(path, to_yaml(cfg))

@@ -1,0 +1,277 @@
+"""Data sources: a CSV + image folder, or a folder per class; each becomes one table.
+
+The table has columns `id`, `path` (absolute, or None when the file is missing), `label` (class name as the
+user wrote it; None for test data), `group` (when cv.group_col is set) and `row` (the CSV line, 1-based,
+header = line 1, so a message can point at it). Problems a user must fix are collected as `Problem`s: the
+strict loaders raise them all at once; `podium data check` reports them with everything else it finds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podium.config import Config, DataConfig
+from podium.data.images import IMAGE_EXTENSIONS
+from podium.errors import PodiumError, fmt_list
+
+
+@dataclass
+class Problem:
+    kind: str  # short machine-readable kind, e.g. 'missing-file'
+    where: str  # the file, CSV row or column it is about
+    message: str  # what is wrong and how to fix it
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class Table:
+    frame: pd.DataFrame  # id, path, label, [group], row
+    source: str  # what it was read from, for messages
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_csv(path: Path, what: str) -> pd.DataFrame:
+    """Read a CSV with every column as text (ids like '007' stay '007'), or explain why it can't be."""
+    if path is None:
+        raise PodiumError(f"{what} is not set in the config.")
+    path = Path(path)
+    if not path.is_file():
+        raise PodiumError(f"{what} '{path}' does not exist. Check the path in the config.")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise PodiumError(f"{what} '{path}' is not a readable CSV file ({type(exc).__name__}: {exc}).") from None
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise PodiumError(f"{what} '{path}' has no rows. It needs a header line and one row per image.")
+    frame.columns = [c.strip() for c in frame.columns]
+    return frame
+
+
+def _need_columns(frame: pd.DataFrame, cols: list[str], path: Path, key_of: dict[str, str]) -> None:
+    for col in cols:
+        if col not in frame.columns:
+            raise PodiumError(
+                f"'{path}' has no column '{col}' (set by {key_of[col]}). Its columns are: "
+                f"{fmt_list(frame.columns)}. Set {key_of[col]} to one of them."
+            )
+
+
+def index_folder(folder: Path) -> dict[str, list[Path]]:
+    """Map each image file's name without extension (relative to `folder`, posix) to its paths."""
+    out: dict[str, list[Path]] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            out.setdefault(p.relative_to(folder).with_suffix("").as_posix(), []).append(p)
+    return out
+
+
+def _need_dir(path: Path | None, key: str) -> Path:
+    if path is None:
+        raise PodiumError(f"{key} is not set in the config: it must name the folder holding the images.")
+    path = Path(path)
+    if not path.is_dir():
+        raise PodiumError(f"Image folder '{path}' (from {key}) does not exist. Check {key} in the config.")
+    return path
+
+
+def _resolve_paths(frame: pd.DataFrame, data: DataConfig, folder: Path, csv: Path, problems: list) -> list:
+    """Each row's image path: image_dir/<path_col> or the file named <id>.<any image ext> in image_dir."""
+    paths: list[str | None] = []
+    index = None if data.path_col else index_folder(folder)
+    for i, (ident, rel) in enumerate(zip(frame["id"], frame["_path"] if data.path_col else frame["id"])):
+        row = i + 2
+        if data.path_col:
+            p = folder / str(rel) if isinstance(rel, str) else None
+            if p is None or not p.is_file():
+                problems.append(Problem("missing-file", f"{csv} row {row}", f"image '{rel}' not found in {folder}"))
+                p = None
+        else:
+            found = index.get(str(ident), [])
+            p = found[0] if len(found) == 1 else None
+            if not found:
+                problems.append(
+                    Problem("missing-file", f"{csv} row {row}", f"no image named '{ident}.<ext>' in {folder}")
+                )
+            elif len(found) > 1:
+                problems.append(
+                    Problem(
+                        "ambiguous-file",
+                        f"{csv} row {row}",
+                        f"id '{ident}' matches several files ({fmt_list(q.name for q in found)}); "
+                        "set data.path_col to a column holding each file's name",
+                    )
+                )
+        paths.append(str(p.resolve()) if p is not None else None)
+    return paths
+
+
+def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None, labelled: bool,
+               group_col: str | None) -> Table:
+    frame = read_csv(csv, "data.train_csv" if labelled else "data.test_csv")
+    keys = {data.id_col: "data.id_col", data.label_col: "data.label_col"}
+    needed = [data.id_col]
+    if data.path_col:
+        keys[data.path_col] = "data.path_col"
+        needed.append(data.path_col)
+    if labelled:
+        needed.append(data.label_col)
+    if group_col:
+        keys[group_col] = "cv.group_col"
+        needed.append(group_col)
+    _need_columns(frame, needed, csv, keys)
+    folder = _need_dir(folder, folder_key)
+    problems: list[Problem] = []
+    out = pd.DataFrame({"id": frame[data.id_col].astype(object)})
+    if data.path_col:
+        out["_path"] = frame[data.path_col]
+    for i in np.flatnonzero(out["id"].isna().to_numpy()):
+        problems.append(Problem("empty-id", f"{csv} row {i + 2}", f"column '{data.id_col}' is empty"))
+    out["id"] = out["id"].fillna("").str.strip()
+    out["path"] = _resolve_paths(out, data, folder, csv, problems)
+    out = out.drop(columns=["_path"], errors="ignore")
+    out["label"] = frame[data.label_col].str.strip() if labelled else None
+    if group_col:
+        out["group"] = frame[group_col]
+    out["row"] = np.arange(2, len(out) + 2)
+    return Table(out, str(csv), problems)
+
+
+def _folder_table(folder_key: str, folder: Path | None, labelled: bool) -> Table:
+    folder = _need_dir(folder, folder_key)
+    rows = []
+    if labelled:
+        class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not class_dirs:
+            raise PodiumError(f"'{folder}' ({folder_key}) has no sub-folders: it needs one folder per class.")
+        for d in class_dirs:
+            for key, paths in index_folder(d).items():
+                rows += [(f"{d.name}/{key}", str(p.resolve()), d.name) for p in paths]
+    else:
+        for key, paths in index_folder(folder).items():
+            rows += [(key, str(p.resolve()), None) for p in paths]
+    if not rows:
+        raise PodiumError(f"'{folder}' ({folder_key}) holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+    frame = pd.DataFrame(rows, columns=["id", "path", "label"])
+    frame["row"] = 0
+    return Table(frame, str(folder))
+
+
+def _check_ids(table: Table) -> None:
+    dup = table.frame["id"].duplicated(keep=False) & (table.frame["id"] != "")
+    for ident, rows in table.frame[dup].groupby("id")["row"]:
+        table.problems.append(
+            Problem("duplicate-id", f"{table.source} rows {fmt_list(rows)}", f"id '{ident}' appears {len(rows)} times")
+        )
+
+
+def _check_labels(table: Table, classes: list[str] | None) -> None:
+    for i, (label, row) in enumerate(zip(table.frame["label"], table.frame["row"])):
+        where = f"{table.source} row {row}" if row else table.frame["path"].iloc[i]
+        if label is None or (isinstance(label, float) and np.isnan(label)) or label == "":
+            table.problems.append(Problem("empty-label", where, "the label is empty; give every image a class"))
+        elif classes is not None and label not in classes:
+            table.problems.append(
+                Problem("unknown-label", where, f"label '{label}' is not in data.classes ({fmt_list(classes)})")
+            )
+
+
+def class_names(labels: pd.Series, declared: list[str] | None) -> list[str]:
+    """The declared classes, else the sorted unique labels (numerically when every label is an integer)."""
+    if declared:
+        return [str(c) for c in declared]
+    uniq = sorted({str(x) for x in labels.dropna() if str(x) != ""})
+    try:
+        return sorted(uniq, key=int)
+    except ValueError:
+        return uniq
+
+
+def train_table(cfg: Config) -> Table:
+    """The labelled training table, with every problem found collected in `problems`."""
+    data = cfg.data
+    if data.train_csv is not None:
+        table = _csv_table(data, Path(data.train_csv), "data.image_dir", data.image_dir, True, cfg.cv.group_col)
+    elif data.train_dir is not None:
+        if cfg.cv.group_col:
+            raise PodiumError("cv.group_col needs a CSV source (data.train_csv) that holds the group column.")
+        table = _folder_table("data.train_dir", data.train_dir, True)
+    else:
+        raise PodiumError("No training data: set data.train_csv (+ data.image_dir) or data.train_dir.")
+    _check_ids(table)
+    _check_labels(table, data.classes)
+    if cfg.cv.group_col:
+        empty = table.frame["group"].isna()
+        for row in table.frame.loc[empty, "row"]:
+            table.problems.append(Problem("empty-group", f"{table.source} row {row}", f"'{cfg.cv.group_col}' is empty"))
+    return table
+
+
+def test_table(cfg: Config) -> Table | None:
+    """The unlabelled test table, or None when the config names no test data."""
+    data = cfg.data
+    if data.test_csv is not None:
+        folder = data.test_image_dir or data.image_dir
+        key = "data.test_image_dir" if data.test_image_dir else "data.image_dir"
+        table = _csv_table(data, Path(data.test_csv), key, folder, False, None)
+    elif data.test_dir is not None:
+        table = _folder_table("data.test_dir", data.test_dir, False)
+    else:
+        return None
+    _check_ids(table)
+    return table
+
+
+def raise_problems(table: Table, what: str) -> None:
+    if table.problems:
+        lines = "\n".join(f"  - {p}" for p in table.problems[:20])
+        more = f"\n  (+{len(table.problems) - 20} more; `podium data check` lists them all)" if len(table.problems) > 20 else ""
+        raise PodiumError(f"{what} has {len(table.problems)} problem(s):\n{lines}{more}")
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of n items whose class mix matches the whole (largest-remainder quotas, >=1 per class if room)."""
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    exact = counts * n / len(labels)
+    quota = np.floor(exact).astype(int)
+    if n >= len(classes):
+        quota = np.maximum(quota, 1)
+    while quota.sum() > n:  # the >=1 floor overshot: take back from the largest quotas
+        quota[np.argmax(quota)] -= 1
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    for k in order:
+        if quota.sum() >= n:
+            break
+        if quota[k] < counts[k]:
+            quota[k] += 1
+    picked = [rng.choice(np.flatnonzero(inverse == k), size=quota[k], replace=False) for k in range(len(classes))]
+    return np.sort(np.concatenate(picked))
+
+
+def load_train(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
+    """The training table ready for splitting and training: problems raised, subset applied, `target` added."""
+    table = train_table(cfg)
+    raise_problems(table, f"Training data '{table.source}'")
+    frame = table.frame
+    classes = class_names(frame["label"], cfg.data.classes)
+    if cfg.data.subset:
+        frame = frame.iloc[stratified_subset(frame["label"].to_numpy(), cfg.data.subset, cfg.cv.seed)]
+    frame = frame.reset_index(drop=True)
+    frame["target"] = frame["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
+    return frame, classes
+
+
+def load_test(cfg: Config) -> pd.DataFrame | None:
+    table = test_table(cfg)
+    if table is None:
+        return None
+    raise_problems(table, f"Test data '{table.source}'")
+    return table.frame.reset_index(drop=True)
