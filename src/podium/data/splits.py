@@ -1,0 +1,132 @@
+"""Persisted K-fold splits: `folds.csv` (id, fold) is written once and every later command reuses it.
+
+Rows are sorted by id before splitting, so the same data, strategy and seed give the same file whatever the
+order of the CSV. A folds file that no longer matches the data (ids added or removed) is refused, never
+silently rewritten: runs trained on different folds cannot be compared or ensembled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+from podium.config import Config, CVConfig
+from podium.errors import PodiumError, fmt_list
+from podium.io import atomic_write_csv
+
+
+def _kfold(frame: pd.DataFrame, cv: CVConfig):
+    return KFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame)
+
+
+def _stratified(frame: pd.DataFrame, cv: CVConfig):
+    return StratifiedKFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, frame["label"])
+
+
+def _group(frame: pd.DataFrame, cv: CVConfig):
+    return GroupKFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, groups=frame["group"])
+
+
+def _stratified_group(frame: pd.DataFrame, cv: CVConfig):
+    splitter = StratifiedGroupKFold(cv.n_folds, shuffle=True, random_state=cv.seed)
+    return splitter.split(frame, frame["label"], groups=frame["group"])
+
+
+# name -> function yielding (train_idx, val_idx) per fold; `podium list` and tests iterate over this.
+STRATEGIES: dict[str, Callable] = {
+    "kfold": _kfold,
+    "stratified": _stratified,
+    "group": _group,
+    "stratified_group": _stratified_group,
+}
+
+
+def assign_folds(frame: pd.DataFrame, cv: CVConfig) -> pd.DataFrame:
+    """A (id, fold) table sorted by id, for `frame` (columns id, label, [group])."""
+    ordered = frame.sort_values("id", kind="stable").reset_index(drop=True)
+    if cv.strategy in ("group", "stratified_group"):
+        n_groups = ordered["group"].nunique()
+        if n_groups < cv.n_folds:
+            raise PodiumError(f"cv.group_col '{cv.group_col}' has {n_groups} groups: fewer than cv.n_folds={cv.n_folds}.")
+    if len(ordered) < cv.n_folds:
+        raise PodiumError(f"{len(ordered)} images cannot make cv.n_folds={cv.n_folds} folds.")
+    fold = np.full(len(ordered), -1, dtype=int)
+    with warnings.catch_warnings():  # sklearn warns when a class has fewer members than folds; we report it below
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, val_idx) in enumerate(STRATEGIES[cv.strategy](ordered, cv)):
+            fold[val_idx] = k
+    return pd.DataFrame({"id": ordered["id"].to_numpy(), "fold": fold})
+
+
+def folds_path(cfg: Config) -> Path:
+    """cv.folds_file, else folds.csv next to the training data (folds_subset<N>.csv for data.subset)."""
+    if cfg.cv.folds_file is not None:
+        return Path(cfg.cv.folds_file)
+    base = Path(cfg.data.train_csv).parent if cfg.data.train_csv else Path(cfg.data.train_dir).parent
+    return base / (f"folds_subset{cfg.data.subset}.csv" if cfg.data.subset else "folds.csv")
+
+
+def read_folds(path: Path) -> pd.DataFrame:
+    try:
+        folds = pd.read_csv(path, dtype={"id": str})
+    except Exception as exc:
+        raise PodiumError(f"Folds file '{path}' is not a readable CSV ({exc}). Remake it with `podium split`.") from None
+    if list(folds.columns[:2]) != ["id", "fold"] or not pd.api.types.is_integer_dtype(folds["fold"]):
+        raise PodiumError(f"Folds file '{path}' must have columns id,fold with integer folds. Remake it with `podium split`.")
+    return folds
+
+
+def _id_diff(have: pd.Series, want: pd.Series) -> tuple[list, list]:
+    a, b = set(have), set(want)
+    return sorted(b - a), sorted(a - b)
+
+
+def make_folds_file(cfg: Config, overwrite: bool = False) -> tuple[Path, pd.DataFrame, str]:
+    """Write the folds file; an existing identical file is kept, a different one is refused unless overwrite."""
+    from podium.data.sources import load_train
+
+    frame, _ = load_train(cfg)
+    folds = assign_folds(frame, cfg.cv)
+    path = folds_path(cfg)
+    existed = path.exists()
+    if existed:
+        old = read_folds(path)
+        if old.equals(folds):
+            return path, folds, "up to date"
+        if not overwrite:
+            added, removed = _id_diff(old["id"], folds["id"])
+            why = (f"its ids differ from the data ({len(added)} new, {len(removed)} gone)" if added or removed
+                   else "it was made with other settings (strategy, n_folds or seed)")
+            raise PodiumError(f"Folds file '{path}' exists and {why}. Runs trained on it would no longer be comparable. "
+                              "Pass --overwrite to replace it, or set cv.folds_file to a new path.")
+    atomic_write_csv(path, folds)
+    return path, folds, "replaced" if existed else "wrote"
+
+
+def load_folds(cfg: Config, frame: pd.DataFrame, create: bool = True) -> np.ndarray:
+    """The fold of each row of `frame`, from the persisted file (made first when missing and `create`)."""
+    path = folds_path(cfg)
+    if not path.exists():
+        if not create:
+            raise PodiumError(f"No folds file at '{path}'. Run `podium split CONFIG` first.")
+        atomic_write_csv(path, assign_folds(frame, cfg.cv))
+    folds = read_folds(path)
+    added, removed = _id_diff(folds["id"], frame["id"])
+    if added or removed:
+        parts = []
+        if added:
+            parts.append(f"{len(added)} id(s) in the data but not in the file ({fmt_list(added, 5)})")
+        if removed:
+            parts.append(f"{len(removed)} id(s) in the file but not in the data ({fmt_list(removed, 5)})")
+        raise PodiumError(f"Folds file '{path}' does not match the training data: {'; '.join(parts)}. "
+                          "Run `podium split CONFIG --overwrite` to remake it (earlier runs then use other folds).")
+    n = folds["fold"].nunique()
+    if n != cfg.cv.n_folds or folds["fold"].min() != 0 or folds["fold"].max() != n - 1:
+        raise PodiumError(f"Folds file '{path}' has folds {sorted(folds['fold'].unique())} but cv.n_folds="
+                          f"{cfg.cv.n_folds}. Set cv.n_folds={n}, or remake it with `podium split CONFIG --overwrite`.")
+    return frame["id"].map(dict(zip(folds["id"], folds["fold"]))).to_numpy(dtype=int)
