@@ -73,6 +73,42 @@ def split(config: Path, overrides: Optional[list[str]] = OVERRIDES,
                   f"({', '.join(str(c) for c in counts)})")
 
 
+def _fold_list(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise PodiumError(f"--folds '{text}' must be fold numbers separated by commas, e.g. --folds 0,2") from None
+
+
+@app.command("train")
+def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
+          folds: Optional[str] = typer.Option(None, "--folds", help="folds to train, e.g. 0,2 (default: all)"),
+          resume: bool = typer.Option(False, "--resume", help="continue unfinished folds, skip finished ones"),
+          overwrite: bool = typer.Option(False, "--overwrite", help="retrain folds that already exist")):
+    """Train the folds of the persisted split into <output_dir>/<name>, then merge out-of-fold predictions."""
+    from podium.report import print_metrics
+    from podium.train import train as run_training
+
+    cfg = _cfg(config, overrides)
+    metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite)
+    print_metrics(metrics, Path(cfg.output_dir) / cfg.name)
+
+
+@app.command("predict")
+def predict(run: Path, tta: str = typer.Option("none", "--tta", help="none | hflip | hflip+vflip"),
+            test_csv: Optional[Path] = typer.Option(None, "--test-csv", help="predict this test CSV instead"),
+            out: Optional[Path] = typer.Option(None, "--out", help="submission path (default RUN/submission.csv)"),
+            overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
+    """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template."""
+    from podium.predict import predict as run_predict
+
+    res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite)
+    console.print(f"[green]wrote[/] {res['submission']} ({res['n']} rows; folds {res['folds']}, TTA {res['tta']}) "
+                  f"and {res['test_probs']}")
+
+
 @app.command("demo")
 def demo(data_only: Optional[Path] = typer.Option(None, "--data-only", help="only write the demo data to DIR"),
          out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo's data and runs")):

@@ -79,12 +79,44 @@ class ModelConfig(_Section):
     freeze_epochs: int = 1  # with freeze=backbone_until: epochs trained with the backbone frozen
 
 
+class AugmentConfig(_Section):
+    hflip: bool = True  # random horizontal flip while training (turn off for text, digits, asymmetric objects)
+    vflip: bool = False  # random vertical flip while training
+    shift: float = 0.1  # random translation, as a fraction of the image side (0 = off)
+
+
+class TrainConfig(_Section):
+    epochs: int = 10  # passes over the training folds
+    batch_size: int = 64  # images per forward pass
+    lr: float = 1e-3  # peak learning rate, reached after warmup
+    weight_decay: float = 0.05  # decoupled weight decay (never on norms and biases)
+    optimizer: str = "adamw"  # any timm optimizer name (timm.optim.create_optimizer_v2)
+    scheduler: str = "cosine"  # any timm scheduler name (timm.scheduler.create_scheduler_v2), stepped per batch
+    warmup_epochs: int = 1  # epochs of linear warmup from warmup_lr to lr
+    warmup_lr: float = 1e-5  # learning rate at the first step of warmup
+    min_lr: float = 1e-6  # floor of the cosine decay
+    label_smoothing: float = 0.1  # target smoothing of the cross-entropy
+    patience: int = 5  # early stopping: epochs without a better validation metric (0 = never stop early)
+    ema: bool = False  # keep an exponential moving average of the weights and validate/predict with it
+    ema_decay: float = 0.999  # EMA decay per optimizer step
+    accumulate: int = 1  # batches whose gradients add up before one optimizer step
+    grad_clip: float | None = None  # clip the gradient norm to this value (None = off)
+    layer_decay: float | None = None  # layer-wise lr decay: each earlier block gets lr x this (None = off)
+    precision: Literal["auto", "32", "bf16", "16"] = "auto"  # auto: fp32 on CPU, bf16/fp16 mixed on GPU
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"  # where to train
+    devices: int = 1  # GPUs (DDP when > 1)
+    seed: int = 42  # seeds weights, data order and augmentation; same seed -> same metrics on CPU
+    eval_batch_size: int = 256  # images per forward pass when validating and predicting
+
+
 class Config(_Section):
     name: str = "run"  # the run's name: its folder is <output_dir>/<name>
     output_dir: Path = Path("runs")  # where runs (and the decode cache) are written
     data: DataConfig = DataConfig()  # the competition's files
     cv: CVConfig = CVConfig()  # the persisted K-fold split
     model: ModelConfig = ModelConfig()  # the network
+    augment: AugmentConfig = AugmentConfig()  # training-time augmentation
+    train: TrainConfig = TrainConfig()  # the optimisation
 
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"

@@ -1,0 +1,163 @@
+"""The Lightning side of training: the module (loss, optimiser, schedule, EMA, metrics) and podium's callbacks.
+
+Reproducibility: every epoch reseeds torch from (seed, epoch) and the sampler draws its order from
+(seed, epoch), so an epoch's randomness never depends on what ran before it. Resuming from the last
+end-of-epoch checkpoint after a crash therefore replays the interrupted epoch exactly; the RNG states are
+saved in every checkpoint as well.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from podium.augment import to_float, train_transform
+from podium.config import Config
+from podium.io import atomic_write_csv
+from podium.metrics import get_metric, score_all
+
+
+class Classifier(pl.LightningModule):
+    """A timm/podium network trained with cross-entropy; validates into probabilities and the config's metric."""
+
+    def __init__(self, cfg: Config, model: torch.nn.Module, mean: tuple, std: tuple, steps_per_epoch: int):
+        super().__init__()
+        self.cfg, self.model, self.steps_per_epoch = cfg, model, steps_per_epoch
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+        self.augment = train_transform(cfg.augment)
+        self.loss = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        self.ema = None
+        if cfg.train.ema:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
+        self._val_probs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+        self.last_val: dict[str, float] = {}
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights used to validate and predict: the EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def forward(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        return self.eval_model()(to_float(x_uint8, self.mean, self.std))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        x = self.augment(to_float(x, self.mean, self.std))
+        loss = self.loss(self.model(x), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None and (batch_idx + 1) % self.cfg.train.accumulate == 0:
+            self.ema.update(self.model, step=self.global_step)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self._val_probs.append(logits.float().softmax(1).cpu())
+        self._val_targets.append(y.cpu())
+
+    def on_validation_epoch_end(self):
+        probs = torch.cat(self._val_probs).numpy().astype(np.float64)
+        y = torch.cat(self._val_targets).numpy()
+        self._val_probs.clear()
+        self._val_targets.clear()
+        if self.trainer.sanity_checking:
+            return
+        scores = score_all(y, probs)
+        self.last_val = scores
+        self.log("val_metric", scores[self.cfg.cv.metric], prog_bar=True, sync_dist=True)
+        for name, value in scores.items():
+            self.log(f"val_{name}", value, sync_dist=True)
+
+    def configure_optimizers(self):
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import create_scheduler_v2
+
+        t = self.cfg.train
+        optimizer = create_optimizer_v2(self.model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
+                                        layer_decay=t.layer_decay)
+        updates = max(1, self.steps_per_epoch // t.accumulate)
+        scheduler, _ = create_scheduler_v2(optimizer, sched=t.scheduler, num_epochs=t.epochs, min_lr=t.min_lr,
+                                           warmup_lr=t.warmup_lr, warmup_epochs=t.warmup_epochs,
+                                           step_on_epochs=False, updates_per_epoch=updates)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def lr_scheduler_step(self, scheduler, metric):
+        scheduler.step_update(num_updates=self.global_step)  # timm schedulers step on update counts
+
+    def on_train_epoch_start(self):
+        seed_everything(self.cfg.train.seed + 1000 * self.current_epoch)
+        from podium.models import set_backbone_trainable
+
+        m = self.cfg.model
+        if m.freeze == "backbone" or (m.freeze == "backbone_until" and self.current_epoch < m.freeze_epochs):
+            set_backbone_trainable(self.model, False)
+        elif m.freeze == "backbone_until":
+            set_backbone_trainable(self.model, True)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["podium_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1],
+                                    "python": random.getstate()[1]}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("podium_rng")
+        if state is not None:
+            torch.set_rng_state(state["torch"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temp file in the same folder, then rename: a kill never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class EpochMetricsCSV(pl.Callback):
+    """fold<k>/metrics.csv: one row per epoch (train loss, every validation metric, lr), rewritten atomically."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_validation_epoch_end(self, trainer, module):
+        if trainer.sanity_checking or not module.last_val:
+            return
+        rows = pd.read_csv(self.path) if self.path.exists() else pd.DataFrame()
+        if len(rows):
+            rows = rows[rows["epoch"] < trainer.current_epoch]  # a resumed epoch replaces its earlier row
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+               "train_loss": float(m["train_loss_epoch"]) if "train_loss_epoch" in m else np.nan,
+               "lr": trainer.optimizers[0].param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in module.last_val.items()}}
+        atomic_write_csv(self.path, pd.concat([rows, pd.DataFrame([row])], ignore_index=True))
+
+
+def metric_mode(name: str) -> str:
+    return "max" if get_metric(name).higher_is_better else "min"

@@ -1,0 +1,238 @@
+"""`podium train`: train the chosen folds of the persisted split into one run folder, then collect OOF.
+
+Run folder <output_dir>/<name>/:
+  config.yaml, folds.csv, classes.json      what the run was made from (run.json: input channels)
+  fold<k>/best.ckpt, last.ckpt              Lightning checkpoints (written atomically)
+  fold<k>/metrics.csv                       one row per epoch
+  fold<k>/oof.csv, fold<k>/done.json        the fold's out-of-fold probabilities, and its finished marker
+  oof.csv, metrics.json                     every finished fold merged, per-fold and overall scores
+Folds are independent, so machines can train disjoint folds into one shared folder; each finished fold
+re-merges whatever folds are finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from podium.config import Config, to_yaml
+from podium.errors import PodiumError, fmt_list
+from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
+
+
+@dataclass
+class TrainData:
+    """Everything a fold needs: the table, the classes, each row's fold and the decoded images."""
+
+    frame: pd.DataFrame  # id, path, label, target, fold
+    classes: list[str]
+    images: np.ndarray  # N x H x W x C uint8 memmap, rows aligned with frame
+    channels: int
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Shuffled order drawn from (seed, epoch) alone: an epoch replays identically after a resume.
+    Lightning calls set_epoch at the start of every epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def make_loader(images, targets, indices, batch_size: int, seed: int | None) -> torch.utils.data.DataLoader:
+    """Whole-batch reads from the memmap in the loop's own process (see benchmarks/data_loading.py)."""
+    from podium.data.cache import CachedDataset
+
+    ds = CachedDataset(images, targets, np.asarray(indices))
+    sampler = EpochSampler(len(ds), seed) if seed is not None else None
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False,
+                                       num_workers=0, collate_fn=lambda batch: batch)
+
+
+def load_data(cfg: Config) -> TrainData:
+    from podium.data.cache import build_cache, resolve_channels
+    from podium.data.sources import load_train
+    from podium.data.splits import load_folds
+
+    frame, classes = load_train(cfg)
+    frame["fold"] = load_folds(cfg, frame)
+    channels = resolve_channels(list(frame["path"]), cfg.data.channels)
+    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir())
+    return TrainData(frame, classes, cache.images, channels)
+
+
+def run_dir(cfg: Config) -> Path:
+    return Path(cfg.output_dir) / cfg.name
+
+
+def _prepare_run(cfg: Config, data: TrainData, folds: list[int], resume: bool, overwrite: bool) -> Path:
+    """Refuse to clobber a finished run; write config.yaml, folds.csv and classes.json."""
+    rd = run_dir(cfg)
+    saved = rd / "config.yaml"
+    if saved.exists() and saved.read_text() != to_yaml(cfg):
+        if not overwrite:
+            raise PodiumError(f"Run folder '{rd}' holds a run made with a different config. Pass --overwrite to "
+                              f"replace it, or set name=... to train a new run.")
+        shutil.rmtree(rd)
+    started = [k for k in folds if (rd / f"fold{k}").exists()]
+    if started and not (resume or overwrite):
+        done = [k for k in started if (rd / f"fold{k}" / "done.json").exists()]
+        raise PodiumError(f"Run folder '{rd}' already holds fold(s) {fmt_list(started)} (finished: "
+                          f"{fmt_list(done) or 'none'}). Pass --resume to continue unfinished folds, --overwrite to "
+                          "retrain them, or set name=... for a new run.")
+    if overwrite:
+        for k in started:
+            shutil.rmtree(rd / f"fold{k}")
+    classes_file = rd / "classes.json"
+    if classes_file.exists() and json.loads(classes_file.read_text()) != data.classes:
+        raise PodiumError(f"'{classes_file}' lists other classes than the data ({fmt_list(data.classes)}). "
+                          "Pass --overwrite or use a new name=.")
+    rd.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, to_yaml(cfg))
+    atomic_write_csv(rd / "folds.csv", data.frame[["id", "fold"]].sort_values("id"))
+    atomic_write_json(classes_file, data.classes)
+    atomic_write_json(rd / "run.json", {"channels": data.channels, "n_train": len(data.frame)})
+    return rd
+
+
+def normalisation(cfg: Config, channels: int) -> tuple[tuple, tuple]:
+    """The mean/std the weights expect (ImageNet for pretrained nets), else 0.5/0.5; averaged for grayscale."""
+    from podium.models import pretrained_stats
+
+    stats = pretrained_stats(cfg.model.name) if (cfg.model.pretrained or cfg.model.weights) else None
+    mean, std = stats or ((0.5,) * 3, (0.5,) * 3)
+    if channels != len(mean):
+        mean, std = (float(np.mean(mean)),) * channels, (float(np.mean(std)),) * channels
+    return tuple(mean), tuple(std)
+
+
+def build_module(cfg: Config, n_classes: int, channels: int, steps_per_epoch: int):
+    from podium.engine import Classifier
+    from podium.models import create_model
+
+    in_chans = cfg.model.in_chans or channels
+    model = create_model(cfg.model, n_classes, in_chans)
+    mean, std = normalisation(cfg, in_chans)
+    return Classifier(cfg, model, mean, std, steps_per_epoch)
+
+
+def _precision(cfg: Config, accelerator: str) -> str:
+    if cfg.train.precision != "auto":
+        return {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}[cfg.train.precision]
+    if accelerator != "gpu":
+        return "32-true"  # bf16 on a CPU without native support is hundreds of times slower than fp32
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> dict:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from podium.engine import AtomicCheckpointIO, EpochMetricsCSV, metric_mode, seed_everything
+    from podium.predict import predict_probs
+
+    fold_dir = rd / f"fold{k}"
+    t0 = time.time()
+    is_val = data.frame["fold"].to_numpy() == k
+    targets = data.frame["target"].to_numpy()
+    tr_idx, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    seed_everything(cfg.train.seed + k)  # weights init differs per fold, but is fixed by the seed
+    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, cfg.train.seed + k)
+    val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None)
+    module = build_module(cfg, len(data.classes), data.channels, len(train_loader))
+    accelerator = "gpu" if cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    mode = metric_mode(cfg.cv.metric)
+    callbacks = [ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_metric", mode=mode, save_last=True,
+                                 save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
+                 EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=True)]
+    if cfg.train.patience > 0:
+        callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
+    trainer = pl.Trainer(
+        max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
+        precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,
+        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        logger=TensorBoardLogger(fold_dir, name="tensorboard", version=""), num_sanity_val_steps=0,
+        enable_model_summary=False, log_every_n_steps=max(1, min(50, len(train_loader))),
+    )
+    last = fold_dir / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
+    if trainer.global_rank != 0:
+        return {}
+    state = torch.load(fold_dir / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    probs = predict_probs(module, data.images, va_idx, cfg.train.eval_batch_size, tta="none")
+    oof = pd.DataFrame({"id": data.frame["id"].to_numpy()[va_idx], "fold": k,
+                        "label": data.frame["label"].to_numpy()[va_idx]})
+    oof[data.classes] = probs
+    atomic_write_csv(fold_dir / "oof.csv", oof)
+    done = {"fold": k, "best_epoch": int(pd.read_csv(fold_dir / "metrics.csv").pipe(_best_epoch, cfg.cv.metric)),
+            "epochs_run": trainer.current_epoch, "seconds": round(time.time() - t0, 1)}
+    atomic_write_json(fold_dir / "done.json", done)
+    return done
+
+
+def _best_epoch(rows: pd.DataFrame, metric: str) -> int:
+    col = rows[f"val_{metric}"]
+    return int(rows["epoch"].iloc[col.idxmin() if metric == "logloss" else col.idxmax()])
+
+
+def merge_folds(rd: Path, cv_metric: str) -> dict:
+    """Merge every finished fold's OOF into oof.csv and score them into metrics.json."""
+    from podium.metrics import METRICS, score_all
+
+    classes = json.loads((rd / "classes.json").read_text())
+    n_folds = pd.read_csv(rd / "folds.csv")["fold"].nunique()
+    parts = [pd.read_csv(p, dtype={"id": str, "label": str}) for p in sorted(rd.glob("fold*/oof.csv"))
+             if (p.parent / "done.json").exists()]
+    if not parts:
+        return {}
+    oof = pd.concat(parts, ignore_index=True)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def scores(df: pd.DataFrame) -> dict:
+        s = score_all(df["label"].map(index).to_numpy(), df[classes].to_numpy(dtype=np.float64))
+        return {**s, "cv": s[cv_metric]}
+
+    per_fold = {f"fold{int(k)}": {**scores(df), "n": len(df)} for k, df in oof.groupby("fold")}
+    fold_cv = [v["cv"] for v in per_fold.values()]
+    metrics = {"cv_metric": cv_metric, "higher_is_better": METRICS[cv_metric].higher_is_better,
+               "folds_done": sorted(int(k) for k in oof["fold"].unique()), "n_folds": n_folds,
+               "complete": oof["fold"].nunique() == n_folds, "oof": {**scores(oof), "n": len(oof)},
+               "cv": scores(oof)["cv"], "cv_fold_std": float(np.std(fold_cv)), "folds": per_fold}
+    atomic_write_csv(rd / "oof.csv", oof.sort_values("id"))
+    atomic_write_json(rd / "metrics.json", metrics)
+    return metrics
+
+
+def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics."""
+    data = load_data(cfg)
+    all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
+    folds = all_folds if folds is None else folds
+    bad = [k for k in folds if k not in all_folds]
+    if bad:
+        raise PodiumError(f"--folds {fmt_list(bad)} not in the split (folds {fmt_list(all_folds)}).")
+    rd = _prepare_run(cfg, data, folds, resume, overwrite)
+    for k in folds:
+        if resume and (rd / f"fold{k}" / "done.json").exists():
+            continue
+        train_fold(cfg, data, rd, k, resume)
+        merge_folds(rd, cfg.cv.metric)
+    return merge_folds(rd, cfg.cv.metric)

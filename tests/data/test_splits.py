@@ -1,0 +1,110 @@
+"""Persisted folds: stratification quality, group integrity, determinism, refusal on changed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from podium.config import CVConfig, from_dict
+from podium.data.splits import STRATEGIES, assign_folds, load_folds, make_folds_file
+from podium.errors import PodiumError
+
+
+def _frame(n=203, n_classes=7, n_groups=40, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice([f"class {c}" for c in range(n_classes)], size=n, p=np.r_[0.4, np.full(n_classes - 1, 0.6 / (n_classes - 1))])
+    return pd.DataFrame({"id": [f"img{i:04d}" for i in range(n)], "label": labels,
+                         "group": rng.integers(0, n_groups, size=n).astype(str)})
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_every_strategy_covers_each_id_once_and_is_deterministic(strategy):
+    frame = _frame()
+    cv = CVConfig(strategy=strategy, n_folds=5, seed=3, group_col="group")
+    a = assign_folds(frame, cv)
+    assert sorted(a["id"]) == sorted(frame["id"]) and a["id"].is_unique
+    assert set(a["fold"]) == set(range(5))
+    # same seed -> identical, whatever the row order of the input
+    b = assign_folds(frame.sample(frac=1.0, random_state=1), cv)
+    pd.testing.assert_frame_equal(a, b)
+    c = assign_folds(frame, cv.model_copy(update={"seed": 4}))
+    assert not c["fold"].equals(a["fold"])
+
+
+def test_stratified_counts_within_one_of_ideal():
+    frame = _frame(n=517, n_classes=9)
+    folds = assign_folds(frame, CVConfig(strategy="stratified", n_folds=5))
+    merged = frame.merge(folds, on="id")
+    for label, counts in merged.groupby("label")["fold"]:
+        per_fold = counts.value_counts().reindex(range(5), fill_value=0)
+        ideal = len(counts) / 5
+        assert (abs(per_fold - ideal) <= 1).all(), (label, per_fold.tolist(), ideal)
+
+
+@pytest.mark.parametrize("strategy", ["group", "stratified_group"])
+def test_no_group_in_two_folds(strategy):
+    frame = _frame()
+    folds = assign_folds(frame, CVConfig(strategy=strategy, n_folds=5, group_col="group"))
+    merged = frame.merge(folds, on="id")
+    assert (merged.groupby("group")["fold"].nunique() == 1).all()
+
+
+def test_too_few_groups_is_refused():
+    frame = _frame(n_groups=3)
+    with pytest.raises(PodiumError, match="3 groups"):
+        assign_folds(frame, CVConfig(strategy="group", n_folds=5, group_col="group"))
+
+
+def _competition(tmp_path, n=30):
+    (tmp_path / "images").mkdir()
+    for i in range(n):
+        Image.new("L", (8, 8), color=i * 5).save(tmp_path / "images" / f"{i:03d}.png")
+    pd.DataFrame({"id": [f"{i:03d}" for i in range(n)], "label": ["a", "b", "c"] * (n // 3)}).to_csv(
+        tmp_path / "train.csv", index=False)
+    return from_dict({"data": {"train_csv": str(tmp_path / "train.csv"), "image_dir": str(tmp_path / "images")},
+                      "cv": {"n_folds": 3}})
+
+
+def test_folds_file_persisted_reused_and_refused_when_data_changes(tmp_path):
+    cfg = _competition(tmp_path)
+    path, folds, status = make_folds_file(cfg)
+    assert status == "wrote" and path == tmp_path / "folds.csv"
+    before = path.read_bytes()
+    assert make_folds_file(cfg)[2] == "up to date" and path.read_bytes() == before
+    # another seed: refused without --overwrite, the file untouched
+    with pytest.raises(PodiumError, match="--overwrite"):
+        make_folds_file(cfg.model_copy(update={"cv": cfg.cv.model_copy(update={"seed": 7})}))
+    assert path.read_bytes() == before
+    # data changed: two ids gone, one new -> every later command refuses and names them
+    train = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    train = pd.concat([train.iloc[2:], pd.DataFrame({"id": ["new1"], "label": ["a"]})])
+    Image.new("L", (8, 8)).save(tmp_path / "images" / "new1.png")
+    train.to_csv(tmp_path / "train.csv", index=False)
+    from podium.data.sources import load_train
+
+    frame, _ = load_train(cfg)
+    with pytest.raises(PodiumError) as err:
+        load_folds(cfg, frame)
+    assert "1 id(s) in the data but not in the file (new1)" in str(err.value)
+    assert "2 id(s) in the file but not in the data (000, 001)" in str(err.value)
+    assert path.read_bytes() == before
+
+
+def test_folds_file_with_other_fold_count_is_refused(tmp_path):
+    cfg = _competition(tmp_path)
+    make_folds_file(cfg)
+    from podium.data.sources import load_train
+
+    frame, _ = load_train(cfg)
+    other = cfg.model_copy(update={"cv": cfg.cv.model_copy(update={"n_folds": 5})})
+    with pytest.raises(PodiumError, match="cv.n_folds=5"):
+        load_folds(other, frame)
+
+
+def test_subset_gets_its_own_folds_file(tmp_path):
+    cfg = _competition(tmp_path)
+    sub = cfg.model_copy(update={"data": cfg.data.model_copy(update={"subset": 12})})
+    path, folds, _ = make_folds_file(sub)
+    assert path.name == "folds_subset12.csv" and len(folds) == 12
