@@ -22,7 +22,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect and check the competi
 list_app = typer.Typer(no_args_is_help=True, help="List what a registry holds.")
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+datasets_app = typer.Typer(no_args_is_help=True, help="Offline data sets written as competition folders.")
 app.add_typer(list_app, name="list")
+app.add_typer(datasets_app, name="datasets")
 
 _state = {"debug": False}
 OVERRIDES = typer.Argument(None, help="dotted key=value overrides, e.g. train.epochs=3", show_default=False)
@@ -51,13 +53,14 @@ def config_show(config: Optional[Path] = typer.Argument(None, help="YAML config 
 
 
 @data_app.command("check")
-def data_check(config: Path, overrides: Optional[list[str]] = OVERRIDES):
+def data_check(config: Path, overrides: Optional[list[str]] = OVERRIDES,
+               strict: bool = typer.Option(False, "--strict", help="also exit 2 on leakage findings and warnings")):
     """Read every image once and report counts, classes, sizes and every problem found (exit 2 if any)."""
     from podium.data.check import check_data, print_check
 
     report = check_data(_cfg(config, overrides))
     print_check(report)
-    if report.problems:
+    if report.problems or (strict and (report.leakage or report.warnings)):
         raise typer.Exit(2)
 
 
@@ -131,6 +134,25 @@ def list_models():
 
     for line in describe_models():
         print(line)
+
+
+@datasets_app.command("list")
+def datasets_list():
+    """The data sets `podium datasets make` can write."""
+    from podium.datasets import DATASETS
+
+    for name, (_, description) in DATASETS.items():
+        print(f"{name:16s} {description}")
+
+
+@datasets_app.command("make")
+def datasets_make(name: str, out: Path, n: Optional[int] = typer.Option(None, "--n", help="number of train images"),
+                  seed: int = typer.Option(0, "--seed", help="seed of any sampling")):
+    """Write data set NAME into folder OUT as a competition (images/, train.csv, test.csv, ...)."""
+    from podium.datasets import make_dataset
+
+    paths = make_dataset(name, out, n, seed)
+    console.print(f"[green]wrote[/] {name} to {out} ({', '.join(p.name for p in paths)})")
 
 
 def main() -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from podium.errors import PodiumError
 
@@ -29,7 +29,7 @@ class DataConfig(_Section):
     id_col: str = "id"  # column naming each image
     path_col: str | None = None  # column with each image's path (relative to image_dir); else <id>.<ext>
     label_col: str = "label"  # column with the class of each training image
-    classes: list[str] | None = None  # class names in output order; default: sorted unique labels
+    classes: list[Annotated[str, BeforeValidator(str)]] | None = None  # class names in output order; default: sorted unique labels
     train_dir: Path | None = None  # folder-per-class alternative to train_csv: train_dir/<class>/<image>
     test_dir: Path | None = None  # folder of unlabelled test images (alternative to test_csv)
     sample_submission: Path | None = None  # the competition's template; predict copies its ids and columns

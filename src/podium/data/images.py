@@ -18,7 +18,7 @@ GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 class ImageReadError(Exception):
-    """The file cannot be decoded: kind is 'zero-byte', 'truncated' or 'unreadable'."""
+    """The file cannot be decoded: kind is 'zero-byte', 'truncated', 'unreadable' or 'missing'."""
 
     def __init__(self, kind: str, detail: str):
         super().__init__(f"{kind}: {detail}")
@@ -51,6 +51,11 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
 
 def open_image(path: Path | str) -> Image.Image:
     """Decode fully (so truncation is detected here), apply EXIF orientation, normalise the mode to L or RGB."""
+    return decode_image(path)[0]
+
+
+def decode_image(path: Path | str) -> tuple[Image.Image, str]:
+    """The normalised image (as open_image) and the file's own mode ('CMYK', 'I;16', 'P', ...)."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -60,15 +65,22 @@ def open_image(path: Path | str) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
-    except ImageReadError:
-        raise
     except OSError as exc:
         text = str(exc)
-        kind = "truncated" if "truncated" in text or "broken data stream" in text else "unreadable"
+        # PIL says 'image file is truncated' mid-data and 'Truncated File Read' when cut inside a header
+        kind = "truncated" if "truncated" in text.lower() or "broken data stream" in text else "unreadable"
         raise ImageReadError(kind, text) from None
     except Exception as exc:  # PIL raises a zoo of errors on garbage (SyntaxError, ValueError, ...)
         raise ImageReadError("unreadable", f"{type(exc).__name__}: {exc}") from None
+    mode = img.mode
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a damaged EXIF block should not cost a readable image: keep it as stored
+        pass
+    return _normalise(img), mode
+
+
+def _normalise(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
         return _flatten_alpha(img)

@@ -44,9 +44,13 @@ def read_csv(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise PodiumError(f"{what} '{path}' does not exist. Check the path in the config.")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        # utf-8-sig: Excel's byte-order mark would otherwise glue itself onto the first column's name
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise PodiumError(f"{what} '{path}' is not a readable CSV file ({type(exc).__name__}: {exc}).") from None
+        raise PodiumError(
+            f"{what} '{path}' is not a readable CSV file ({type(exc).__name__}: {exc}). "
+            "Give a UTF-8, comma-separated text file with a header line."
+        ) from None
     if frame.shape[1] == 0 or len(frame) == 0:
         raise PodiumError(f"{what} '{path}' has no rows. It needs a header line and one row per image.")
     frame.columns = [c.strip() for c in frame.columns]
@@ -56,9 +60,11 @@ def read_csv(path: Path, what: str) -> pd.DataFrame:
 def _need_columns(frame: pd.DataFrame, cols: list[str], path: Path, key_of: dict[str, str]) -> None:
     for col in cols:
         if col not in frame.columns:
+            seps = [s for s in (";", "\t", "|") if frame.shape[1] == 1 and s in frame.columns[0]]
+            hint = f" It seems to be separated by {seps[0]!r}: podium reads comma-separated files." if seps else ""
             raise PodiumError(
                 f"'{path}' has no column '{col}' (set by {key_of[col]}). Its columns are: "
-                f"{fmt_list(frame.columns)}. Set {key_of[col]} to one of them."
+                f"{fmt_list(frame.columns)}. Set {key_of[col]} to one of them.{hint}"
             )
 
 
@@ -87,12 +93,16 @@ def _resolve_paths(frame: pd.DataFrame, data: DataConfig, folder: Path, csv: Pat
     for i, (ident, rel) in enumerate(zip(frame["id"], frame["_path"] if data.path_col else frame["id"])):
         row = i + 2
         if data.path_col:
-            p = folder / str(rel) if isinstance(rel, str) else None
-            if p is None or not p.is_file():
+            p = folder / rel if isinstance(rel, str) and rel.strip() else None
+            if p is None:
+                problems.append(Problem("missing-file", f"{csv} row {row}", f"column '{data.path_col}' is empty"))
+            elif not p.is_file():
                 problems.append(Problem("missing-file", f"{csv} row {row}", f"image '{rel}' not found in {folder}"))
                 p = None
         else:
             found = index.get(str(ident), [])
+            if not found and ident and (folder / str(ident)).is_file():  # the id is itself the file name
+                found = [folder / str(ident)]
             p = found[0] if len(found) == 1 else None
             if not found:
                 problems.append(
@@ -133,7 +143,8 @@ def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None
     for i in np.flatnonzero(out["id"].isna().to_numpy()):
         problems.append(Problem("empty-id", f"{csv} row {i + 2}", f"column '{data.id_col}' is empty"))
     out["id"] = out["id"].fillna("").str.strip()
-    out["path"] = _resolve_paths(out, data, folder, csv, problems)
+    # object dtype: pandas 3 would store a list of str as its string dtype and turn the None of a missing file into NaN
+    out["path"] = pd.Series(_resolve_paths(out, data, folder, csv, problems), index=out.index, dtype=object)
     out = out.drop(columns=["_path"], errors="ignore")
     out["label"] = frame[data.label_col].str.strip() if labelled else None
     if group_col:
@@ -164,17 +175,22 @@ def _folder_table(folder_key: str, folder: Path | None, labelled: bool) -> Table
 
 def _check_ids(table: Table) -> None:
     dup = table.frame["id"].duplicated(keep=False) & (table.frame["id"] != "")
-    for ident, rows in table.frame[dup].groupby("id")["row"]:
+    for ident, rows in table.frame[dup].groupby("id"):
+        # folder sources have no CSV rows (row 0): there the same id means one name with two extensions
+        where = f"rows {fmt_list(rows['row'])}" if rows["row"].iloc[0] else f"files {fmt_list(rows['path'])}"
         table.problems.append(
-            Problem("duplicate-id", f"{table.source} rows {fmt_list(rows)}", f"id '{ident}' appears {len(rows)} times")
+            Problem("duplicate-id", f"{table.source} {where}", f"id '{ident}' appears {len(rows)} times")
         )
 
 
 def _check_labels(table: Table, classes: list[str] | None) -> None:
     for i, (label, row) in enumerate(zip(table.frame["label"], table.frame["row"])):
         where = f"{table.source} row {row}" if row else table.frame["path"].iloc[i]
-        if label is None or (isinstance(label, float) and np.isnan(label)) or label == "":
-            table.problems.append(Problem("empty-label", where, "the label is empty; give every image a class"))
+        # 'nan' is what a pandas NaN becomes when a frame is written with na_rep='nan' (or by hand)
+        if label is None or (isinstance(label, float) and np.isnan(label)) or label == "" or label.lower() == "nan":
+            table.problems.append(
+                Problem("empty-label", where, f"the label is empty ({label!r}); give every image a class")
+            )
         elif classes is not None and label not in classes:
             table.problems.append(
                 Problem("unknown-label", where, f"label '{label}' is not in data.classes ({fmt_list(classes)})")
@@ -247,11 +263,10 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     while quota.sum() > n:  # the >=1 floor overshot: take back from the largest quotas
         quota[np.argmax(quota)] -= 1
     order = np.argsort(-(exact - np.floor(exact)), kind="stable")
-    for k in order:
-        if quota.sum() >= n:
-            break
-        if quota[k] < counts[k]:
-            quota[k] += 1
+    while quota.sum() < n:  # hand out the rest by largest remainder, skipping classes already taken whole
+        for k in order:
+            if quota.sum() < n and quota[k] < counts[k]:
+                quota[k] += 1
     picked = [rng.choice(np.flatnonzero(inverse == k), size=quota[k], replace=False) for k in range(len(classes))]
     return np.sort(np.concatenate(picked))
 

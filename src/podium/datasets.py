@@ -1,0 +1,102 @@
+"""`podium datasets make NAME DIR`: offline data sets written as competition folders.
+
+Each maker writes images/, train.csv (id,label), test.csv (id), sample_submission.csv and, held out,
+test_labels.csv, so a full run can print a true test score. Listed by `podium datasets list`.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from podium.errors import PodiumError
+from podium.io import atomic_write_csv
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a numpy array: the format MNIST-style data sets ship in."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    zero, dtype_code, ndim = raw[0] << 8 | raw[1], raw[2], raw[3]
+    if zero != 0 or dtype_code != 0x08:
+        raise PodiumError(f"'{path}' is not an unsigned-byte IDX file.")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _idx_file(stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        for p in FASHION_DIR.rglob(name):
+            return p
+    raise PodiumError(f"Fashion-MNIST not found under {FASHION_DIR}: install it with "
+                      "`apt-get install dataset-fashion-mnist` (or `make fashion-mnist`).")
+
+
+def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train images, train labels, test images, test labels) as uint8 arrays."""
+    return (read_idx(_idx_file("train-images-idx3-ubyte")), read_idx(_idx_file("train-labels-idx1-ubyte")),
+            read_idx(_idx_file("t10k-images-idx3-ubyte")), read_idx(_idx_file("t10k-labels-idx1-ubyte")))
+
+
+def write_competition(out: Path, train_x, train_y, test_x, test_y, classes: list[str], prefix: str,
+                      seed: int = 0) -> list[Path]:
+    """Lay out arrays as a competition folder (PNG per image, class names as labels)."""
+    out = Path(out)
+    if (out / "train.csv").exists():
+        raise PodiumError(f"'{out}' already holds a competition (train.csv). Pick an empty folder.")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    train_ids = [f"{prefix}_tr{i:05d}" for i in range(len(train_x))]
+    test_ids = [f"{prefix}_te{i:05d}" for i in range(len(test_x))]
+    for ids, xs in ((train_ids, train_x), (test_ids, test_x)):
+        for ident, x in zip(ids, xs):
+            Image.fromarray(x).save(out / "images" / f"{ident}.png", compress_level=1)
+    names = np.asarray(classes, dtype=object)
+    atomic_write_csv(out / "train.csv", pd.DataFrame({"id": train_ids, "label": names[train_y]}))
+    atomic_write_csv(out / "test.csv", pd.DataFrame({"id": test_ids}))
+    template = pd.DataFrame({"id": test_ids, "label": classes[0]}).sample(frac=1.0, random_state=seed)
+    atomic_write_csv(out / "sample_submission.csv", template)
+    atomic_write_csv(out / "test_labels.csv", pd.DataFrame({"id": test_ids, "label": names[test_y]}))
+    return sorted(out.glob("*.csv"))
+
+
+def make_fashion_mnist(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
+    """Fashion-MNIST: 60,000 train / 10,000 test 28x28 grayscale, 10 named classes (n: first n train images)."""
+    tx, ty, vx, vy = load_fashion_mnist()
+    if n:
+        keep = np.random.default_rng(seed).permutation(len(tx))[:n]
+        tx, ty = tx[keep], ty[keep]
+    return write_competition(out, tx, ty, vx, vy, FASHION_CLASSES, "fm", seed)
+
+
+def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
+    """scikit-learn's digits upscaled to 32x32 (the demo's data)."""
+    from podium.demo import write_digits_competition
+
+    return write_digits_competition(out)
+
+
+# name -> (maker, one-line description); makers take (out, n, seed)
+DATASETS: dict[str, tuple[Callable[..., list[Path]], str]] = {
+    "digits": (make_digits, "scikit-learn digits, 1,797 images 32x32 grayscale, 10 classes (the demo)"),
+    "fashion-mnist": (make_fashion_mnist, "Fashion-MNIST 60,000/10,000 28x28 grayscale, 10 named classes"),
+}
+
+
+def make_dataset(name: str, out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
+    if name not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        raise PodiumError(f"Unknown data set '{name}'." + (f" Did you mean '{close[0]}'?" if close else "")
+                          + f" Known: {', '.join(DATASETS)}.")
+    return DATASETS[name][0](Path(out), n, seed)
