@@ -97,8 +97,11 @@ class Classifier(pl.LightningModule):
     def lr_scheduler_step(self, scheduler, metric):
         scheduler.step_update(num_updates=self.global_step)  # timm schedulers step on update counts
 
+    def on_train_batch_start(self, batch, batch_idx):
+        if batch_idx == 0:  # reseed here, after Lightning and the DataLoader have drawn whatever they draw
+            seed_everything(self.cfg.train.seed + 1000 * self.current_epoch)
+
     def on_train_epoch_start(self):
-        seed_everything(self.cfg.train.seed + 1000 * self.current_epoch)
         from podium.models import set_backbone_trainable
 
         m = self.cfg.model
@@ -108,8 +111,10 @@ class Classifier(pl.LightningModule):
             set_backbone_trainable(self.model, True)
 
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["podium_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1],
-                                    "python": random.getstate()[1]}
+        # plain tensors and ints only, so the checkpoint still loads with torch.load(weights_only=True)
+        checkpoint["podium_rng"] = {"torch": torch.get_rng_state(),
+                                    "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+                                    "python": list(random.getstate()[1])}
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint.get("podium_rng")
@@ -145,8 +150,8 @@ class EpochMetricsCSV(pl.Callback):
     def __init__(self, path: Path):
         self.path = path
 
-    def on_validation_epoch_end(self, trainer, module):
-        if trainer.sanity_checking or not module.last_val:
+    def on_train_epoch_end(self, trainer, module):  # runs after this epoch's validation (and the module's hooks)
+        if not module.last_val:
             return
         rows = pd.read_csv(self.path) if self.path.exists() else pd.DataFrame()
         if len(rows):

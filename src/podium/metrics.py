@@ -17,7 +17,8 @@ class Metric:
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:
-    return float(log_loss(y, np.clip(p, 1e-15, 1.0), labels=np.arange(p.shape[1])))
+    p = np.clip(p, 1e-15, 1.0)
+    return float(log_loss(y, p / p.sum(1, keepdims=True), labels=np.arange(p.shape[1])))
 
 
 METRICS: dict[str, Metric] = {

@@ -140,6 +140,17 @@ def _precision(cfg: Config, accelerator: str) -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
+def _quiet_lightning() -> None:
+    """Keep the terminal for podium's own output: no hardware banner, no tips, no known-harmless warnings."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # fold<k>/ holds metrics.csv first
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.14 deprecation notice
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-process reads are the fast path
+
+
 def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> dict:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
@@ -148,6 +159,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> 
     from podium.engine import AtomicCheckpointIO, EpochMetricsCSV, metric_mode, seed_everything
     from podium.predict import predict_probs
 
+    _quiet_lightning()
     fold_dir = rd / f"fold{k}"
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k

