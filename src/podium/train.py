@@ -151,15 +151,37 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-process reads are the fast path
 
 
-def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> dict:
+def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, **overrides):
+    """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests)."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from podium.engine import AtomicCheckpointIO, EpochMetricsCSV, metric_mode, seed_everything
-    from podium.predict import predict_probs
+    from podium.engine import AtomicCheckpointIO, EpochMetricsCSV, metric_mode
 
     _quiet_lightning()
+    gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
+    accelerator = "gpu" if gpu else "cpu"
+    mode = metric_mode(cfg.cv.metric)
+    callbacks = [ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_metric", mode=mode, save_last=True,
+                                 save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
+                 EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=True)]
+    if cfg.train.patience > 0:
+        callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
+    settings = dict(
+        max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
+        precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,
+        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        logger=TensorBoardLogger(fold_dir, name="tensorboard", version=""), num_sanity_val_steps=0,
+        enable_model_summary=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
+    )
+    return pl.Trainer(**{**settings, **overrides})
+
+
+def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> dict:
+    from podium.engine import seed_everything
+    from podium.predict import predict_probs
+
     fold_dir = rd / f"fold{k}"
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k
@@ -169,20 +191,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> 
     train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, cfg.train.seed + k)
     val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None)
     module = build_module(cfg, len(data.classes), data.channels, len(train_loader))
-    accelerator = "gpu" if cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
-    mode = metric_mode(cfg.cv.metric)
-    callbacks = [ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_metric", mode=mode, save_last=True,
-                                 save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
-                 EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=True)]
-    if cfg.train.patience > 0:
-        callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
-    trainer = pl.Trainer(
-        max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
-        precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,
-        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        logger=TensorBoardLogger(fold_dir, name="tensorboard", version=""), num_sanity_val_steps=0,
-        enable_model_summary=False, log_every_n_steps=max(1, min(50, len(train_loader))),
-    )
+    trainer = make_trainer(cfg, fold_dir, len(train_loader))
     last = fold_dir / "last.ckpt"
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
     if trainer.global_rank != 0:
