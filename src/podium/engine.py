@@ -86,8 +86,10 @@ class Classifier(pl.LightningModule):
         from timm.scheduler import create_scheduler_v2
 
         t = self.cfg.train
-        optimizer = create_optimizer_v2(self.model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
-                                        layer_decay=t.layer_decay)
+        from podium.models import param_groups
+
+        groups = param_groups(self.model, t.lr, t.weight_decay, t.layer_decay)  # tested in tests/test_models.py
+        optimizer = create_optimizer_v2(groups, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay)
         updates = max(1, self.steps_per_epoch // t.accumulate)
         scheduler, _ = create_scheduler_v2(optimizer, sched=t.scheduler, num_epochs=t.epochs, min_lr=t.min_lr,
                                            warmup_lr=t.warmup_lr, warmup_epochs=t.warmup_epochs,
