@@ -51,7 +51,7 @@ def write_tiny_competition(root: Path, n_train: int = 48, n_test: int = 12, seed
         "cv": {"n_folds": 3},
         "model": {"name": "podium_cnn", "pretrained": False},
         "augment": {"hflip": False, "shift": 0.0},
-        "train": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 0, "patience": 0},
+        "train": {"epochs": 4, "batch_size": 8, "lr": 3e-3, "warmup_epochs": 0, "patience": 0},
     }
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
     return root / "config.yaml"

@@ -109,10 +109,10 @@ def run_demo(out: Path | str, tta: str = "hflip") -> dict:
     summary.add_column("value", justify="right")
     summary.add_row(f"CV {metrics['cv_metric']} (OOF, 5 folds)", f"{metrics['cv']:.4f}")
     for view, acc in test_acc.items():
-        summary.add_row(f"test accuracy, held-out labels (TTA {view})", f"{acc:.4f}")
+        summary.add_row(f"test accuracy (TTA {view})", f"{acc:.4f}")
     summary.add_row("wall time", f"{seconds:.0f} s")
     summary.add_row("run folder", str(rd))
-    summary.add_row("submission (last TTA above)", str(res["submission"]))
+    summary.add_row(f"submission (TTA {tta})", str(res["submission"]))
     console.print(summary)
     console.print(f"Next: `podium config show {out / 'config.yaml'}`, then make one for your competition (README).")
     return {"cv": metrics["cv"], "test_accuracy": test_acc[tta], "test_accuracy_by_tta": test_acc, "seconds": seconds, "run": rd}

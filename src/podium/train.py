@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from rich.console import Console
 
 from podium.config import Config, to_yaml
 from podium.errors import PodiumError, fmt_list
@@ -165,7 +166,7 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, **overrides)
     mode = metric_mode(cfg.cv.metric)
     callbacks = [ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_metric", mode=mode, save_last=True,
                                  save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
-                 EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=True)]
+                 EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
     settings = dict(
@@ -254,6 +255,9 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     for k in folds:
         if resume and (rd / f"fold{k}" / "done.json").exists():
             continue
-        train_fold(cfg, data, rd, k, resume)
-        merge_folds(rd, cfg.cv.metric)
+        done = train_fold(cfg, data, rd, k, resume)
+        fold_metrics = merge_folds(rd, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
+        if done and fold_metrics:
+            Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
+                                       f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
     return merge_folds(rd, cfg.cv.metric)
