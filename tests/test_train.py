@@ -103,3 +103,34 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_competition):
     ref_oof = pd.read_csv(tiny_competition.parent / "runs" / "ref" / "oof.csv")
     got_oof = pd.read_csv(tiny_competition.parent / "runs" / "killed" / "oof.csv")
     np.testing.assert_allclose(got_oof[CLASSES].to_numpy(), ref_oof[CLASSES].to_numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["train.ema=true", "train.ema_decay=0.9"],
+    ["train.accumulate=2", "train.grad_clip=1.0"],
+    ["train.layer_decay=0.7"],
+    ["model.freeze=backbone_until", "model.freeze_epochs=1"],
+    ["train.patience=1", "train.epochs=6"],
+])
+def test_training_options_run_and_produce_a_full_run(tiny_competition, overrides):
+    metrics = train(load_config(tiny_competition, ["train.epochs=2", "cv.n_folds=2", *overrides]))
+    assert metrics["complete"] and 0.0 <= metrics["cv"] <= 1.0
+
+
+def test_frozen_backbone_keeps_its_initial_weights(tiny_competition):
+    from podium.engine import seed_everything
+    from podium.models import backbone_parameters, classifier_parameters, create_model
+
+    cfg = load_config(tiny_competition, ["model.freeze=backbone", "cv.n_folds=2"])
+    train(cfg, folds=[0])
+    seed_everything(cfg.train.seed + 0)  # the init train_fold draws for fold 0
+    init = create_model(cfg.model, len(CLASSES), 1)
+    state = torch.load(tiny_competition.parent / "runs" / "tiny" / "fold0" / "best.ckpt", weights_only=True)["state_dict"]
+    trained = create_model(cfg.model, len(CLASSES), 1)
+    trained.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    for a, b in zip(backbone_parameters(init), backbone_parameters(trained)):
+        torch.testing.assert_close(a, b)  # frozen: not one step taken
+    for a, b in zip(init.state_dict().items(), trained.state_dict().items()):
+        if "running_mean" in a[0]:
+            torch.testing.assert_close(a[1], b[1])  # frozen BatchNorm statistics too
+    assert any(not torch.equal(a, b) for a, b in zip(classifier_parameters(init), classifier_parameters(trained)))
