@@ -109,6 +109,12 @@ class TrainConfig(_Section):
     eval_batch_size: int = 256  # images per forward pass when validating and predicting
 
 
+class TrackConfig(_Section):
+    mlflow: bool = False  # also log params, per-epoch metrics, scores and artifacts to MLflow
+    mlflow_uri: str | None = None  # MLflow tracking URI; default: a SQLite file <output_dir>/mlflow.db
+    wandb: bool = False  # also log to Weights & Biases, in offline mode (sync later with `wandb sync`)
+
+
 class Config(_Section):
     name: str = "run"  # the run's name: its folder is <output_dir>/<name>
     output_dir: Path = Path("runs")  # where runs (and the decode cache) are written
@@ -117,6 +123,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()  # the network
     augment: AugmentConfig = AugmentConfig()  # training-time augmentation
     train: TrainConfig = TrainConfig()  # the optimisation
+    track: TrackConfig = TrackConfig()  # experiment tracking beyond the CSV and TensorBoard logs always written
 
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"

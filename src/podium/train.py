@@ -152,13 +152,12 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-process reads are the fast path
 
 
-def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, **overrides):
+def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, **overrides):
     """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests)."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     from podium.engine import AtomicCheckpointIO, EpochMetricsCSV, metric_mode
+    from podium.tracking import fold_loggers
 
     _quiet_lightning()
     gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
@@ -173,7 +172,7 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, **overrides)
         max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
         precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,
         gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        logger=TensorBoardLogger(fold_dir, name="tensorboard", version=""), num_sanity_val_steps=0,
+        logger=fold_loggers(cfg, fold_dir, fold), num_sanity_val_steps=0,
         enable_model_summary=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
     )
     return pl.Trainer(**{**settings, **overrides})
@@ -192,7 +191,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> 
     train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, cfg.train.seed + k)
     val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None)
     module = build_module(cfg, len(data.classes), data.channels, len(train_loader))
-    trainer = make_trainer(cfg, fold_dir, len(train_loader))
+    trainer = make_trainer(cfg, fold_dir, len(train_loader), fold=k)
     last = fold_dir / "last.ckpt"
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
     if trainer.global_rank != 0:
@@ -260,4 +259,8 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
         if done and fold_metrics:
             Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
                                        f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
-    return merge_folds(rd, cfg.cv.metric)
+    metrics = merge_folds(rd, cfg.cv.metric)
+    from podium.tracking import log_run
+
+    log_run(cfg, rd, metrics)
+    return metrics
