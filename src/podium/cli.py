@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from podium.errors import PodiumError
 
@@ -163,7 +164,7 @@ def main() -> None:
     except PodiumError as exc:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # messages may hold [brackets]
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

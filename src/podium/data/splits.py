@@ -127,6 +127,6 @@ def load_folds(cfg: Config, frame: pd.DataFrame, create: bool = True) -> np.ndar
                           "Run `podium split CONFIG --overwrite` to remake it (earlier runs then use other folds).")
     n = folds["fold"].nunique()
     if n != cfg.cv.n_folds or folds["fold"].min() != 0 or folds["fold"].max() != n - 1:
-        raise PodiumError(f"Folds file '{path}' has folds {sorted(folds['fold'].unique())} but cv.n_folds="
+        raise PodiumError(f"Folds file '{path}' has folds {sorted(int(f) for f in folds['fold'].unique())} but cv.n_folds="
                           f"{cfg.cv.n_folds}. Set cv.n_folds={n}, or remake it with `podium split CONFIG --overwrite`.")
     return frame["id"].map(dict(zip(folds["id"], folds["fold"]))).to_numpy(dtype=int)
