@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test bench bench-data bench-train bench-fashion fashion-mnist clean
+.PHONY: demo test bench bench-data bench-train bench-fashion bench-report fashion-mnist chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,15 +15,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/podium demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -x --timeout=900
+
+# Debian's Chromium: the report tests open `podium report`'s page headless and take a screenshot.
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # Debian's Fashion-MNIST (70,000 images) for the benchmarks that need real data.
 fashion-mnist:
 	test -d /usr/share/datasets/fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
 	  || (sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist)
 
-bench: bench-data bench-train bench-fashion
+bench: bench-data bench-train bench-fashion bench-report
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/data_loading.py
@@ -33,6 +38,9 @@ bench-train: $(STAMP)
 
 bench-fashion: $(STAMP) fashion-mnist
 	$(BIN)/python benchmarks/fashion_mnist.py
+
+bench-report: $(STAMP) fashion-mnist
+	$(BIN)/python benchmarks/report_speed.py
 
 clean:
 	rm -rf $(VENV)

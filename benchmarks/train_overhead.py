@@ -80,7 +80,7 @@ def bare_round(cfg, images, targets, steps: int) -> list[float]:
     loader = make_loader(images, targets, np.arange(len(images)), t.batch_size, seed=0)
     sched, _ = create_scheduler_v2(opt, sched=t.scheduler, num_epochs=t.epochs, warmup_epochs=t.warmup_epochs,
                                    step_on_epochs=False, updates_per_epoch=len(loader))
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=t.loss_args["label_smoothing"])
     augment, mean, std = train_transform(cfg.augment), torch.tensor([0.5]), torch.tensor([0.5])
     starts, step = [], 0
     model.train()

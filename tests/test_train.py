@@ -111,6 +111,8 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_competition):
     ["train.layer_decay=0.7"],
     ["model.freeze=backbone_until", "model.freeze_epochs=1"],
     ["train.patience=1", "train.epochs=6"],
+    ["train.loss=ldam", "model.head=cosine", "train.sampler=repeat_factor", "train.loss_args.drw_epoch=1"],
+    ["train.loss=focal", "train.loss_args.alpha=effective_number", "model.head=arcface", "train.sampler=sqrt"],
 ])
 def test_training_options_run_and_produce_a_full_run(tiny_competition, overrides):
     metrics = train(load_config(tiny_competition, ["train.epochs=2", "cv.n_folds=2", *overrides]))
@@ -134,3 +136,70 @@ def test_frozen_backbone_keeps_its_initial_weights(tiny_competition):
         if "running_mean" in a[0]:
             torch.testing.assert_close(a[1], b[1])  # frozen BatchNorm statistics too
     assert any(not torch.equal(a, b) for a, b in zip(classifier_parameters(init), classifier_parameters(trained)))
+
+
+def test_fold_training_rows_alone_feed_the_sampler_and_the_loss(tiny_competition, monkeypatch):
+    import podium.losses
+    import podium.train
+
+    seen = {}
+    make_sampler, make_loss = podium.train.create_sampler, podium.losses.create_loss
+
+    def record_sampler(name, labels, *args):
+        seen["sampler"] = (name, labels)
+        return make_sampler(name, labels, *args)
+
+    def record_loss(name, args, ctx):
+        seen["counts"] = ctx.class_counts
+        return make_loss(name, args, ctx)
+
+    monkeypatch.setattr(podium.train, "create_sampler", record_sampler)
+    monkeypatch.setattr(podium.losses, "create_loss", record_loss)
+    train(load_config(tiny_competition, ["train.epochs=1", "train.sampler=class_balanced", "train.loss=weighted_ce"]),
+          folds=[1])
+    rows = pd.read_csv(tiny_competition.parent / "train.csv", dtype=str)
+    folds = pd.read_csv(tiny_competition.parent / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    targets = rows["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    training = targets[folds.loc[rows["id"]].to_numpy() != 1]
+    assert seen["sampler"][0] == "class_balanced" and seen["sampler"][1].tolist() == training.tolist()
+    assert seen["counts"].tolist() == np.bincount(training, minlength=3).tolist()
+
+
+def test_classifier_retraining_keeps_each_folds_backbone(tiny_competition):
+    from podium.train import fold_weights
+
+    train(load_config(tiny_competition))
+    first = tiny_competition.parent / "runs" / "tiny"
+    crt = load_config(tiny_competition, ["name=crt", "train.stage=classifier", f"train.init_from={first}"])
+    assert crt.train.resolved_sampler() == "class_balanced"
+    metrics = train(crt)
+    assert metrics["complete"] and metrics["cv"] > 0.6
+    for k in range(3):
+        before, after = fold_weights(first, k), fold_weights(tiny_competition.parent / "runs" / "crt", k)
+        assert before.keys() == after.keys()
+        for key in before:
+            if key.startswith("classifier."):
+                assert not torch.equal(before[key], after[key]), key  # retrained (from a fresh start)
+            else:
+                torch.testing.assert_close(before[key], after[key], msg=key)  # fold k's backbone and BN statistics
+
+
+def test_classifier_retraining_refuses_a_mismatched_start(tiny_competition):
+    train(load_config(tiny_competition, ["train.epochs=1"]), folds=[0])
+    first = tiny_competition.parent / "runs" / "tiny"
+
+    def crt(*extra):
+        return load_config(tiny_competition, ["train.stage=classifier", f"train.init_from={first}", *extra])
+
+    with pytest.raises(PodiumError, match="this run's own folder .* name=tiny-crt"):
+        train(crt())
+    with pytest.raises(PodiumError, match=r"has no finished fold 1, 2"):
+        train(crt("name=c1"))
+    with pytest.raises(PodiumError, match=r"do not fit this config's model \(model.name=podium_cnn, model.head=cosine"):
+        train(crt("name=c2", "model.head=cosine"), folds=[0])
+    folds = pd.read_csv(first / "folds.csv", dtype={"id": str})
+    folds.loc[0, "fold"] = (folds.loc[0, "fold"] + 1) % 3
+    folds.to_csv(first / "folds.csv", index=False)
+    with pytest.raises(PodiumError, match=rf"used other folds than this config \(1 id\(s\) differ, first: {folds.loc[0, 'id']}"):
+        train(crt("name=c3"), folds=[0])
+    assert not (tiny_competition.parent / "runs" / "c3").exists()

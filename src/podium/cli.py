@@ -77,6 +77,68 @@ def split(config: Path, overrides: Optional[list[str]] = OVERRIDES,
                   f"({', '.join(str(c) for c in counts)})")
 
 
+def _floats(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise PodiumError(f"--weights '{text}' must be numbers separated by commas, e.g. --weights 0.6,0.4") from None
+
+
+@app.command("ensemble")
+def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders trained on the same folds"),
+             method: str = typer.Option("mean", "--method", help="mean | vote | weighted | rank"),
+             optimize: bool = typer.Option(False, "--optimize", help="fit weights on the joined OOF (weighted)"),
+             weights: Optional[str] = typer.Option(None, "--weights", help="explicit weights, e.g. 0.6,0.4"),
+             files: Optional[list[Path]] = typer.Option(None, "--files", help="combine these CSVs instead (repeat)"),
+             out: Optional[Path] = typer.Option(None, "--out", help="output folder (runs) or CSV file (--files)")):
+    """Blend runs on their out-of-fold predictions (scored), then on test; or combine anyone's CSV files."""
+    from rich.table import Table
+
+    from podium.ensemble import ensemble_files, ensemble_runs
+
+    if files:
+        if out is None:
+            raise PodiumError("--files needs --out FILE.csv for the combined submission.")
+        if out.exists():
+            raise PodiumError(f"'{out}' exists; choose another --out.")
+        res = ensemble_files(files, out, _floats(weights))
+        console.print(f"[green]wrote[/] {res['out']}: {res['n']} rows, {res['kind']} of {len(files)} files")
+        return
+    res = ensemble_runs(runs or [], method=method, optimize=optimize, weights=_floats(weights), out=out)
+    table = Table(title=f"OOF {res['metric']} ({res['method']})")
+    table.add_column("predictions")
+    table.add_column(res["metric"], justify="right")
+    table.add_column("weight", justify="right")
+    for name, score in res["oof_scores"].items():
+        table.add_row(name, f"{score:.4f}", f"{res['weights'][name]:.3f}" if name in res["weights"] else "")
+    Console().print(table)
+    console.print(f"[green]wrote[/] {res['out']}" + ("" if "submission" in res else
+                  " (OOF only: run `podium predict` on every run to blend the test set too)"))
+
+
+@app.command("diff")
+def diff(a: Path, b: Path, out: Optional[Path] = typer.Option(None, "--out", help="also write the list as CSV")):
+    """List the ids where two submissions (or probability files) disagree, with both labels."""
+    from rich.table import Table
+
+    from podium.ensemble import diff_submissions
+    from podium.io import atomic_write_csv
+
+    rows = diff_submissions(a, b)
+    table = Table(title=f"{len(rows)} disagreement(s): a = {a}, b = {b}")
+    for col in rows.columns:
+        table.add_column(col)
+    for r in rows.head(50).itertuples(index=False):
+        table.add_row(*(str(v) for v in r))
+    Console().print(table)
+    if len(rows) > 50:
+        console.print(f"(first 50 of {len(rows)}; --out FILE.csv writes them all)")
+    if out is not None:
+        atomic_write_csv(out, rows)
+
+
 def _fold_list(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -104,13 +166,32 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
 def predict(run: Path, tta: str = typer.Option("none", "--tta", help="none | hflip | hflip+vflip"),
             test_csv: Optional[Path] = typer.Option(None, "--test-csv", help="predict this test CSV instead"),
             out: Optional[Path] = typer.Option(None, "--out", help="submission path (default RUN/submission.csv)"),
-            overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
+            overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
+            no_posthoc: bool = typer.Option(False, "--no-posthoc", help="ignore RUN/posthoc.json (`podium posthoc`)")):
     """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template."""
     from podium.predict import predict as run_predict
 
-    res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite)
-    console.print(f"[green]wrote[/] {res['submission']} ({res['n']} rows; folds {res['folds']}, TTA {res['tta']}) "
-                  f"and {res['test_probs']}")
+    res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc)
+    console.print(f"[green]wrote[/] {res['submission']} ({res['n']} rows; folds {res['folds']}, TTA {res['tta']}"
+                  f"{', post-hoc ' + res['posthoc'] if res['posthoc'] else ''}) and {res['test_probs']}")
+
+
+@app.command("posthoc")
+def posthoc(run: Path,
+            method: Optional[str] = typer.Option(None, "--method", help="logit_adjust | prior (default: the run's "
+                                                 "posthoc.method, else logit_adjust)"),
+            tau: Optional[float] = typer.Option(None, "--tau", help="logit_adjust: use this tau instead of fitting it"),
+            metric: Optional[str] = typer.Option(None, "--metric", help="metric to fit tau for (default: cv.metric)")):
+    """Fit a long-tail correction on RUN's OOF (RUN/posthoc.json); `podium predict RUN` then applies it."""
+    from podium.config import load_config
+    from podium.posthoc import fit_run, summary
+
+    if not (Path(run) / "config.yaml").exists():
+        raise PodiumError(f"'{run}' is not a run folder (no config.yaml).")
+    cfg = load_config(Path(run) / "config.yaml")
+    method = method or (cfg.posthoc.method if cfg.posthoc.method != "none" else "logit_adjust")
+    params = fit_run(run, method, metric or cfg.cv.metric, tau if tau is not None else cfg.posthoc.tau, cfg.posthoc.tau_max)
+    console.print(f"{summary(params)}; wrote {Path(run) / 'posthoc.json'}")
 
 
 @app.command("demo")
@@ -137,6 +218,42 @@ def list_models():
         print(line)
 
 
+@list_app.command("losses")
+def list_losses():
+    """Every loss train.loss can name, what it does, and its train.loss_args with their defaults."""
+    from podium.losses import describe_losses
+
+    for line in describe_losses():
+        print(line)
+
+
+@list_app.command("samplers")
+def list_samplers():
+    """The samplers train.sampler can name."""
+    from podium.samplers import describe_samplers
+
+    for line in describe_samplers():
+        print(line)
+
+
+@list_app.command("heads")
+def list_heads():
+    """The classifier heads model.head can name."""
+    from podium.heads import describe_heads
+
+    for line in describe_heads():
+        print(line)
+
+
+@list_app.command("posthoc")
+def list_posthoc():
+    """The post-hoc corrections posthoc.method (and `podium posthoc --method`) can name."""
+    from podium.posthoc import POSTHOC
+
+    for name, description in POSTHOC.items():
+        print(f"{name:<13} {description}")
+
+
 @datasets_app.command("list")
 def datasets_list():
     """The data sets `podium datasets make` can write."""
@@ -148,12 +265,59 @@ def datasets_list():
 
 @datasets_app.command("make")
 def datasets_make(name: str, out: Path, n: Optional[int] = typer.Option(None, "--n", help="number of train images"),
-                  seed: int = typer.Option(0, "--seed", help="seed of any sampling")):
+                  seed: int = typer.Option(0, "--seed", help="seed of any sampling"),
+                  imbalance: Optional[float] = typer.Option(None, "--imbalance", help="long-tailed sets: largest / "
+                                                            "smallest class (fashion-lt: default 100)")):
     """Write data set NAME into folder OUT as a competition (images/, train.csv, test.csv, ...)."""
     from podium.datasets import make_dataset
 
-    paths = make_dataset(name, out, n, seed)
+    paths = make_dataset(name, out, n, seed, imbalance=imbalance)
     console.print(f"[green]wrote[/] {name} to {out} ({', '.join(p.name for p in paths)})")
+
+
+@app.command("report")
+def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --compare: two runs or prediction CSVs"),
+           compare: bool = typer.Option(False, "--compare", help="compare two runs (or submission/OOF files)"),
+           out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default RUN/report.html)"),
+           gallery: int = typer.Option(24, "--gallery", help="highest-loss OOF images shown"),
+           gradcam: int = typer.Option(8, "--gradcam", help="of those, how many get Grad-CAM overlays (0 = off)")):
+    """Write one self-contained HTML page on what a run gets wrong (or, with --compare, how two runs differ)."""
+    if compare:
+        if len(runs) != 2:
+            raise PodiumError(f"--compare takes two runs or prediction files, got {len(runs)}.")
+        from podium.report.compare import compare as run_compare
+
+        res = run_compare(runs[0], runs[1], out=out)
+        for name, scores in res["scores"].items():
+            console.print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if v == v))
+        console.print(f"{res['n_differ']} of {res['n']} ids predicted differently; [green]wrote[/] {res['out']}")
+        return
+    if len(runs) != 1:
+        raise PodiumError(f"podium report takes one run folder (got {len(runs)}); to compare two, add --compare.")
+    from podium.report.build import build_report
+
+    console.print(f"[green]wrote[/] {build_report(runs[0], out=out, gallery=gallery, gradcam=gradcam)}")
+
+
+@app.command("errors")
+def errors(run: Path, out: Path,
+           all_images: bool = typer.Option(False, "--all", help="every OOF image, not only the misclassified"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace a folder written by an earlier call")):
+    """Copy misclassified (or all) OOF images into OUT/<true>/<pred>/ to flip through in an image viewer."""
+    from podium.report.folders import export_errors
+
+    res = export_errors(run, out, include_all=all_images, overwrite=overwrite)
+    console.print(f"[green]wrote[/] {res['written']} images ({res['wrong']} misclassified) into {res['out']}/<true>/"
+                  f"<pred>/; index: {res['index']}" + (f"; {res['missing']} not found" if res["missing"] else ""))
+
+
+@app.command("runs")
+def runs_leaderboard(output_dir: Path = typer.Argument(Path("runs"), help="the output_dir holding the runs"),
+                     csv: Optional[Path] = typer.Option(None, "--csv", help="CSV path (default OUTPUT_DIR/leaderboard.csv)")):
+    """A leaderboard of every run under OUTPUT_DIR, best CV first: printed, and written as CSV."""
+    from podium.report.runs import list_runs
+
+    list_runs(output_dir, csv=csv, console=Console())
 
 
 def main() -> None:

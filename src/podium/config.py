@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from podium.errors import PodiumError
 
@@ -58,7 +58,7 @@ class CVConfig(_Section):
     seed: int = 42  # seed of the fold shuffle (and of data.subset)
     group_col: str | None = None  # column whose values never span two folds (person, patient, session)
     folds_file: Path | None = None  # where folds.csv lives; default: next to the training data
-    metric: str = "accuracy"  # the metric reported as `cv` (accuracy | f1_macro | f1_weighted | logloss)
+    metric: str = "accuracy"  # the metric reported as `cv` (accuracy | balanced_accuracy | f1_macro | f1_weighted | logloss)
 
     @model_validator(mode="after")
     def _groups(self):
@@ -77,12 +77,94 @@ class ModelConfig(_Section):
     drop_rate: float = 0.0  # dropout before the classifier (0.2 suits EfficientNets; costs podium_cnn ~0.5 pt)
     freeze: Literal["none", "backbone", "backbone_until"] = "none"  # train all | head only | head first
     freeze_epochs: int = 1  # with freeze=backbone_until: epochs trained with the backbone frozen
+    head: Literal["linear", "cosine", "arcface", "cosface"] = "linear"  # the classifier (`podium list heads`)
+    head_scale: float = 30.0  # cosine heads: logits = head_scale x cos(angle between features and class weights)
+    head_margin: float | None = None  # arcface (radians) / cosface margin on the true class while training; None: 0.5 / 0.35
+
+    @model_validator(mode="after")
+    def _head(self):
+        if self.head_scale <= 0:
+            raise ValueError("model.head_scale must be positive (30 is usual for cosine heads)")
+        if self.head_margin is not None and self.head not in ("arcface", "cosface"):
+            raise ValueError(f"model.head_margin applies to model.head=arcface|cosface, not {self.head}")
+        return self
 
 
 class AugmentConfig(_Section):
     hflip: bool = True  # random horizontal flip while training (turn off for text, digits, asymmetric objects)
     vflip: bool = False  # random vertical flip while training
     shift: float = 0.1  # random translation, as a fraction of the image side (0 = off)
+
+
+# ---------------------------------------------------------------------------------- loss parameters
+# One typed model per loss of `podium.losses.LOSSES` (same names; tests/test_losses.py checks): `train.loss_args` is
+# validated against the chosen loss's model and stored with every default filled in, so a run's config.yaml says
+# exactly which loss made it.
+
+ClassWeights = Literal["inverse", "sqrt_inverse", "effective_number"] | list[float]
+Smoothing = Annotated[float, Field(ge=0.0, lt=1.0)]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class CrossEntropyArgs(_Section):
+    label_smoothing: Smoothing = 0.1  # share of the target spread evenly over all classes
+
+
+class WeightedCEArgs(_Section):
+    weights: ClassWeights = "inverse"  # 1/n | 1/sqrt(n) | (1-beta)/(1-beta^n) (Cui et al. 2019) | a list in class order
+    beta: Beta = 0.9999  # weights=effective_number: how fast more images of a class stop adding information
+    label_smoothing: Smoothing = 0.0  # as cross_entropy's
+
+
+class FocalArgs(_Section):
+    gamma: Annotated[float, Field(ge=0.0)] = 2.0  # each image's loss is scaled by (1 - p_true)^gamma (0: cross-entropy)
+    alpha: ClassWeights | None = None  # per-class factor, as weighted_ce's weights; None: 1 for every class
+    beta: Beta = 0.9999  # alpha=effective_number: as weighted_ce's
+
+
+class SoftF1Args(_Section):
+    eps: Annotated[float, Field(gt=0.0)] = 1e-7  # keeps each class's F1 defined when a batch neither holds nor predicts it
+
+
+class BalancedSoftmaxArgs(_Section):
+    label_smoothing: Smoothing = 0.0  # as cross_entropy's
+
+
+class LogitAdjustedArgs(_Section):
+    tau: float = 1.0  # logits + tau x log(class prior) while training (Menon et al. 2021; 1 = balanced softmax)
+    label_smoothing: Smoothing = 0.0  # as cross_entropy's
+
+
+class LDAMArgs(_Section):
+    max_margin: Annotated[float, Field(gt=0.0)] = 0.5  # cosine margin of the rarest class; class c: max_margin x (n_min/n_c)^(1/4)
+    drw_epoch: Annotated[int, Field(ge=0)] | None = None  # deferred re-weighting from this epoch; None: 80% of train.epochs
+    beta: Beta = 0.9999  # DRW's effective-number weights (Cao et al. 2019)
+
+
+LOSS_ARGS: dict[str, type[_Section]] = {
+    "cross_entropy": CrossEntropyArgs, "weighted_ce": WeightedCEArgs, "focal": FocalArgs, "soft_f1": SoftF1Args,
+    "balanced_softmax": BalancedSoftmaxArgs, "logit_adjusted": LogitAdjustedArgs, "ldam": LDAMArgs,
+}
+
+
+def resolve_loss_args(loss: str, args: dict) -> dict:
+    """`args` checked against `loss`'s parameters, every default filled in; a ValueError names the bad key."""
+    model = LOSS_ARGS[loss]
+    try:
+        return model.model_validate(args).model_dump(mode="json")
+    except ValidationError as exc:
+        valid = ", ".join(model.model_fields) or "none"
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"][:1])
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                problems.append(f"train.loss_args.{key}: loss '{loss}' has no parameter '{key}'.{hint} "
+                                f"Its parameters: {valid} (`podium list losses`)")
+            else:
+                problems.append(f"train.loss_args.{key}: {err['msg']} (got {err.get('input')!r})")
+        raise ValueError("; ".join(dict.fromkeys(problems))) from None
 
 
 class TrainConfig(_Section):
@@ -95,7 +177,13 @@ class TrainConfig(_Section):
     warmup_epochs: int = 1  # epochs of linear warmup from warmup_lr to lr
     warmup_lr: float = 1e-5  # learning rate at the first step of warmup
     min_lr: float = 1e-6  # floor of the cosine decay
-    label_smoothing: float = 0.1  # target smoothing of the cross-entropy
+    loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args
+    loss_args: dict[str, Any] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; unset ones take defaults
+    sampler: Literal["auto", "random", "class_balanced", "sqrt", "repeat_factor"] = "auto"  # `podium list samplers`; auto: random, class_balanced when stage=classifier
+    repeat_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # sampler=repeat_factor: a class holding a share f < t of the images is drawn sqrt(t/f) times as often
+    stage: Literal["full", "classifier"] = "full"  # full: train everything | classifier: retrain only the classifier of init_from's folds (cRT)
+    init_from: Path | None = None  # stage=classifier: the trained run whose fold<k>/best.ckpt fold k starts from
+    reinit_classifier: bool = True  # stage=classifier: start the classifier afresh (Kang et al. 2020) or from the trained one
     patience: int = 5  # early stopping: epochs without a better validation metric (0 = never stop early)
     ema: bool = False  # keep an exponential moving average of the weights and validate/predict with it
     ema_decay: float = 0.999  # EMA decay per optimizer step
@@ -108,11 +196,47 @@ class TrainConfig(_Section):
     seed: int = 42  # seeds weights, data order and augmentation; same seed -> same metrics on CPU
     eval_batch_size: int = 256  # images per forward pass when validating and predicting
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_loss_args(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            loss = data.get("loss", "cross_entropy")
+            if not isinstance(loss, str) or loss not in LOSS_ARGS:
+                close = difflib.get_close_matches(str(loss), list(LOSS_ARGS), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ValueError(f"train.loss: unknown loss '{loss}'.{hint} Known: {', '.join(LOSS_ARGS)} "
+                                 "(`podium list losses`)")
+            args = data.get("loss_args")
+            if isinstance(args, dict) or args is None:
+                data = {**data, "loss_args": resolve_loss_args(loss, args or {})}
+        return data
+
+    @model_validator(mode="after")
+    def _stage(self):
+        if self.stage == "classifier" and self.init_from is None:
+            raise ValueError("train.stage=classifier needs train.init_from=RUN (the trained run to start from)")
+        if self.stage == "full" and self.init_from is not None:
+            raise ValueError("train.init_from is read by train.stage=classifier only (set both, or neither)")
+        return self
+
+    def resolved_sampler(self) -> str:
+        """The sampler `auto` stands for: class-balanced when retraining the classifier (cRT), else random."""
+        if self.sampler != "auto":
+            return self.sampler
+        return "class_balanced" if self.stage == "classifier" else "random"
+
+
+class PosthocConfig(_Section):
+    method: Literal["none", "logit_adjust", "prior"] = "none"  # fitted on OOF after training, applied by predict (`podium list posthoc`)
+    tau: float | None = None  # logit_adjust: this tau; None: the tau in 0, 0.05, ..., tau_max that maximises cv.metric on OOF
+    tau_max: Annotated[float, Field(gt=0.0)] = 2.0  # logit_adjust: top of the tau search
+
 
 class TrackConfig(_Section):
     mlflow: bool = False  # also log params, per-epoch metrics, scores and artifacts to MLflow
     mlflow_uri: str | None = None  # MLflow tracking URI; default: a SQLite file <output_dir>/mlflow.db
     wandb: bool = False  # also log to Weights & Biases, in offline mode (sync later with `wandb sync`)
+    experiment: str = "podium"  # the MLflow experiment / W&B project every run of this config is logged under
 
 
 class Config(_Section):
@@ -123,10 +247,18 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()  # the network
     augment: AugmentConfig = AugmentConfig()  # training-time augmentation
     train: TrainConfig = TrainConfig()  # the optimisation
+    posthoc: PosthocConfig = PosthocConfig()  # prediction adjustment for long tails, fitted on OOF
     track: TrackConfig = TrackConfig()  # experiment tracking beyond the CSV and TensorBoard logs always written
 
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"
+
+    @model_validator(mode="after")
+    def _loss_fits_head(self):
+        if self.train.loss == "ldam" and self.model.head == "linear":
+            raise ValueError("train.loss=ldam puts its margins on cosine logits: set model.head=cosine "
+                             "(model.head_scale=30, as in Cao et al. 2019)")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -142,11 +274,16 @@ def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+MOVED_KEYS = {"train.label_smoothing": "train.loss_args.label_smoothing"}  # old key -> where it lives now
+
+
 def _check_keys(raw: dict, model: type[BaseModel], prefix: str = "") -> None:
     """Refuse unknown keys, suggesting the closest valid dotted key."""
     for key, value in raw.items():
         dotted = prefix + str(key)
         field = model.model_fields.get(key)
+        if field is None and dotted in MOVED_KEYS:
+            raise PodiumError(f"Config key '{dotted}' moved to '{MOVED_KEYS[dotted]}' (its loss's parameters).")
         if field is None:
             valid = _all_keys(Config)
             close = difflib.get_close_matches(dotted, valid, n=1, cutoff=0.5) or difflib.get_close_matches(

@@ -78,6 +78,34 @@ def make_fashion_mnist(out: Path, n: int | None = None, seed: int = 0) -> list[P
     return write_competition(out, tx, ty, vx, vy, FASHION_CLASSES, "fm", seed)
 
 
+def long_tail_counts(n_max: int, imbalance: float, n_classes: int) -> list[int]:
+    """Images per class, exponential profile: class c keeps int(n_max x imbalance^(-c / (C - 1))) (CIFAR-10-LT,
+    Cui et al. 2019 / Cao et al. 2019): from n_max for class 0 down to n_max / imbalance for the last class."""
+    if imbalance < 1:
+        raise PodiumError(f"--imbalance must be at least 1 (the ratio of the largest to the smallest class); got {imbalance}.")
+    return [int(n_max * imbalance ** (-c / (n_classes - 1))) for c in range(n_classes)]
+
+
+def make_fashion_lt(out: Path, n: int | None = None, seed: int = 0, imbalance: float = 100.0) -> list[Path]:
+    """Long-tailed Fashion-MNIST: class c (label order, T-shirt/top first) keeps a random long_tail_counts(6000, ...)[c]
+    of its 6,000 training images; the balanced official 10,000-image test set is held out unchanged."""
+    if n is not None:
+        raise PodiumError("--n does not apply to fashion-lt: its size follows --imbalance (6,000 down to 6,000/imbalance).")
+    tx, ty, vx, vy = load_fashion_mnist()
+    keep = long_tail_indices(ty, long_tail_counts(6000, imbalance, len(FASHION_CLASSES)), seed)
+    return write_competition(out, tx[keep], ty[keep], vx, vy, FASHION_CLASSES, "flt", seed)
+
+
+def long_tail_indices(labels: np.ndarray, counts: list[int], seed: int) -> np.ndarray:
+    """Rows keeping a random counts[c] images of each class c, in shuffled order."""
+    rng = np.random.default_rng(seed)
+    have = np.bincount(labels, minlength=len(counts))
+    if (have < counts).any():
+        raise PodiumError(f"Cannot keep {counts} images per class from {have.tolist()}.")
+    keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in enumerate(counts)])
+    return rng.permutation(keep)
+
+
 def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
     """scikit-learn's digits upscaled to 32x32 (the demo's data)."""
     from podium.demo import write_digits_competition
@@ -85,18 +113,28 @@ def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
     return write_digits_competition(out)
 
 
-# name -> (maker, one-line description); makers take (out, n, seed)
+# name -> (maker, one-line description); makers take (out, n, seed), long-tailed ones also imbalance=
 DATASETS: dict[str, tuple[Callable[..., list[Path]], str]] = {
     "digits": (make_digits, "scikit-learn digits, 1,797 images 32x32 grayscale, 10 classes (the demo)"),
     "fashion-mnist": (make_fashion_mnist, "Fashion-MNIST 60,000/10,000 28x28 grayscale, 10 named classes"),
+    "fashion-lt": (make_fashion_lt, "long-tailed Fashion-MNIST (--imbalance 100: 6,000 down to 60 per class, "
+                                    "14,886 images), balanced 10,000-image test set held out"),
 }
 
 
-def make_dataset(name: str, out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
+def make_dataset(name: str, out: Path, n: int | None = None, seed: int = 0, imbalance: float | None = None) -> list[Path]:
     if name not in DATASETS:
         import difflib
 
         close = difflib.get_close_matches(name, DATASETS, n=1)
         raise PodiumError(f"Unknown data set '{name}'." + (f" Did you mean '{close[0]}'?" if close else "")
                           + f" Known: {', '.join(DATASETS)}.")
-    return DATASETS[name][0](Path(out), n, seed)
+    maker = DATASETS[name][0]
+    if imbalance is None:
+        return maker(Path(out), n, seed)
+    import inspect
+
+    if "imbalance" not in inspect.signature(maker).parameters:
+        takes = [k for k, (m, _) in DATASETS.items() if "imbalance" in inspect.signature(m).parameters]
+        raise PodiumError(f"--imbalance does not apply to '{name}' (it does to: {', '.join(takes)}).")
+    return maker(Path(out), n, seed, imbalance=imbalance)

@@ -21,20 +21,26 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from podium.augment import to_float, train_transform
 from podium.config import Config
+from podium.heads import margin_logits
 from podium.io import atomic_write_csv
 from podium.metrics import get_metric, score_all
 
 
 class Classifier(pl.LightningModule):
-    """A timm/podium network trained with cross-entropy; validates into probabilities and the config's metric."""
+    """A timm/podium network trained with a podium loss; validates into probabilities and the config's metric.
 
-    def __init__(self, cfg: Config, model: torch.nn.Module, mean: tuple, std: tuple, steps_per_epoch: int):
+    `loss` (podium.losses) is None for a module built only to predict. With a margin head (ArcFace, CosFace) the
+    training logits get the true class's margin before the loss; validation and prediction never do.
+    """
+
+    def __init__(self, cfg: Config, model: torch.nn.Module, mean: tuple, std: tuple, steps_per_epoch: int,
+                 loss: torch.nn.Module | None = None):
         super().__init__()
         self.cfg, self.model, self.steps_per_epoch = cfg, model, steps_per_epoch
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
         self.augment = train_transform(cfg.augment)
-        self.loss = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        self.loss = loss  # its tensors are non-persistent buffers: checkpoints hold the network only
         self.ema = None
         if cfg.train.ema:
             from timm.utils import ModelEmaV3
@@ -54,7 +60,7 @@ class Classifier(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         x = self.augment(to_float(x, self.mean, self.std))
-        loss = self.loss(self.model(x), y)
+        loss = self.loss(margin_logits(self.model, self.model(x), y), y)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
@@ -106,8 +112,11 @@ class Classifier(pl.LightningModule):
     def on_train_epoch_start(self):
         from podium.models import set_backbone_trainable
 
+        self.loss.set_epoch(self.current_epoch)
         m = self.cfg.model
-        if m.freeze == "backbone" or (m.freeze == "backbone_until" and self.current_epoch < m.freeze_epochs):
+        if self.cfg.train.stage == "classifier":  # cRT: the trained backbone and its BatchNorm statistics stay fixed
+            set_backbone_trainable(self.model, False)
+        elif m.freeze == "backbone" or (m.freeze == "backbone_until" and self.current_epoch < m.freeze_epochs):
             set_backbone_trainable(self.model, False)
         elif m.freeze == "backbone_until":
             set_backbone_trainable(self.model, True)

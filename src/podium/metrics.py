@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.metrics import accuracy_score, f1_score, log_loss, recall_score
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ def _logloss(y: np.ndarray, p: np.ndarray) -> float:
 
 METRICS: dict[str, Metric] = {
     "accuracy": Metric(lambda y, p: float(accuracy_score(y, p.argmax(1))), True, "share of images whose top class is right"),
+    "balanced_accuracy": Metric(lambda y, p: float(recall_score(y, p.argmax(1), average="macro", labels=np.unique(y), zero_division=0)),
+                                True, "mean over the classes present of each class's recall (accuracy on a balanced test set)"),
     "f1_macro": Metric(lambda y, p: float(f1_score(y, p.argmax(1), average="macro", labels=np.arange(p.shape[1]), zero_division=0)),
                        True, "unweighted mean of per-class F1 (rare classes count as much as common ones)"),
     "f1_weighted": Metric(lambda y, p: float(f1_score(y, p.argmax(1), average="weighted", labels=np.arange(p.shape[1]), zero_division=0)),

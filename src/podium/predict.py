@@ -84,7 +84,9 @@ def align_submission(template_path: Path, id_col: str, ids: np.ndarray, probs: n
 
 
 def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Path | None = None,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False, posthoc: bool = True) -> dict:
+    """Fold-averaged (and TTA-averaged) test probabilities -> test_probs.csv and the submission. With `posthoc`, the
+    correction fitted on the run's OOF (RUN/posthoc.json, `podium posthoc`) is applied to the averaged probabilities."""
     from podium.data.cache import build_cache
     from podium.data.sources import load_test
 
@@ -109,6 +111,11 @@ def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Pat
     idx = np.arange(len(test))
     probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"]), cache.images, idx,
                                    cfg.train.eval_batch_size, tta) for k in folds], axis=0)
+    adjustment = _posthoc_params(run, cfg, folds) if posthoc else None
+    if adjustment is not None:
+        from podium.posthoc import apply_posthoc
+
+        probs = apply_posthoc(probs, adjustment)
     table = pd.DataFrame({"id": test["id"]})
     table[classes] = probs
     atomic_write_csv(run / "test_probs.csv", table)
@@ -117,4 +124,21 @@ def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Pat
     else:
         sub = pd.DataFrame({cfg.data.id_col: test["id"], cfg.data.label_col: np.asarray(classes)[probs.argmax(1)]})
     atomic_write_csv(out, sub)
-    return {"submission": out, "test_probs": run / "test_probs.csv", "folds": folds, "tta": tta, "n": len(sub)}
+    return {"submission": out, "test_probs": run / "test_probs.csv", "folds": folds, "tta": tta, "n": len(sub),
+            "posthoc": None if adjustment is None else f"{adjustment['method']} (tau {adjustment['tau']:g})"}
+
+
+def _posthoc_params(run: Path, cfg: Config, folds: list[int]) -> dict | None:
+    """RUN/posthoc.json when the run has one; refused when it was fitted on other folds than those predicting."""
+    from podium.posthoc import load_posthoc
+
+    params = load_posthoc(run)
+    if params is None:
+        if cfg.posthoc.method != "none":
+            raise PodiumError(f"The run's config sets posthoc.method={cfg.posthoc.method} but '{run}' has no "
+                              f"posthoc.json: fit it with `podium posthoc {run}`, or pass --no-posthoc.")
+        return None
+    if params["folds"] != folds:
+        raise PodiumError(f"'{run}/posthoc.json' was fitted on the OOF of folds {params['folds']}, but folds {folds} "
+                          f"are finished now: refit it with `podium posthoc {run}`, or pass --no-posthoc.")
+    return params

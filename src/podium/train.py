@@ -26,6 +26,7 @@ from rich.console import Console
 from podium.config import Config, to_yaml
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from podium.samplers import EpochSampler, create_sampler
 
 
 @dataclass
@@ -38,30 +39,17 @@ class TrainData:
     channels: int
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """Shuffled order drawn from (seed, epoch) alone: an epoch replays identically after a resume.
-    Lightning calls set_epoch at the start of every epoch."""
+def make_loader(images, targets, indices, batch_size: int, seed: int | None,
+                sampler: torch.utils.data.Sampler | None = None) -> torch.utils.data.DataLoader:
+    """Whole-batch reads from the memmap in the loop's own process (see benchmarks/data_loading.py).
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def make_loader(images, targets, indices, batch_size: int, seed: int | None) -> torch.utils.data.DataLoader:
-    """Whole-batch reads from the memmap in the loop's own process (see benchmarks/data_loading.py)."""
+    Order: `sampler` (positions in `indices`, see podium.samplers) when given; else shuffled from (seed, epoch);
+    else (seed None) in order."""
     from podium.data.cache import CachedDataset
 
     ds = CachedDataset(images, targets, np.asarray(indices))
-    sampler = EpochSampler(len(ds), seed) if seed is not None else None
+    if sampler is None and seed is not None:
+        sampler = EpochSampler(len(ds), seed)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False,
                                        num_workers=0, collate_fn=lambda batch: batch)
 
@@ -123,14 +111,77 @@ def normalisation(cfg: Config, channels: int) -> tuple[tuple, tuple]:
     return tuple(mean), tuple(std)
 
 
-def build_module(cfg: Config, n_classes: int, channels: int, steps_per_epoch: int):
+def build_module(cfg: Config, n_classes: int, channels: int, steps_per_epoch: int,
+                 class_counts: np.ndarray | None = None, init_state: dict | None = None):
+    """The LightningModule for one fold: network + head (+ weights of `init_state`) and, given the fold's training
+    class counts, its loss (without them the module can only predict)."""
     from podium.engine import Classifier
+    from podium.heads import attach_head, logit_scale
+    from podium.losses import LossContext, create_loss
     from podium.models import create_model
 
     in_chans = cfg.model.in_chans or channels
-    model = create_model(cfg.model, n_classes, in_chans)
+    model = attach_head(create_model(cfg.model, n_classes, in_chans), cfg.model)
+    if init_state is not None:
+        _start_from(model, init_state, cfg)
     mean, std = normalisation(cfg, in_chans)
-    return Classifier(cfg, model, mean, std, steps_per_epoch)
+    loss = None
+    if class_counts is not None:
+        ctx = LossContext(np.asarray(class_counts), cfg.train.epochs, logit_scale(cfg.model))
+        loss = create_loss(cfg.train.loss, cfg.train.loss_args, ctx)
+    return Classifier(cfg, model, mean, std, steps_per_epoch, loss)
+
+
+# ------------------------------------------------------------------------- classifier re-training (cRT)
+
+
+def fold_weights(run: Path, k: int) -> dict:
+    """The network weights fold k of `run` predicts with (its EMA when it kept one), keys without prefix."""
+    state = torch.load(Path(run) / f"fold{k}" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "ema.module." if any(key.startswith("ema.module.") for key in state) else "model."
+    return {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
+
+
+def _start_from(model: torch.nn.Module, state: dict, cfg: Config) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise PodiumError(f"train.init_from: the weights of '{cfg.train.init_from}' do not fit this config's "
+                          f"model (model.name={cfg.model.name}, model.head={cfg.model.head}); use the model settings "
+                          f"of that run's config.yaml. ({str(err).splitlines()[0]})") from None
+    if cfg.train.reinit_classifier:
+        for module in model.get_classifier().modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
+    """cRT starts fold k from fold k of train.init_from: refuse unless that run has the same classes, the same
+    folds (so no fold's validation images were ever trained on) and a finished fold k for every k asked for."""
+    init = Path(cfg.train.init_from)
+    if not (init / "config.yaml").exists() or not (init / "folds.csv").exists():
+        raise PodiumError(f"train.init_from: '{init}' is not a trained run folder (no config.yaml / folds.csv).")
+    if init.resolve() == run_dir(cfg).resolve():
+        raise PodiumError(f"train.init_from is this run's own folder '{init}': give the classifier stage its own "
+                          f"name, e.g. name={cfg.name}-crt.")
+    classes = json.loads((init / "classes.json").read_text())
+    if classes != data.classes:
+        raise PodiumError(f"train.init_from: '{init}' was trained on classes {fmt_list(classes)}, this data has "
+                          f"{fmt_list(data.classes)}.")
+    theirs = pd.read_csv(init / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    ours = data.frame.set_index("id")["fold"]
+    differ = ours.index.symmetric_difference(theirs.index).tolist()
+    common = ours.index.intersection(theirs.index)
+    differ += common[ours.loc[common].to_numpy() != theirs.loc[common].to_numpy()].tolist()
+    if differ:
+        raise PodiumError(f"train.init_from: '{init}' used other folds than this config ({len(differ)} id(s) differ, "
+                          f"first: {fmt_list(differ[:5])}): its backbones saw some of this split's validation "
+                          f"images. Use the same data, cv settings and folds file as that run.")
+    missing = [k for k in folds if not (init / f"fold{k}" / "done.json").exists()]
+    if missing:
+        raise PodiumError(f"train.init_from: '{init}' has no finished fold {fmt_list(missing)}. Train it there first, "
+                          f"or pass --folds with finished ones.")
+    return init
 
 
 def _precision(cfg: Config, accelerator: str) -> str:
@@ -188,9 +239,14 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> 
     targets = data.frame["target"].to_numpy()
     tr_idx, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     seed_everything(cfg.train.seed + k)  # weights init differs per fold, but is fixed by the seed
-    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, cfg.train.seed + k)
+    sampler = create_sampler(cfg.train.resolved_sampler(), targets[tr_idx], cfg.train.seed + k,
+                             cfg.train.repeat_threshold)
+    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler)
     val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None)
-    module = build_module(cfg, len(data.classes), data.channels, len(train_loader))
+    counts = np.bincount(targets[tr_idx], minlength=len(data.classes))  # the training rows' only, never validation's
+    start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
+    module = build_module(cfg, len(data.classes), data.channels, len(train_loader), class_counts=counts,
+                          init_state=start)
     trainer = make_trainer(cfg, fold_dir, len(train_loader), fold=k)
     last = fold_dir / "last.ckpt"
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
@@ -250,6 +306,8 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     bad = [k for k in folds if k not in all_folds]
     if bad:
         raise PodiumError(f"--folds {fmt_list(bad)} not in the split (folds {fmt_list(all_folds)}).")
+    if cfg.train.stage == "classifier":
+        check_init_run(cfg, data, folds)
     rd = _prepare_run(cfg, data, folds, resume, overwrite)
     for k in folds:
         if resume and (rd / f"fold{k}" / "done.json").exists():
@@ -260,7 +318,20 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
             Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
                                        f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
     metrics = merge_folds(rd, cfg.cv.metric)
+    if cfg.posthoc.method != "none" and metrics:
+        metrics = _fit_posthoc(cfg, rd, metrics)
     from podium.tracking import log_run
 
     log_run(cfg, rd, metrics)
+    return metrics
+
+
+def _fit_posthoc(cfg: Config, rd: Path, metrics: dict) -> dict:
+    """Fit posthoc.method on the merged OOF (RUN/posthoc.json); its before/after scores join metrics.json."""
+    from podium.posthoc import fit_run, summary
+
+    params = fit_run(rd, cfg.posthoc.method, cfg.cv.metric, cfg.posthoc.tau, cfg.posthoc.tau_max)
+    metrics = {**metrics, "posthoc": {k: params[k] for k in ("method", "tau", "metric", "oof_before", "oof_after")}}
+    atomic_write_json(rd / "metrics.json", metrics)
+    Console(stderr=True).print(summary(params))
     return metrics

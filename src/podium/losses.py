@@ -1,0 +1,259 @@
+"""Registry of losses (`train.loss`, `podium list losses`): each maps (logits N x C, class indices N) to a scalar.
+
+The long-tail losses read the class counts of the fold's *training* rows (`LossContext`), never the validation
+fold's. Each loss's parameters are typed once in `podium.config` (`LOSS_ARGS`, one model per name, the same
+names as `LOSSES` here) and arrive validated, defaults filled in. Multi-label losses will join `LOSSES` with
+`task="multi_label"` (their targets are N x K multi-hot).
+
+Every loss is a `Loss`: an nn.Module whose tensors are non-persistent buffers, so checkpoints hold model weights
+only, and whose `set_epoch` the engine calls at the start of every epoch (LDAM's deferred re-weighting uses it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from podium.config import (
+    LOSS_ARGS,
+    BalancedSoftmaxArgs,
+    ClassWeights,
+    CrossEntropyArgs,
+    FocalArgs,
+    LDAMArgs,
+    LogitAdjustedArgs,
+    SoftF1Args,
+    WeightedCEArgs,
+)
+from podium.errors import PodiumError
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may know about the training data besides its own parameters."""
+
+    class_counts: np.ndarray  # training images per class (the fold's training rows), in class order
+    epochs: int  # train.epochs: schedules such as LDAM's deferred re-weighting are set in epochs
+    logit_scale: float | None  # s of a cosine head (logits = s x cosine); None for a linear head
+
+
+# ------------------------------------------------------------------------------------ class statistics
+
+
+def safe_counts(counts: np.ndarray) -> np.ndarray:
+    """Counts as float64 with a class missing from the training rows counted once (weights and logs stay finite)."""
+    return np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+
+
+def class_weights(spec: ClassWeights, counts: np.ndarray, beta: float) -> np.ndarray:
+    """Per-class weights: computed ones are scaled to mean 1 over the classes; an explicit list is kept as given.
+
+    inverse: 1/n_c;  sqrt_inverse: 1/sqrt(n_c);  effective_number: (1 - beta) / (1 - beta^n_c), the inverse of
+    the "effective number of samples" of Cui et al. (2019): beta -> 0 gives equal weights, beta -> 1 gives 1/n_c.
+    """
+    n = safe_counts(counts)
+    if isinstance(spec, list):
+        w = np.asarray(spec, dtype=np.float64)
+        if w.shape != n.shape or (w <= 0).any():
+            raise PodiumError(f"Class weights {spec} must be {len(n)} positive numbers, one per class in class "
+                              f"order (classes.json).")
+        return w
+    formulas: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "inverse": lambda n: 1.0 / n,
+        "sqrt_inverse": lambda n: 1.0 / np.sqrt(n),
+        "effective_number": lambda n: (1.0 - beta) / (1.0 - np.power(beta, n)),
+    }
+    w = formulas[spec](n)
+    return w * len(w) / w.sum()
+
+
+def log_prior(counts: np.ndarray) -> np.ndarray:
+    """log of each class's share of the training images."""
+    n = safe_counts(counts)
+    return np.log(n / n.sum())
+
+
+def _buffer(module: nn.Module, name: str, values: np.ndarray | None) -> None:
+    module.register_buffer(name, None if values is None else torch.tensor(values, dtype=torch.float32),
+                           persistent=False)
+
+
+# ----------------------------------------------------------------------------------------------- losses
+
+
+class Loss(nn.Module):
+    """forward(logits N x C, target N) -> scalar; set_epoch(epoch) at the start of every training epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Most losses do not change over training."""
+
+
+class CrossEntropy(Loss):
+    """Cross-entropy of (logits + tau x log prior) with optional class weights and label smoothing.
+
+    tau = 0 and no weights: plain cross-entropy; tau = 1: balanced softmax (Ren et al. 2020); any tau: the
+    logit-adjusted loss (Menon et al. 2021). The shift by the prior only happens in the loss: prediction uses the
+    plain logits, which then estimate p(y|x) under balanced classes. With weights, the mean is weighted:
+    sum_i w_(y_i) loss_i / sum_i w_(y_i) (PyTorch's convention).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, weights: np.ndarray | None = None,
+                 shift: np.ndarray | None = None):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+        _buffer(self, "weights", weights)
+        _buffer(self, "shift", shift)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.shift is not None:
+            logits = logits + self.shift
+        return F.cross_entropy(logits.float(), target, weight=self.weights, label_smoothing=self.label_smoothing)
+
+
+class FocalLoss(Loss):
+    """mean_i alpha_(y_i) (1 - p_i)^gamma (-log p_i), p_i the softmax probability of the true class (Lin et al. 2017).
+
+    Well-classified images (p near 1) contribute little, so training concentrates on hard ones.
+    """
+
+    def __init__(self, gamma: float, alpha: np.ndarray | None):
+        super().__init__()
+        self.gamma = gamma
+        _buffer(self, "alpha", alpha)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logp = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+        loss = -((1.0 - logp.exp()).clamp(min=0.0) ** self.gamma) * logp
+        if self.alpha is not None:
+            loss = loss * self.alpha[target]
+        return loss.mean()
+
+
+class SoftF1Loss(Loss):
+    """1 - macro-F1 computed on softmax probabilities over the batch: a differentiable stand-in for macro-F1.
+
+    Per class c: tp = sum_i p_ic t_ic, fp = sum_i p_ic (1 - t_ic), fn = sum_i (1 - p_ic) t_ic and
+    F1_c = 2 tp / (2 tp + fp + fn + eps); the loss is 1 - mean_c F1_c.
+    """
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        p = logits.float().softmax(1)
+        t = F.one_hot(target, p.shape[1]).float()
+        tp, fp, fn = (p * t).sum(0), (p * (1 - t)).sum(0), ((1 - p) * t).sum(0)
+        return 1.0 - (2 * tp / (2 * tp + fp + fn + self.eps)).mean()
+
+
+class LDAMLoss(Loss):
+    """Label-distribution-aware margins with deferred re-weighting (LDAM-DRW, Cao et al. 2019).
+
+    The true class's logit is lowered by its margin before the cross-entropy: rare classes get larger margins
+    (m_c proportional to n_c^(-1/4)), so the boundary is pushed away from them. Margins are cosine units, scaled by
+    the cosine head's s. From `drw_epoch` on, classes are also weighted by their effective number (DRW): the
+    features are learnt on the natural distribution first, the decision rule rebalanced last.
+    """
+
+    def __init__(self, margins: np.ndarray, drw_weights: np.ndarray, drw_epoch: int):
+        super().__init__()
+        _buffer(self, "margins", margins)
+        _buffer(self, "drw_weights", drw_weights)
+        self.drw_epoch, self.epoch = drw_epoch, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logits = logits.float() - F.one_hot(target, logits.shape[1]) * self.margins
+        weight = self.drw_weights if self.epoch >= self.drw_epoch else None
+        return F.cross_entropy(logits, target, weight=weight)
+
+
+# ------------------------------------------------------------------------------------------- builders
+
+
+def _cross_entropy(a: CrossEntropyArgs, ctx: LossContext) -> Loss:
+    return CrossEntropy(a.label_smoothing)
+
+
+def _weighted_ce(a: WeightedCEArgs, ctx: LossContext) -> Loss:
+    return CrossEntropy(a.label_smoothing, weights=class_weights(a.weights, ctx.class_counts, a.beta))
+
+
+def _focal(a: FocalArgs, ctx: LossContext) -> Loss:
+    alpha = None if a.alpha is None else class_weights(a.alpha, ctx.class_counts, a.beta)
+    return FocalLoss(a.gamma, alpha)
+
+
+def _soft_f1(a: SoftF1Args, ctx: LossContext) -> Loss:
+    return SoftF1Loss(a.eps)
+
+
+def _balanced_softmax(a: BalancedSoftmaxArgs, ctx: LossContext) -> Loss:
+    return CrossEntropy(a.label_smoothing, shift=log_prior(ctx.class_counts))
+
+
+def _logit_adjusted(a: LogitAdjustedArgs, ctx: LossContext) -> Loss:
+    return CrossEntropy(a.label_smoothing, shift=a.tau * log_prior(ctx.class_counts))
+
+
+def ldam_margins(counts: np.ndarray, max_margin: float) -> np.ndarray:
+    """m_c = max_margin x (n_min / n_c)^(1/4): the rarest class gets max_margin (cosine units)."""
+    n = safe_counts(counts)
+    return max_margin * (n.min() / n) ** 0.25
+
+
+def _ldam(a: LDAMArgs, ctx: LossContext) -> Loss:
+    if ctx.logit_scale is None:
+        raise PodiumError("train.loss=ldam puts its margins on cosine logits: set model.head=cosine.")
+    drw_epoch = a.drw_epoch if a.drw_epoch is not None else round(0.8 * ctx.epochs)
+    return LDAMLoss(ldam_margins(ctx.class_counts, a.max_margin) * ctx.logit_scale,
+                    class_weights("effective_number", ctx.class_counts, a.beta), drw_epoch)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    build: Callable  # (its LOSS_ARGS model, LossContext) -> Loss
+    description: str
+    task: Literal["single_label", "multi_label"] = "single_label"  # what targets it takes
+
+
+LOSSES: dict[str, LossSpec] = {
+    "cross_entropy": LossSpec(_cross_entropy, "cross-entropy with label smoothing (podium's default)"),
+    "weighted_ce": LossSpec(_weighted_ce, "cross-entropy with per-class weights: inverse, sqrt_inverse or "
+                                          "effective_number of the class counts (Cui et al. 2019), or a list"),
+    "focal": LossSpec(_focal, "focal loss: down-weights well-classified images by (1-p)^gamma, optional per-class "
+                              "alpha (Lin et al. 2017)"),
+    "soft_f1": LossSpec(_soft_f1, "1 - macro-F1 of the batch computed on probabilities (differentiable F1)"),
+    "balanced_softmax": LossSpec(_balanced_softmax, "cross-entropy of logits + log(class prior): predicts as if "
+                                                    "classes were balanced (Ren et al. 2020)"),
+    "logit_adjusted": LossSpec(_logit_adjusted, "cross-entropy of logits + tau x log(class prior) "
+                                                "(Menon et al. 2021; tau=1 is balanced_softmax)"),
+    "ldam": LossSpec(_ldam, "LDAM-DRW: larger margins for rarer classes, class re-weighting from drw_epoch "
+                            "(Cao et al. 2019); needs model.head=cosine"),
+}
+
+
+def create_loss(name: str, args: dict, ctx: LossContext) -> Loss:
+    """The loss `name` with `args` (checked against its LOSS_ARGS model) for a fold with `ctx`'s class counts."""
+    if name not in LOSSES:
+        raise PodiumError(f"Unknown loss '{name}'. Known: {', '.join(LOSSES)} (`podium list losses`).")
+    return LOSSES[name].build(LOSS_ARGS[name].model_validate(args), ctx)
+
+
+def describe_losses() -> list[str]:
+    """Lines for `podium list losses`: each loss, what it does, its parameters (train.loss_args) and defaults."""
+    lines = []
+    for name, spec in LOSSES.items():
+        params = ", ".join(f"{k}={v!r}" for k, v in LOSS_ARGS[name]().model_dump().items()) or "no parameters"
+        lines += [f"{name:<18} {spec.description}", f"{'':<18} loss_args: {params}"]
+    return lines

@@ -1,0 +1,116 @@
+"""Everything a report reads from a run folder, loaded once: config, scores, OOF, curves, timings, images.
+
+Images are optional: a report made where the competition data is not reachable still has every number and
+plot, and says why its galleries are empty. The images shown are what the model saw: decoded and fitted to
+`data.image_size` exactly as the decode cache does it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podium.config import Config, load_config
+from podium.errors import PodiumError
+
+
+@dataclass
+class Fold:
+    k: int
+    curves: pd.DataFrame  # fold<k>/metrics.csv: one row per epoch
+    done: dict | None  # fold<k>/done.json (None while the fold is unfinished)
+
+
+@dataclass
+class Run:
+    path: Path
+    cfg: Config
+    config_text: str
+    classes: list[str]
+    metrics: dict  # metrics.json
+    oof: pd.DataFrame  # id, fold, label, one probability column per class
+    y: np.ndarray  # OOF true class index per row
+    probs: np.ndarray  # OOF probabilities, N x C
+    folds: dict[int, Fold]
+    channels: int
+    test_probs: pd.DataFrame | None  # test_probs.csv after `podium predict`
+    _paths: dict[str, dict[str, str]] = field(default_factory=dict)  # split -> id -> image file
+    image_note: str = ""  # why images are missing, when they are
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    def image_paths(self, split: str = "train") -> dict[str, str]:
+        """id -> image file for the run's train (or test) data; empty (with image_note set) if unreachable."""
+        if split not in self._paths:
+            from podium.data.sources import load_test, load_train
+
+            try:
+                frame = load_train(self.cfg)[0] if split == "train" else load_test(self.cfg)
+                self._paths[split] = {} if frame is None else dict(zip(frame["id"].astype(str), frame["path"]))
+            except PodiumError as exc:
+                self._paths[split] = {}
+                self.image_note = f"Images not shown: the run's {split} data could not be read ({exc})."
+        return self._paths[split]
+
+    def images(self, ids, split: str = "train") -> dict[str, np.ndarray]:
+        """The model's view (uint8 H x W x C) of each id whose image can be read."""
+        from podium.data.images import ImageReadError, fit_image, read_image
+
+        paths = self.image_paths(split)
+        out = {}
+        for ident in ids:
+            path = paths.get(str(ident))
+            if path is None:
+                continue
+            try:
+                out[str(ident)] = fit_image(read_image(path, self.channels), self.cfg.data.image_size,
+                                            self.cfg.data.resize)
+            except (ImageReadError, ValueError):
+                continue
+        return out
+
+
+def is_run(path: Path) -> bool:
+    return (Path(path) / "config.yaml").is_file() and (Path(path) / "classes.json").is_file()
+
+
+def load_run(path: Path | str) -> Run:
+    """Read a run folder; refuses one without merged OOF predictions (train a fold first)."""
+    path = Path(path)
+    if not is_run(path):
+        raise PodiumError(f"'{path}' is not a run folder (no config.yaml and classes.json). "
+                          "Pass <output_dir>/<name> of a trained run.")
+    if not (path / "metrics.json").exists() or not (path / "oof.csv").exists():
+        raise PodiumError(f"Run '{path}' has no finished fold yet (no oof.csv / metrics.json). "
+                          "Train at least one fold first (`podium train`).")
+    cfg = load_config(path / "config.yaml")
+    classes = json.loads((path / "classes.json").read_text())
+    oof = pd.read_csv(path / "oof.csv", dtype={"id": str, "label": str})
+    missing = [c for c in classes if c not in oof.columns]
+    if missing:
+        raise PodiumError(f"'{path / 'oof.csv'}' lacks probability columns for classes {missing}.")
+    index = {c: i for i, c in enumerate(classes)}
+    y = oof["label"].map(index).to_numpy()
+    folds = {}
+    for d in sorted(path.glob("fold*")):
+        if d.is_dir() and d.name[4:].isdigit():
+            k = int(d.name[4:])
+            curves = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").exists() else pd.DataFrame()
+            done = json.loads((d / "done.json").read_text()) if (d / "done.json").exists() else None
+            folds[k] = Fold(k, curves, done)
+    info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
+    test_file = path / "test_probs.csv"
+    return Run(path=path, cfg=cfg, config_text=(path / "config.yaml").read_text(), classes=classes,
+               metrics=json.loads((path / "metrics.json").read_text()), oof=oof, y=y,
+               probs=oof[classes].to_numpy(dtype=np.float64), folds=folds, channels=int(info.get("channels", 3)),
+               test_probs=pd.read_csv(test_file, dtype={"id": str}) if test_file.exists() else None)

@@ -1,0 +1,111 @@
+"""Registry of training samplers (`train.sampler`, `podium list samplers`): which images an epoch draws, in what order.
+
+Every sampler draws from (seed, epoch) alone: an epoch replays identically after a resume, and every process of a
+multi-GPU run draws the same list. Lightning calls `set_epoch` at the start of each epoch; with devices > 1 it
+wraps the sampler in `DistributedSamplerWrapper`, which forwards `set_epoch` and hands rank r the items
+r, r + W, r + 2W, ... of that shared list, so each rank's share keeps the class balance (tests/test_samplers.py).
+The labels a sampler balances are those of the fold's training rows; indices are positions in those rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Each image once per epoch, in an order drawn from (seed, epoch)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=_generator(self.seed, self.epoch)).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class WeightedEpochSampler(EpochSampler):
+    """`len(weights)` draws with replacement per epoch, image i with probability proportional to weights[i]."""
+
+    def __init__(self, weights: np.ndarray, seed: int):
+        super().__init__(len(weights), seed)
+        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+
+    def __iter__(self):
+        g = _generator(self.seed, self.epoch)
+        return iter(torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist())
+
+
+class RepeatFactorSampler(EpochSampler):
+    """Repeat factor sampling (LVIS, Gupta et al. 2019): an image of a class holding a share f_c of the images is
+    drawn r_c = max(1, sqrt(threshold / f_c)) times per epoch on average.
+
+    Fractional repeats are rounded systematically over a shuffled order (each image appears floor(r) or ceil(r)
+    times, r on average), and the epoch is cut to floor(sum of r): every epoch has the same length, as Lightning's
+    step count and the learning-rate schedule need.
+    """
+
+    def __init__(self, labels: np.ndarray, seed: int, threshold: float):
+        counts = np.bincount(labels)
+        share = counts[labels] / len(labels)
+        self.repeats = torch.as_tensor(np.maximum(1.0, np.sqrt(threshold / share)))
+        super().__init__(int(np.floor(self.repeats.sum().item() + 1e-9)), seed)
+
+    def __iter__(self):
+        g = _generator(self.seed, self.epoch)
+        order = torch.randperm(len(self.repeats), generator=g)
+        ends = torch.cumsum(self.repeats[order], 0)
+        u = torch.rand(1, generator=g, dtype=torch.float64)
+        times = (torch.floor(ends + u) - torch.floor(ends - self.repeats[order] + u)).long()
+        drawn = order.repeat_interleave(times)
+        return iter(drawn[torch.randperm(len(drawn), generator=g)][: self.n].tolist())
+
+
+def balanced_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    """Per-image weight n_(y_i)^(-power): power 1 draws every class equally often, 0.5 in proportion to sqrt(n_c)."""
+    counts = np.bincount(labels).astype(np.float64)
+    return counts[labels] ** -power
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    build: Callable[[np.ndarray, int, float], torch.utils.data.Sampler]  # (labels, seed, repeat_threshold)
+    description: str
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "random": SamplerSpec(lambda y, seed, t: EpochSampler(len(y), seed),
+                          "each image once per epoch, shuffled (the natural class frequencies)"),
+    "class_balanced": SamplerSpec(lambda y, seed, t: WeightedEpochSampler(balanced_weights(y, 1.0), seed),
+                                  "every class equally often: draws with replacement, P(image) ~ 1/n_class; "
+                                  "an epoch has as many draws as images"),
+    "sqrt": SamplerSpec(lambda y, seed, t: WeightedEpochSampler(balanced_weights(y, 0.5), seed),
+                        "class c drawn in proportion to sqrt(n_c): halfway between random and balanced "
+                        "(Mahajan et al. 2018)"),
+    "repeat_factor": SamplerSpec(lambda y, seed, t: RepeatFactorSampler(y, seed, t),
+                                 "each image of a class with share f < train.repeat_threshold repeated "
+                                 "sqrt(t/f) times per epoch (LVIS, Gupta et al. 2019)"),
+}
+
+
+def create_sampler(name: str, labels: np.ndarray, seed: int, repeat_threshold: float) -> torch.utils.data.Sampler:
+    """The sampler `name` (a resolved train.sampler, not `auto`) over training rows with class indices `labels`."""
+    return SAMPLERS[name].build(np.asarray(labels, dtype=np.int64), seed, repeat_threshold)
+
+
+def describe_samplers() -> list[str]:
+    """Lines for `podium list samplers`."""
+    return [f"{name:<15} {s.description}" for name, s in SAMPLERS.items()] + [
+        f"{'auto':<15} random; class_balanced when train.stage=classifier (cRT)"]

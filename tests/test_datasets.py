@@ -1,0 +1,36 @@
+"""datasets.py: the long-tailed profile (CIFAR-10-LT protocol) and the --imbalance option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from podium.datasets import long_tail_counts, long_tail_indices, make_dataset
+from podium.errors import PodiumError
+
+
+def test_exponential_profile_from_6000_to_60():
+    counts = long_tail_counts(6000, 100, 10)
+    assert counts == [int(6000 * 100 ** (-c / 9)) for c in range(10)]
+    assert counts[0] == 6000 and counts[-1] == 60 and counts == sorted(counts, reverse=True)
+    assert counts[3] == 1292  # 6000 x 100^(-1/3)
+    assert long_tail_counts(500, 1, 4) == [500] * 4
+    with pytest.raises(PodiumError, match="at least 1"):
+        long_tail_counts(6000, 0.5, 10)
+
+
+def test_indices_keep_the_counts_per_class_drawn_at_random():
+    labels = np.repeat(np.arange(3), 50)
+    keep = long_tail_indices(labels, [50, 20, 5], seed=0)
+    assert np.bincount(labels[keep]).tolist() == [50, 20, 5] and len(set(keep)) == len(keep)
+    assert not np.array_equal(keep, long_tail_indices(labels, [50, 20, 5], seed=1))
+    assert not np.array_equal(np.sort(keep[labels[keep] == 1]), np.arange(50, 70))  # not simply the first ones
+    with pytest.raises(PodiumError, match="Cannot keep"):
+        long_tail_indices(labels, [60, 1, 1], seed=0)
+
+
+def test_imbalance_is_refused_where_it_does_not_apply(tmp_path):
+    with pytest.raises(PodiumError, match=r"--imbalance does not apply to 'digits' \(it does to: fashion-lt\)"):
+        make_dataset("digits", tmp_path / "d", imbalance=10)
+    with pytest.raises(PodiumError, match="--n does not apply to fashion-lt"):
+        make_dataset("fashion-lt", tmp_path / "f", n=100)
