@@ -78,6 +78,7 @@ def test_train_fits_posthoc_and_predict_applies_it(tiny_competition):
 
     out = CliRunner().invoke(app, ["posthoc", str(run), "--method", "logit_adjust", "--tau", "0.5"])
     assert out.exit_code == 0 and "post-hoc logit_adjust (tau 0.5): OOF accuracy" in out.output
+    assert json.loads((run / "metrics.json").read_text())["posthoc"]["tau"] == 0.5  # the run's scores follow
     half = pd.read_csv(predict(run)["test_probs"])[CLASSES].to_numpy()
     np.testing.assert_allclose(half, adjust(raw, np.log(counts / counts.sum()), 0.5), atol=1e-6)
 

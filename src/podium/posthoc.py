@@ -69,7 +69,8 @@ def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
 
 
 def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_max: float = 2.0) -> dict:
-    """Fit `method` on RUN's OOF, write RUN/posthoc.json and return it (with OOF scores before and after)."""
+    """Fit `method` on RUN's OOF, write RUN/posthoc.json and return it; the OOF scores before and after also go
+    into RUN/metrics.json under "posthoc"."""
     if method not in POSTHOC or method == "none":
         raise PodiumError(f"Unknown post-hoc method '{method}'. Choose logit_adjust or prior (`podium list posthoc`).")
     run = Path(run)
@@ -86,6 +87,10 @@ def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_m
               "oof_before": score_all(y, probs), "oof_after": score_all(y, adjust(probs, log_prior, tau)),
               "search": {str(t): s for t, s in search.items()}}
     atomic_write_json(run / "posthoc.json", params)
+    if (run / "metrics.json").exists():  # the run's scores say what the correction does to them
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["posthoc"] = {k: params[k] for k in ("method", "tau", "metric", "oof_before", "oof_after")}
+        atomic_write_json(run / "metrics.json", metrics)
     return params
 
 

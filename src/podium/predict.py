@@ -107,11 +107,11 @@ def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Pat
     out = Path(out) if out is not None else run / "submission.csv"
     if out.exists() and run.resolve() not in out.resolve().parents and not overwrite:
         raise PodiumError(f"'{out}' exists. Pass --overwrite to replace it, or choose another --out.")
+    adjustment = _posthoc_params(run, cfg, folds) if posthoc else None  # refused before the work, not after
     cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir())
     idx = np.arange(len(test))
     probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"]), cache.images, idx,
                                    cfg.train.eval_batch_size, tta) for k in folds], axis=0)
-    adjustment = _posthoc_params(run, cfg, folds) if posthoc else None
     if adjustment is not None:
         from podium.posthoc import apply_posthoc
 

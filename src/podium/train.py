@@ -319,19 +319,17 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
                                        f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
     metrics = merge_folds(rd, cfg.cv.metric)
     if cfg.posthoc.method != "none" and metrics:
-        metrics = _fit_posthoc(cfg, rd, metrics)
+        metrics = _fit_posthoc(cfg, rd)
     from podium.tracking import log_run
 
     log_run(cfg, rd, metrics)
     return metrics
 
 
-def _fit_posthoc(cfg: Config, rd: Path, metrics: dict) -> dict:
-    """Fit posthoc.method on the merged OOF (RUN/posthoc.json); its before/after scores join metrics.json."""
+def _fit_posthoc(cfg: Config, rd: Path) -> dict:
+    """Fit posthoc.method on the merged OOF (RUN/posthoc.json); returns metrics.json with its before/after scores."""
     from podium.posthoc import fit_run, summary
 
     params = fit_run(rd, cfg.posthoc.method, cfg.cv.metric, cfg.posthoc.tau, cfg.posthoc.tau_max)
-    metrics = {**metrics, "posthoc": {k: params[k] for k in ("method", "tau", "metric", "oof_before", "oof_after")}}
-    atomic_write_json(rd / "metrics.json", metrics)
     Console(stderr=True).print(summary(params))
-    return metrics
+    return json.loads((rd / "metrics.json").read_text())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,9 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
-    @property
+    @cached_property
     def pred(self) -> np.ndarray:
+        """OOF predicted class index per row."""
         return self.probs.argmax(1)
 
     def image_paths(self, split: str = "train") -> dict[str, str]:
@@ -62,14 +64,29 @@ class Run:
                 self.image_note = f"Images not shown: the run's {split} data could not be read ({exc})."
         return self._paths[split]
 
+    def find_image(self, ident: str, split: str = "train") -> str | None:
+        """One id's image file. With a CSV and an image folder (no data.path_col), <folder>/<id>.<ext> is tried
+        directly: a report needs ~100 of 60,000 images, and listing the folder costs seconds. Anything else
+        (or a miss) resolves every path once, exactly as training did."""
+        from podium.data.images import IMAGE_EXTENSIONS
+
+        data = self.cfg.data
+        csv = data.train_csv if split == "train" else data.test_csv
+        folder = data.image_dir if split == "train" else (data.test_image_dir or data.image_dir)
+        if split not in self._paths and csv is not None and folder is not None and not data.path_col:
+            for ext in (*IMAGE_EXTENSIONS, *(e.upper() for e in IMAGE_EXTENSIONS), ""):
+                path = Path(folder) / f"{ident}{ext}"
+                if path.is_file():
+                    return str(path.resolve())
+        return self.image_paths(split).get(str(ident))
+
     def images(self, ids, split: str = "train") -> dict[str, np.ndarray]:
         """The model's view (uint8 H x W x C) of each id whose image can be read."""
         from podium.data.images import ImageReadError, fit_image, read_image
 
-        paths = self.image_paths(split)
         out = {}
         for ident in ids:
-            path = paths.get(str(ident))
+            path = self.find_image(str(ident), split)
             if path is None:
                 continue
             try:
