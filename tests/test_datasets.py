@@ -34,3 +34,34 @@ def test_imbalance_is_refused_where_it_does_not_apply(tmp_path):
         make_dataset("digits", tmp_path / "d", imbalance=10)
     with pytest.raises(PodiumError, match="--n does not apply to fashion-lt"):
         make_dataset("fashion-lt", tmp_path / "f", n=100)
+
+
+def test_fashion_lt_cuts_the_training_set_and_keeps_the_test_set(tmp_path, monkeypatch):
+    import podium.datasets as ds
+
+    train_y, test_y = np.repeat(np.arange(10), 6000), np.repeat(np.arange(10), 1000)
+    train_x = np.arange(60000, dtype=np.uint32)[:, None]  # each image names its own row
+    test_x = np.zeros((10000, 1), np.uint8)
+    monkeypatch.setattr(ds, "load_fashion_mnist", lambda: (train_x, train_y, test_x, test_y))
+    written = {}
+
+    def record(out, tx, ty, vx, vy, classes, prefix, seed):
+        written.update(tx=tx, ty=ty, vx=vx, vy=vy, classes=classes)
+        return []
+
+    monkeypatch.setattr(ds, "write_competition", record)
+    ds.make_dataset("fashion-lt", tmp_path / "lt", imbalance=10)
+    assert np.bincount(written["ty"]).tolist() == long_tail_counts(6000, 10, 10)
+    assert (train_y[written["tx"][:, 0]] == written["ty"]).all()  # images stay with their labels
+    assert written["vx"] is test_x and written["vy"] is test_y and written["classes"] == ds.FASHION_CLASSES
+    ds.make_dataset("fashion-lt", tmp_path / "lt100")  # default: imbalance 100, 6,000 down to 60
+    assert np.bincount(written["ty"]).tolist()[::9] == [6000, 60]
+
+
+def test_cli_passes_imbalance_through():
+    from typer.testing import CliRunner
+
+    from podium.cli import app
+
+    res = CliRunner().invoke(app, ["datasets", "make", "digits", "out", "--imbalance", "10"])
+    assert isinstance(res.exception, PodiumError) and "--imbalance does not apply to 'digits'" in str(res.exception)
