@@ -100,7 +100,6 @@ def main() -> None:
     ap.add_argument("--tta", default="hflip")
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ", ".join(ROWS))
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if not (WORK / "train.csv").exists():
         make_dataset("fashion-lt", WORK, imbalance=100)
     rows = [r for r in ROWS if r in args.rows.split(",")]
