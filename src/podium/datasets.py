@@ -113,12 +113,28 @@ def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
     return write_digits_competition(out)
 
 
+def make_letters(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
+    from podium.scenarios.letters import make_letters as make
+
+    return make(out, n, seed)
+
+
+def make_profiles(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
+    from podium.scenarios.profiles import make_profiles as make
+
+    return make(out, n, seed)
+
+
 # name -> (maker, one-line description); makers take (out, n, seed), long-tailed ones also imbalance=
 DATASETS: dict[str, tuple[Callable[..., list[Path]], str]] = {
     "digits": (make_digits, "scikit-learn digits, 1,797 images 32x32 grayscale, 10 classes (the demo)"),
     "fashion-mnist": (make_fashion_mnist, "Fashion-MNIST 60,000/10,000 28x28 grayscale, 10 named classes"),
     "fashion-lt": (make_fashion_lt, "long-tailed Fashion-MNIST (--imbalance 100: 6,000 down to 60 per class, "
                                     "14,886 images), balanced 10,000-image test set held out"),
+    "letters": (make_letters, "S0: which of a-z (10-15 per image) appear, 256x256 RGB, 26 0/1 columns; "
+                              "5,000 train (--n), 1,000 test"),
+    "profiles": (make_profiles, "S1/S4: 18 classes = mask x gender x age, 7 images per person (person column), "
+                                "2,100 train (--n), new persons in test"),
 }
 
 
