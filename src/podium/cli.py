@@ -55,11 +55,16 @@ def config_show(config: Optional[Path] = typer.Argument(None, help="YAML config 
 
 @data_app.command("check")
 def data_check(config: Path, overrides: Optional[list[str]] = OVERRIDES,
-               strict: bool = typer.Option(False, "--strict", help="also exit 2 on leakage findings and warnings")):
+               strict: bool = typer.Option(False, "--strict", help="also exit 2 on leakage findings and warnings"),
+               near_dup_distance: Optional[int] = typer.Option(None, "--near-dup-distance", help="search radius for "
+                                                               "near-duplicates: most differing bits of a 64-bit "
+                                                               "perceptual hash (default 6; -1: off)")):
     """Read every image once and report counts, classes, sizes and every problem found (exit 2 if any)."""
     from podium.data.check import check_data, print_check
+    from podium.data.leakage import NEAR_DUP_DISTANCE
 
-    report = check_data(_cfg(config, overrides))
+    distance = NEAR_DUP_DISTANCE if near_dup_distance is None else near_dup_distance
+    report = check_data(_cfg(config, overrides), near_dup_distance=distance)
     print_check(report)
     if report.problems or (strict and (report.leakage or report.warnings)):
         raise typer.Exit(2)

@@ -3,7 +3,7 @@
 One pass over the files gets each image's size, mode, readability and a hash of its decoded pixels. Findings
 come in three lists: `problems` (errors the user must fix; any one makes the command exit 2), `warnings`
 (worth knowing, harmless to training) and `leakage` (things that make the CV score lie: the same picture
-twice inside train, or in train and test; later also groups spanning folds).
+twice inside train, or in train and test; groups and near-duplicate pictures across folds: data/leakage.py).
 Structural errors (a missing column or folder, a file that is not a CSV) are raised by the sources as
 PodiumError before any image is read.
 """
@@ -25,6 +25,7 @@ from rich.text import Text
 
 from podium.config import Config
 from podium.data.images import ImageReadError, decode_image
+from podium.data.leakage import NEAR_DUP_DISTANCE, Sketch, leakage_findings, sketch
 from podium.data.sources import Problem, Table, class_names, index_folder, test_table, train_table
 from podium.errors import fmt_list
 
@@ -53,6 +54,7 @@ class _Probe:
     size: tuple[int, int] | None = None  # (width, height)
     mode: str | None = None
     digest: str | None = None  # blake2b of the decoded pixels and their shape
+    sketch: Sketch | None = None  # perceptual hash + thumbnail, for near-duplicates across folds
     error: ImageReadError | None = None
 
 
@@ -65,7 +67,7 @@ def _probe(path: str) -> _Probe:
     arr = np.ascontiguousarray(np.asarray(img))
     # the shape goes into the hash so a 4x8 and an 8x4 picture with the same bytes stay apart
     digest = hashlib.blake2b(str(arr.shape).encode() + arr.tobytes(), digest_size=16).hexdigest()
-    return _Probe(img.size, mode, digest)
+    return _Probe(img.size, mode, digest, sketch(img))
 
 
 def _probe_all(paths: list[str]) -> dict[str, _Probe]:
@@ -93,8 +95,10 @@ def _where(split: str, table: Table, row: int, path: str) -> str:
     return f"{table.source} row {row} ({_shown(path)})" if row else f"{split} {_shown(path)}"
 
 
-def check_data(cfg: Config) -> CheckReport:
-    """Read every listed image once and collect every finding; raise PodiumError only for structural errors."""
+def check_data(cfg: Config, near_dup_distance: int = NEAR_DUP_DISTANCE) -> CheckReport:
+    """Read every listed image once and collect every finding; raise PodiumError only for structural errors.
+    near_dup_distance: most differing bits of the 64-bit perceptual hash for two pictures to be compared as
+    possible near-duplicates (negative: skip that search)."""
     train = train_table(cfg)
     test = test_table(cfg)
     tables = {"train": train} | ({"test": test} if test is not None else {})
@@ -125,6 +129,8 @@ def check_data(cfg: Config) -> CheckReport:
             report.modes[probe.mode] += 1
 
     _duplicates(by_digest, report)
+    report.leakage += leakage_findings(cfg, train, {p: q.sketch for p, q in probes.items()},
+                                       {p: q.digest for p, q in probes.items()}, near_dup_distance)
     _unlisted(cfg, {e[3] for e in entries}, report)
     _summarise(cfg, train, test, len(probes), report)
     return report
