@@ -132,7 +132,7 @@ DATASETS: dict[str, tuple[Callable[..., list[Path]], str]] = {
     "fashion-lt": (make_fashion_lt, "long-tailed Fashion-MNIST (--imbalance 100: 6,000 down to 60 per class, "
                                     "14,886 images), balanced 10,000-image test set held out"),
     "letters": (make_letters, "S0: which of a-z (10-15 per image) appear, 256x256 RGB, 26 0/1 columns; "
-                              "5,000 train (--n), 1,000 test"),
+                              "5,000 train (--n), a fifth as many test"),
     "profiles": (make_profiles, "S1/S4: 18 classes = mask x gender x age, 7 images per person (person column), "
                                 "2,100 train (--n), new persons in test"),
 }

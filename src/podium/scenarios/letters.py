@@ -2,7 +2,8 @@
 
 Each letter sits in its own cell of a 4x4 grid (so none hides another), at a random offset, size (28-56 px),
 rotation (+-35 degrees), colour and DejaVu font (the TTFs matplotlib ships), over a background of smooth colour
-blotches plus speckle noise. Labels: 26 one-hot columns a..z; 5,000 train and 1,000 test images by default.
+blotches plus speckle noise. Labels: 26 one-hot columns a..z; 5,000 train and 1,000 test images by default
+(--n N: N train, N/5 test).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ GRID = 4  # cells per side: 16 cells of 64 px hold up to 16 letters
 N_LETTERS = (10, 15)  # distinct letters per image, inclusive
 FONT_PX = (28, 56)  # glyph height range (px)
 ROTATION = 35.0  # degrees, either way
-N_TEST = 1000  # test images by default (train: --n, default 5,000)
+N_TRAIN = 5000  # train images by default (--n)
+TEST_SHARE = 5  # one test image per this many train images: 1,000 by default
 TRAIN, TEST = 0, 1  # the 'kind' in each image's seed
 
 
@@ -89,11 +91,12 @@ def draw_letters(seed: int, kind: int, index: int, path: str, size: int = SIZE) 
     return onehot.tolist()
 
 
-def make_letters(out: Path, n: int | None = None, seed: int = 0, n_test: int = N_TEST, size: int = SIZE,
+def make_letters(out: Path, n: int | None = None, seed: int = 0, n_test: int | None = None, size: int = SIZE,
                  workers: int | None = None) -> list[Path]:
-    """The S0 stand-in: --n train images (default 5,000) and n_test test images, labels a..z as 0/1 columns."""
+    """The S0 stand-in: --n train images (default 5,000) and n_test test images (default n / 5), labels a..z."""
+    n = split_counts(n, N_TRAIN, "train images")
+    n_test = max(1, n // TEST_SHARE) if n_test is None else n_test
     out = fresh_folder(out)
-    n = split_counts(n, 5000, "train images")
     ids = {TRAIN: [f"let_tr{i:05d}" for i in range(n)], TEST: [f"let_te{i:05d}" for i in range(n_test)]}
     jobs = [(seed, kind, i, str(out / "images" / f"{ident}.png"), size) for kind in (TRAIN, TEST)
             for i, ident in enumerate(ids[kind])]

@@ -117,7 +117,8 @@ def _split(seed: int, out: Path, kind: int, persons: range, prefix: str, size: i
 
 def make_profiles(out: Path, n: int | None = None, seed: int = 0, size: int = SIZE, n_test_persons: int | None = None,
                   workers: int | None = None) -> list[Path]:
-    """The S1/S4 stand-in: --n train images (default 2,100: 300 persons x 7), a third as many new persons in test."""
+    """The S1/S4 stand-in: --n train images (default 2,100: 300 persons x 7; rounded down to whole persons), and
+    a third as many new persons in test."""
     n = split_counts(n, 2100, "train images")
     if n < len(MASKS):
         raise PodiumError(f"--n {n} is fewer than one person's {len(MASKS)} pictures: give at least {len(MASKS)}.")
