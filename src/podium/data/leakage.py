@@ -126,7 +126,7 @@ def groups_across_folds(train: pd.DataFrame, folds: dict[str, int], group_col: s
             f"in {rows['fold'].nunique()} folds ({per_fold}): validation sees a {group_col} training saw, so CV "
             f"overstates. Set cv.strategy: group (or stratified_group) and run `podium split CONFIG --overwrite`",
         ))
-    return _capped(found, "group-across-folds", f"{group_col} values span folds")
+    return found
 
 
 def near_duplicates_across_folds(train: Table, sketches: dict[str, Sketch | None], digests: dict[str, str | None],
@@ -153,7 +153,7 @@ def near_duplicates_across_folds(train: Table, sketches: dict[str, Sketch | None
             f"'{ids[a]}' and '{ids[b]}' are near-duplicates (hash {d}/64 bits apart, thumbnails correlate {c:.3f}), "
             f"{place}: give them one cv.group_col value or drop one (--near-dup-distance sets the search radius)",
         ))
-    return _capped(found, "near-duplicate", "near-duplicate pairs")
+    return found
 
 
 def leakage_findings(cfg: Config, train: Table, sketches: dict[str, Sketch | None], digests: dict[str, str | None],
@@ -162,7 +162,9 @@ def leakage_findings(cfg: Config, train: Table, sketches: dict[str, Sketch | Non
     current = read_current_folds(cfg)
     found: list[Problem] = []
     if current is not None and cfg.cv.group_col:
-        found += groups_across_folds(train.frame, current[1], cfg.cv.group_col, current[0])
+        spans = groups_across_folds(train.frame, current[1], cfg.cv.group_col, current[0])
+        found += _capped(spans, "group-across-folds", f"{cfg.cv.group_col} values span folds")
     if max_distance >= 0:
-        found += near_duplicates_across_folds(train, sketches, digests, current[1] if current else None, max_distance)
+        pairs = near_duplicates_across_folds(train, sketches, digests, current[1] if current else None, max_distance)
+        found += _capped(pairs, "near-duplicate", "near-duplicate pairs")
     return found
