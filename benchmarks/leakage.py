@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0, help="data and training seed")
+    ap.add_argument("--folds", default=None, help="train only these folds, e.g. 0 (a quick look; CV over them only)")
     args = ap.parse_args()
     t_start, load_before = time.time(), os.getloadavg()
     work = HERE / "work" / f"profiles-{args.persons}x7-{args.size}px-s{args.seed}"
@@ -97,7 +98,7 @@ def main() -> None:
         cfg = config(args, work, strategy)
         make_folds_file(cfg, overwrite=True)
         spans = len(groups_across_folds(train_table(cfg).frame, read_current_folds(cfg)[1], "person", "folds"))
-        train(cfg, overwrite=True)
+        train(cfg, folds=[int(k) for k in args.folds.split(",")] if args.folds else None, overwrite=True)
         cv, test = scores(run_dir(cfg), work)
         rows[strategy] = {"cv": cv, "test": test, "gap": cv["label"] - test["label"],
                           "data_check_group_findings": spans, "seconds": round(time.time() - t0, 1),
