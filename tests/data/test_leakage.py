@@ -164,3 +164,12 @@ def test_cli_reports_leakage_and_fails_only_with_strict(tmp_path, monkeypatch, c
     assert code == 2
     code, out = _main(monkeypatch, capsys, "data", "check", str(cfg_path), "--near-dup-distance", "-1")
     assert code == 0 and "[near-duplicate]" not in out
+
+
+def test_without_a_folds_file_near_duplicates_are_reported_as_able_to_span_folds(tmp_path):
+    cfg, _ = _competition(tmp_path, _by_person("person2"))
+    (tmp_path / "folds.csv").unlink()
+    leaks = check_data(cfg).leakage
+    assert not [p for p in leaks if p.kind == "group-across-folds"]  # no folds yet: nothing spans them
+    near = [p for p in leaks if p.kind == "near-duplicate"]
+    assert len(near) == 1 and "no folds file yet" in near[0].message
