@@ -124,3 +124,15 @@ def test_an_existing_competition_is_not_overwritten(tmp_path):
         make_profiles(tmp_path / "p", n=7, size=32)
     with pytest.raises(PodiumError, match="--n must be a positive"):
         make_letters(tmp_path / "l", n=0)
+
+
+def test_datasets_list_shows_them(monkeypatch, capsys):
+    import sys
+
+    from podium import cli
+
+    monkeypatch.setattr(sys, "argv", ["podium", "datasets", "list"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "letters" in out and "profiles" in out and "mask x gender x age" in out
