@@ -58,7 +58,7 @@ class _Probe:
     error: ImageReadError | None = None
 
 
-def _probe(path: str) -> _Probe:
+def _probe(path: str, with_sketch: bool = True) -> _Probe:
     """Decode one file and summarise it; the pixels are dropped at once so memory stays flat."""
     try:
         img, mode = decode_image(path)
@@ -67,17 +67,17 @@ def _probe(path: str) -> _Probe:
     arr = np.ascontiguousarray(np.asarray(img))
     # the shape goes into the hash so a 4x8 and an 8x4 picture with the same bytes stay apart
     digest = hashlib.blake2b(str(arr.shape).encode() + arr.tobytes(), digest_size=16).hexdigest()
-    return _Probe(img.size, mode, digest, sketch(img))
+    return _Probe(img.size, mode, digest, sketch(img) if with_sketch else None)
 
 
-def _probe_all(paths: list[str]) -> dict[str, _Probe]:
+def _probe_all(paths: list[str], with_sketch: bool = True) -> dict[str, _Probe]:
     """Every file read once, on a few threads (PIL's decoders and hashlib release the GIL), with a progress bar."""
     out: dict[str, _Probe] = {}
     columns = (TextColumn("reading images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("read", total=len(paths))
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for path, probe in zip(paths, pool.map(_probe, paths)):
+            for path, probe in zip(paths, pool.map(_probe, paths, [with_sketch] * len(paths))):
                 out[path] = probe
                 progress.advance(task)
     return out
@@ -111,7 +111,7 @@ def check_data(cfg: Config, near_dup_distance: int = NEAR_DUP_DISTANCE) -> Check
         for path, row, label in zip(t.frame["path"], t.frame["row"], t.frame["label"])
         if isinstance(path, str)  # None (or NaN) when the file is missing: already a problem
     ]
-    probes = _probe_all(sorted({e[3] for e in entries}))
+    probes = _probe_all(sorted({e[3] for e in entries}), with_sketch=near_dup_distance >= 0)
 
     report = CheckReport(counts={}, classes={}, problems=problems)
     by_digest: dict[str, list[tuple]] = {}

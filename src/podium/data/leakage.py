@@ -12,7 +12,7 @@ to their median) proposes every pair within --near-dup-distance bits, compared a
 popcount; the correlation of the two 16x16 grey thumbnails (blind to brightness and contrast) then confirms it. The
 hash alone cannot tell apart two different low-resolution pictures of one kind of thing: on Fashion-MNIST, 650,000
 pairs lie within 6 bits, only ~800 of them correlate above 0.99, while brightened and noised copies score >= 0.991.
-60,000 images take seconds (numbers and the command: docs/notes/wt-scen.md).
+60,000 images take seconds (benchmarks/near_duplicates.py measures it).
 """
 
 from __future__ import annotations
