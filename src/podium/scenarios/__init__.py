@@ -63,7 +63,8 @@ def write_config(out: Path, raw: dict) -> Path:
     return d / "config.yaml"
 
 
-def split_counts(n: int | None, default: int, what: str) -> int:
+def positive_count(n: int | None, default: int, what: str) -> int:
+    """--n as given (refused unless positive), or the default when it was not given."""
     if n is None:
         return default
     if n < 1:

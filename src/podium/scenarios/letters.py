@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from podium.io import atomic_write_csv
-from podium.scenarios import draw_all, fresh_folder, image_rng, listing, split_counts, write_config
+from podium.scenarios import draw_all, fresh_folder, image_rng, listing, positive_count, write_config
 
 LETTERS = list(string.ascii_lowercase)
 SIZE = 256  # px, square, as in S0
@@ -94,7 +94,7 @@ def draw_letters(seed: int, kind: int, index: int, path: str, size: int = SIZE) 
 def make_letters(out: Path, n: int | None = None, seed: int = 0, n_test: int | None = None, size: int = SIZE,
                  workers: int | None = None) -> list[Path]:
     """The S0 stand-in: --n train images (default 5,000) and n_test test images (default n / 5), labels a..z."""
-    n = split_counts(n, N_TRAIN, "train images")
+    n = positive_count(n, N_TRAIN, "train images")
     n_test = max(1, n // TEST_SHARE) if n_test is None else n_test
     out = fresh_folder(out)
     ids = {TRAIN: [f"let_tr{i:05d}" for i in range(n)], TEST: [f"let_te{i:05d}" for i in range(n_test)]}

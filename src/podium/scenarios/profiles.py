@@ -23,9 +23,10 @@ from PIL import Image, ImageDraw
 
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv
-from podium.scenarios import draw_all, fresh_folder, image_rng, listing, split_counts, write_config
+from podium.scenarios import draw_all, fresh_folder, image_rng, listing, positive_count, write_config
 
 SIZE = 128  # px, square
+N_TRAIN = 2100  # train images by default (--n): 300 persons x 7
 MASKS = [0] * 5 + [1, 2]  # each person's 7 pictures: 5 wear, 1 incorrect, 1 not wear (S1)
 GENDER_P = [0.4, 0.6]  # male, female (S1 held more women)
 AGE_P = [0.45, 0.42, 0.13]  # <30, 30-59, >=60: the oldest band is the rare one, as in S1
@@ -119,7 +120,7 @@ def make_profiles(out: Path, n: int | None = None, seed: int = 0, size: int = SI
                   workers: int | None = None) -> list[Path]:
     """The S1/S4 stand-in: --n train images (default 2,100: 300 persons x 7; rounded down to whole persons), and
     a third as many new persons in test."""
-    n = split_counts(n, 2100, "train images")
+    n = positive_count(n, N_TRAIN, "train images")
     if n < len(MASKS):
         raise PodiumError(f"--n {n} is fewer than one person's {len(MASKS)} pictures: give at least {len(MASKS)}.")
     out = fresh_folder(out)
