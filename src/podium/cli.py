@@ -163,17 +163,43 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
 
 
 @app.command("predict")
-def predict(run: Path, tta: str = typer.Option("none", "--tta", help="none | hflip | hflip+vflip"),
+def predict(run: Path,
+            tta: Optional[str] = typer.Option(None, "--tta", help="views added to the identity, e.g. hflip,vflip "
+                                              "(`podium list tta`; none = no TTA; default: the run's tta.views)"),
+            tta_combine: Optional[str] = typer.Option(None, "--tta-combine", help="mean_probs | mean_logits "
+                                                      "(default: the run's tta.combine)"),
+            no_oof: bool = typer.Option(False, "--no-oof", help="skip re-predicting the OOF images with TTA"),
             test_csv: Optional[Path] = typer.Option(None, "--test-csv", help="predict this test CSV instead"),
             out: Optional[Path] = typer.Option(None, "--out", help="submission path (default RUN/submission.csv)"),
             overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
             no_posthoc: bool = typer.Option(False, "--no-posthoc", help="ignore RUN/posthoc.json (`podium posthoc`)")):
-    """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template."""
+    """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template.
+
+    With TTA, each fold's validation images are predicted again with the same views: the OOF score with and
+    without TTA is printed (and kept in RUN/predict.json) before the submission is used anywhere."""
     from podium.predict import predict as run_predict
 
-    res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc)
+    res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
+                      how=tta_combine, oof=not no_oof)
+    if res["oof"] is not None:
+        Console().print(_oof_tta_table(res))
     console.print(f"[green]wrote[/] {res['submission']} ({res['n']} rows; folds {res['folds']}, TTA {res['tta']}"
+                  f" ({len(res['views'])} views, {res['combine']}, {res['test_seconds']:.0f} s)"
                   f"{', post-hoc ' + res['posthoc'] if res['posthoc'] else ''}) and {res['test_probs']}")
+
+
+def _oof_tta_table(res: dict):
+    from rich.table import Table
+
+    oof = res["oof"]
+    table = Table(title=f"OOF without and with TTA {res['tta']} ({res['combine']}; {oof['n']} images, folds "
+                        f"{oof['folds']}; {oof['images_predicted']} predictions in {oof['seconds']:.0f} s)")
+    for col in ("OOF score", "no TTA", f"TTA {res['tta']}", "gain"):
+        table.add_column(col, justify="left" if col == "OOF score" else "right")
+    for name in dict.fromkeys([oof["metric"], "accuracy"]):
+        before, after = oof["plain"][name], oof["tta"][name]
+        table.add_row(name, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}")
+    return table
 
 
 @app.command("posthoc")
@@ -242,6 +268,15 @@ def list_heads():
     from podium.heads import describe_heads
 
     for line in describe_heads():
+        print(line)
+
+
+@list_app.command("tta")
+def list_tta():
+    """The test-time views `podium predict --tta` (and tta.views) can name, and how they are combined."""
+    from podium.tta import describe_tta
+
+    for line in describe_tta():
         print(line)
 
 
