@@ -1,0 +1,191 @@
+"""Ensembling and TTA on Fashion-MNIST: two backbones x 5 folds, each run alone, their mean and an OOF-fitted blend,
+every one without and with hflip TTA, on OOF and on the official test set, measured side by side in one run.
+
+Data: a label-stratified subset of the Fashion-MNIST training images (`data.subset`, default 6,000), one
+stratified 5-fold split shared by both runs (so their OOF can be blended); a label-stratified 5,000 of the official
+test images held out (labels read only to score). The sizes keep the whole benchmark near 15 minutes on 2 shared
+CPU cores: 2 models x 5 folds of training, then the test set predicted 3 times per fold (plain, and 2 TTA views)
+and the OOF once more per extra view. Rows:
+
+  <model>        one run: its 5 folds' OOF (each image predicted by the fold that never saw it); test = folds' mean
+  mean           the two runs' probabilities averaged with equal weights
+  blend          weights fitted on the joined OOF for accuracy (podium.ensemble.fit_weights, as
+                 `podium ensemble --method weighted --optimize`), then applied to the test probabilities
+
+Each row is scored without TTA and with `--tta` (default hflip; the OOF with TTA is what `podium predict --tta`
+computes). The check that matters for a competitor: does an OOF gain predict a test gain, in sign?
+
+    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 6000] [--test-subset 5000]
+
+Writes benchmarks/results/ensemble.json: every score, the blend weights, the sign checks, seconds, load average and
+the configs that made the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from podium.config import from_dict
+from podium.data.splits import make_folds_file
+from podium.datasets import FASHION_CLASSES, make_dataset
+from podium.ensemble import METHODS, fit_weights
+from podium.metrics import METRICS
+from podium.predict import oof_file, predict
+from podium.train import run_dir, train
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "ensemble.json"
+ACC = METRICS["accuracy"].fn
+
+
+def test_subset(data: Path, n: int) -> Path:
+    """test.csv, sample_submission.csv and test_labels.csv for a label-stratified n of the official test images."""
+    from podium.data.sources import stratified_subset
+
+    out = HERE / "work" / f"ensemble-test{n}"
+    labels = pd.read_csv(data / "test_labels.csv", dtype=str)
+    keep = labels.iloc[np.sort(stratified_subset(labels["label"].to_numpy(), n, 0))] if n < len(labels) else labels
+    out.mkdir(parents=True, exist_ok=True)
+    keep[["id"]].to_csv(out / "test.csv", index=False)
+    keep.to_csv(out / "test_labels.csv", index=False)
+    keep.assign(label=FASHION_CLASSES[0]).to_csv(out / "sample_submission.csv", index=False)
+    return out
+
+
+def config(args, model: str, test: Path) -> dict:
+    data = Path(args.data)
+    return {
+        "name": f"ens-{model}-s{args.subset}-e{args.epochs}", "output_dir": str(HERE / "work" / "runs"),
+        "data": {"train_csv": str(data / "train.csv"), "test_csv": str(test / "test.csv"),
+                 "image_dir": str(data / "images"), "sample_submission": str(test / "sample_submission.csv"),
+                 "image_size": 28, "subset": args.subset, "cache_dir": str(HERE / "work" / "cache")},
+        "cv": {"n_folds": 5, "folds_file": str(HERE / "work" / f"ensemble_folds_subset{args.subset}.csv")},
+        "model": {"name": model, "pretrained": False},
+        "augment": {"hflip": True, "shift": 0.0},
+        "train": {"epochs": args.epochs, "batch_size": args.batch, "optimizer": "sgd", "lr": args.lr,
+                  "weight_decay": 5e-4, "warmup_epochs": 1, "patience": 0, "eval_batch_size": 1024},
+    }
+
+
+def probs_of(path: Path, ids: np.ndarray) -> np.ndarray:
+    return pd.read_csv(path, dtype={"id": str}).set_index("id").loc[ids, FASHION_CLASSES].to_numpy(dtype=np.float64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(HERE / "work" / "fashion-mnist"), help="the fashion-mnist competition folder")
+    ap.add_argument("--models", default="podium_cnn,podium_cnn_s")
+    ap.add_argument("--subset", type=int, default=6000, help="training images (a stratified subset)")
+    ap.add_argument("--test-subset", type=int, default=5000, help="official test images scored (a stratified subset)")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--tta", default="hflip")
+    args = ap.parse_args()
+    data = Path(args.data)
+    if not (data / "train.csv").exists():
+        make_dataset("fashion-mnist", data)
+    t_start, load_start = time.time(), os.getloadavg()
+    test_dir = test_subset(data, args.test_subset)
+    truth = pd.read_csv(test_dir / "test_labels.csv", dtype=str).set_index("id")["label"]
+    index = {c: i for i, c in enumerate(FASHION_CLASSES)}
+    models = args.models.split(",")
+    cfgs = {m: from_dict(config(args, m, test_dir)) for m in models}
+    make_folds_file(cfgs[models[0]])  # one split for both runs: their OOF rows line up
+    oof, test, seconds, configs = {"none": {}, "tta": {}}, {"none": {}, "tta": {}}, {}, {}
+    oof_ids = test_ids = y_oof = y_test = None
+    for m, cfg in cfgs.items():
+        t0 = time.time()
+        train(cfg, overwrite=True)
+        rd = run_dir(cfg)
+        seconds[m] = {"train": round(time.time() - t0, 1)}
+        plain = pd.read_csv(rd / "oof.csv", dtype={"id": str, "label": str})
+        oof_ids = plain["id"].to_numpy() if oof_ids is None else oof_ids
+        y_oof = plain.set_index("id").loc[oof_ids, "label"].map(index).to_numpy()
+        for variant, tta in (("none", "none"), ("tta", args.tta)):
+            res = predict(rd, tta=tta)
+            test_ids = pd.read_csv(res["test_probs"], dtype={"id": str})["id"].to_numpy() if test_ids is None else test_ids
+            test[variant][m] = probs_of(res["test_probs"], test_ids)
+            oof[variant][m] = probs_of(rd / ("oof.csv" if variant == "none" else oof_file([args.tta], "mean_probs")),
+                                       oof_ids)
+            seconds[m][f"predict_{variant}"] = res["test_seconds"]
+            if res["oof"] is not None:
+                seconds[m]["oof_tta"] = res["oof"]["seconds"]
+        configs[m] = cfg.model_dump(mode="json")
+        y_test = truth.loc[test_ids].map(index).to_numpy()
+        print(f"{m}: trained 5 folds in {seconds[m]['train']:.0f} s; OOF acc {ACC(y_oof, oof['none'][m]):.4f} "
+              f"(TTA {ACC(y_oof, oof['tta'][m]):.4f}), test {ACC(y_test, test['none'][m]):.4f} "
+              f"(TTA {ACC(y_test, test['tta'][m]):.4f})", flush=True)
+    rows, weights = {}, {}
+    for variant in ("none", "tta"):
+        so, st = np.stack([oof[variant][m] for m in models]), np.stack([test[variant][m] for m in models])
+        equal = np.full(len(models), 1 / len(models))
+        w = fit_weights(so, y_oof, "accuracy")
+        weights[variant] = dict(zip(models, w.round(4).tolist()))
+        for m in models:
+            rows.setdefault(m, {})[variant] = {"oof": ACC(y_oof, oof[variant][m]), "test": ACC(y_test, test[variant][m])}
+        rows.setdefault("mean", {})[variant] = {"oof": ACC(y_oof, METHODS["mean"](so, equal)),
+                                                "test": ACC(y_test, METHODS["mean"](st, equal))}
+        rows.setdefault("blend", {})[variant] = {"oof": ACC(y_oof, METHODS["weighted"](so, w)),
+                                                 "test": ACC(y_test, METHODS["weighted"](st, w))}
+    checks = sign_checks(rows, models)
+    best_single = {v: max(rows[m][v]["test"] for m in models) for v in ("none", "tta")}
+    target = {v: rows["blend"][v]["test"] >= best_single[v] for v in ("none", "tta")}
+    agree = sum(c["agree"] for c in checks)
+    out = {"benchmark": "ensemble", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": vars(args),
+           "data": f"fashion-mnist: stratified subsets of {args.subset} training images (5 folds) and of "
+                   f"{args.test_subset} official test images",
+           "torch_threads": torch.get_num_threads(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+           "wall_seconds": round(time.time() - t_start, 1), "seconds": seconds, "accuracy": rows,
+           "blend_weights": weights, "best_single_test": best_single, "sign_checks": checks,
+           "sign_agreement": f"{agree} of {len(checks)}",
+           "target": {"blend_test_ge_best_single": target, "oof_gain_predicts_test_gain_in_sign": agree == len(checks)},
+           "configs": configs}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print_tables(out, models)
+
+
+def sign_checks(rows: dict, models: list[str]) -> list[dict]:
+    """Each comparison a competitor would make on OOF (TTA or not; ensemble or the best run by OOF), with the
+    OOF and test differences and whether their signs agree (both zero counts as agreeing)."""
+    pairs = [(f"{m}: TTA vs none", (m, "tta"), (m, "none")) for m in [*models, "mean", "blend"]]
+    for v in ("none", "tta"):
+        best = max(models, key=lambda m: rows[m][v]["oof"])  # the run one would pick without the test labels
+        pairs += [(f"mean vs best run ({best}), TTA {v}", ("mean", v), (best, v)),
+                  (f"blend vs best run ({best}), TTA {v}", ("blend", v), (best, v))]
+    out = []
+    for name, (a, va), (b, vb) in pairs:
+        d_oof, d_test = rows[a][va]["oof"] - rows[b][vb]["oof"], rows[a][va]["test"] - rows[b][vb]["test"]
+        out.append({"comparison": name, "oof_gain": round(d_oof, 4), "test_gain": round(d_test, 4),
+                    "agree": bool(np.sign(round(d_oof, 6)) == np.sign(round(d_test, 6)))})
+    return out
+
+
+def print_tables(out: dict, models: list[str]) -> None:
+    tta = out["settings"]["tta"]
+    print(f"\n| accuracy | OOF | OOF, TTA {tta} | test | test, TTA {tta} |")
+    print("|---|---|---|---|---|")
+    for row, r in out["accuracy"].items():
+        print(f"| {row} | {r['none']['oof']:.4f} | {r['tta']['oof']:.4f} | {r['none']['test']:.4f} | "
+              f"{r['tta']['test']:.4f} |")
+    print(f"\nblend weights: {out['blend_weights']}")
+    print("\n| comparison | OOF gain | test gain | same sign |")
+    print("|---|---|---|---|")
+    for c in out["sign_checks"]:
+        print(f"| {c['comparison']} | {c['oof_gain']:+.4f} | {c['test_gain']:+.4f} | {'yes' if c['agree'] else 'NO'} |")
+    print(f"\nblend >= best single run on test: {out['target']['blend_test_ge_best_single']}; OOF gains predict test "
+          f"gains in sign: {out['sign_agreement']}; wall {out['wall_seconds']:.0f} s, load average "
+          f"{out['loadavg_start'][0]:.1f} -> {out['loadavg_end'][0]:.1f}; wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
