@@ -114,6 +114,9 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
     for name, score in res["oof_scores"].items():
         table.add_row(name, f"{score:.4f}", f"{res['weights'][name]:.3f}" if name in res["weights"] else "")
     Console().print(table)
+    tta = {name: f for name, f in res["oof_files"].items() if f != "oof.csv"}
+    if tta:  # the OOF that matches each run's test_probs.csv (`podium predict --tta`)
+        console.print("OOF with TTA, as the test probabilities: " + ", ".join(f"{n} ({f})" for n, f in tta.items()))
     console.print(f"[green]wrote[/] {res['out']}" + ("" if "submission" in res else
                   " (OOF only: run `podium predict` on every run to blend the test set too)"))
 
