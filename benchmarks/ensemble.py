@@ -2,10 +2,10 @@
 every one without and with hflip TTA, on OOF and on the official test set, measured side by side in one run.
 
 Data: a label-stratified subset of the Fashion-MNIST training images (`data.subset`, default 6,000), one
-stratified 5-fold split shared by both runs (so their OOF can be blended); a label-stratified 5,000 of the official
-test images held out (labels read only to score). The sizes keep the whole benchmark near 15 minutes on 2 shared
-CPU cores: 2 models x 5 folds of training, then the test set predicted 3 times per fold (plain, and 2 TTA views)
-and the OOF once more per extra view. Rows:
+stratified 5-fold split shared by both runs (so their OOF can be blended); the official 10,000 test images held
+out (labels read only to score; --test-subset scores a stratified part). The sizes keep the whole benchmark near
+15 minutes on 2 shared CPU cores: 2 models x 5 folds of training, then the test set predicted 3 times per fold
+(plain, and 2 TTA views) and the OOF once more per extra view. Rows:
 
   <model>        one run: its 5 folds' OOF (each image predicted by the fold that never saw it); test = folds' mean
   mean           the two runs' probabilities averaged with equal weights
@@ -15,7 +15,7 @@ and the OOF once more per extra view. Rows:
 Each row is scored without TTA and with `--tta` (default hflip; the OOF with TTA is what `podium predict --tta`
 computes). The check that matters for a competitor: does an OOF gain predict a test gain, in sign?
 
-    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 6000] [--test-subset 5000]
+    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 6000] [--test-subset 10000] [--threads 1]
 
 Writes benchmarks/results/ensemble.json: every score, the blend weights, the sign checks, seconds, load average and
 the configs that made the runs.
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(HERE / "work" / "fashion-mnist"), help="the fashion-mnist competition folder")
     ap.add_argument("--models", default="podium_cnn,podium_cnn_s")
     ap.add_argument("--subset", type=int, default=6000, help="training images (a stratified subset)")
-    ap.add_argument("--test-subset", type=int, default=5000, help="official test images scored (a stratified subset)")
+    ap.add_argument("--test-subset", type=int, default=10000, help="official test images scored (a stratified subset)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
@@ -128,19 +128,20 @@ def main() -> None:
         print(f"{m}: trained 5 folds in {seconds[m]['train']:.0f} s; OOF acc {ACC(y_oof, oof['none'][m]):.4f} "
               f"(TTA {ACC(y_oof, oof['tta'][m]):.4f}), test {ACC(y_test, test['none'][m]):.4f} "
               f"(TTA {ACC(y_test, test['tta'][m]):.4f})", flush=True)
-    rows, weights = {}, {}
+    rows, weights, preds = {}, {}, {}  # preds[(row, variant)] = (OOF probabilities, test probabilities)
     for variant in ("none", "tta"):
         so, st = np.stack([oof[variant][m] for m in models]), np.stack([test[variant][m] for m in models])
         equal = np.full(len(models), 1 / len(models))
         w = fit_weights(so, y_oof, "accuracy")
         weights[variant] = dict(zip(models, w.round(4).tolist()))
         for m in models:
-            rows.setdefault(m, {})[variant] = {"oof": ACC(y_oof, oof[variant][m]), "test": ACC(y_test, test[variant][m])}
-        rows.setdefault("mean", {})[variant] = {"oof": ACC(y_oof, METHODS["mean"](so, equal)),
-                                                "test": ACC(y_test, METHODS["mean"](st, equal))}
-        rows.setdefault("blend", {})[variant] = {"oof": ACC(y_oof, METHODS["weighted"](so, w)),
-                                                 "test": ACC(y_test, METHODS["weighted"](st, w))}
-    checks = sign_checks(rows, models)
+            preds[m, variant] = oof[variant][m], test[variant][m]
+        preds["mean", variant] = METHODS["mean"](so, equal), METHODS["mean"](st, equal)
+        preds["blend", variant] = METHODS["weighted"](so, w), METHODS["weighted"](st, w)
+        for row in [*models, "mean", "blend"]:
+            p_oof, p_test = preds[row, variant]
+            rows.setdefault(row, {})[variant] = {"oof": ACC(y_oof, p_oof), "test": ACC(y_test, p_test)}
+    checks = sign_checks(rows, models, preds, y_oof, y_test)
     best_single = {v: max(rows[m][v]["test"] for m in models) for v in ("none", "tta")}
     target = {v: rows["blend"][v]["test"] >= best_single[v] for v in ("none", "tta")}
     agree = sum(c["agree"] for c in checks)
@@ -158,9 +159,15 @@ def main() -> None:
     print_tables(out, models)
 
 
-def sign_checks(rows: dict, models: list[str]) -> list[dict]:
+def paired_se(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Standard error of accuracy(a) - accuracy(b) on the same images (from the images only one gets right)."""
+    d = (a.argmax(1) == y).astype(float) - (b.argmax(1) == y).astype(float)
+    return float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def sign_checks(rows: dict, models: list[str], preds: dict, y_oof: np.ndarray, y_test: np.ndarray) -> list[dict]:
     """Each comparison a competitor would make on OOF (TTA or not; ensemble or the best run by OOF), with the
-    OOF and test differences and whether their signs agree (both zero counts as agreeing)."""
+    OOF and test differences, their paired standard errors, and whether their signs agree (both zero agrees)."""
     pairs = [(f"{m}: TTA vs none", (m, "tta"), (m, "none")) for m in [*models, "mean", "blend"]]
     for v in ("none", "tta"):
         best = max(models, key=lambda m: rows[m][v]["oof"])  # the run one would pick without the test labels
@@ -170,6 +177,8 @@ def sign_checks(rows: dict, models: list[str]) -> list[dict]:
     for name, (a, va), (b, vb) in pairs:
         d_oof, d_test = rows[a][va]["oof"] - rows[b][vb]["oof"], rows[a][va]["test"] - rows[b][vb]["test"]
         out.append({"comparison": name, "oof_gain": round(d_oof, 4), "test_gain": round(d_test, 4),
+                    "oof_se": round(paired_se(y_oof, preds[a, va][0], preds[b, vb][0]), 4),
+                    "test_se": round(paired_se(y_test, preds[a, va][1], preds[b, vb][1]), 4),
                     "agree": bool(np.sign(round(d_oof, 6)) == np.sign(round(d_test, 6)))})
     return out
 
@@ -182,10 +191,11 @@ def print_tables(out: dict, models: list[str]) -> None:
         print(f"| {row} | {r['none']['oof']:.4f} | {r['tta']['oof']:.4f} | {r['none']['test']:.4f} | "
               f"{r['tta']['test']:.4f} |")
     print(f"\nblend weights: {out['blend_weights']}")
-    print("\n| comparison | OOF gain | test gain | same sign |")
+    print("\n| comparison | OOF gain (± s.e.) | test gain (± s.e.) | same sign |")
     print("|---|---|---|---|")
     for c in out["sign_checks"]:
-        print(f"| {c['comparison']} | {c['oof_gain']:+.4f} | {c['test_gain']:+.4f} | {'yes' if c['agree'] else 'NO'} |")
+        print(f"| {c['comparison']} | {c['oof_gain']:+.4f} ± {c['oof_se']:.4f} | {c['test_gain']:+.4f} ± "
+              f"{c['test_se']:.4f} | {'yes' if c['agree'] else 'NO'} |")
     print(f"\nblend >= best single run on test: {out['target']['blend_test_ge_best_single']}; OOF gains predict test "
           f"gains in sign: {out['sign_agreement']}; wall {out['wall_seconds']:.0f} s, load average "
           f"{out['loadavg_start'][0]:.1f} -> {out['loadavg_end'][0]:.1f}; wrote {RESULTS}")
