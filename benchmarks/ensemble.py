@@ -12,10 +12,13 @@ out (labels read only to score; --test-subset scores a stratified part). The siz
   blend          weights fitted on the joined OOF for accuracy (podium.ensemble.fit_weights, as
                  `podium ensemble --method weighted --optimize`), then applied to the test probabilities
 
-Each row is scored without TTA and with `--tta` (default hflip; the OOF with TTA is what `podium predict --tta`
-computes). The check that matters for a competitor: does an OOF gain predict a test gain, in sign?
+Each row is scored without TTA and with each `--tta` setting (default hflip, and hflip,vflip: the runs train with
+random horizontal flips only, so the vertical flip is a view they never saw); the OOF with TTA is what `podium
+predict --tta` computes. The check that matters for a competitor: does an OOF gain predict a test gain, in sign?
+Every difference comes with its paired standard error, so a sign flip can be told from noise.
 
-    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 6000] [--test-subset 10000] [--threads 1]
+    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 6000] \
+        [--test-subset 10000] [--tta "hflip;hflip,vflip"] [--threads 1] [--reuse]
 
 Writes benchmarks/results/ensemble.json: every score, the blend weights, the sign checks, seconds, load average and
 the configs that made the runs.
@@ -39,6 +42,7 @@ from podium.datasets import FASHION_CLASSES, make_dataset
 from podium.ensemble import METHODS, fit_weights
 from podium.metrics import METRICS
 from podium.predict import oof_file, predict
+from podium.tta import parse_tta, tta_key
 from podium.train import run_dir, train
 
 HERE = Path(__file__).parent
@@ -88,9 +92,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--tta", default="hflip")
+    ap.add_argument("--tta", default="hflip;hflip,vflip", help="TTA settings compared with none, separated by ';' "
+                    "(the runs train with hflip only: vflip is a view they never saw)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's: one per core); on a "
                     "machine shared with other jobs, 1 avoids oversubscription (4x faster training measured at load 11)")
+    ap.add_argument("--reuse", action="store_true", help="keep runs already trained with the same config")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,34 +108,36 @@ def main() -> None:
     truth = pd.read_csv(test_dir / "test_labels.csv", dtype=str).set_index("id")["label"]
     index = {c: i for i, c in enumerate(FASHION_CLASSES)}
     models = args.models.split(",")
+    settings = {tta_key(parse_tta(t)): t for t in ["none", *args.tta.split(";")]}  # key -> --tta text
     cfgs = {m: from_dict(config(args, m, test_dir)) for m in models}
     make_folds_file(cfgs[models[0]])  # one split for both runs: their OOF rows line up
-    oof, test, seconds, configs = {"none": {}, "tta": {}}, {"none": {}, "tta": {}}, {}, {}
+    oof, test = {v: {} for v in settings}, {v: {} for v in settings}
+    seconds, configs = {}, {}
     oof_ids = test_ids = y_oof = y_test = None
     for m, cfg in cfgs.items():
-        t0 = time.time()
-        train(cfg, overwrite=True)
+        if args.reuse:
+            train(cfg, resume=True)  # finished folds of a run with this very config are kept
+        else:
+            train(cfg, overwrite=True)
         rd = run_dir(cfg)
-        seconds[m] = {"train": round(time.time() - t0, 1)}
+        seconds[m] = {"train_folds": round(sum(json.loads(p.read_text())["seconds"] for p in rd.glob("fold*/done.json")), 1)}
         plain = pd.read_csv(rd / "oof.csv", dtype={"id": str, "label": str})
         oof_ids = plain["id"].to_numpy() if oof_ids is None else oof_ids
         y_oof = plain.set_index("id").loc[oof_ids, "label"].map(index).to_numpy()
-        for variant, tta in (("none", "none"), ("tta", args.tta)):
+        for key, tta in settings.items():
             res = predict(rd, tta=tta)
             test_ids = pd.read_csv(res["test_probs"], dtype={"id": str})["id"].to_numpy() if test_ids is None else test_ids
-            test[variant][m] = probs_of(res["test_probs"], test_ids)
-            oof[variant][m] = probs_of(rd / ("oof.csv" if variant == "none" else oof_file([args.tta], "mean_probs")),
-                                       oof_ids)
-            seconds[m][f"predict_{variant}"] = res["test_seconds"]
+            test[key][m] = probs_of(res["test_probs"], test_ids)
+            oof[key][m] = probs_of(rd / ("oof.csv" if key == "none" else oof_file(parse_tta(tta), "mean_probs")), oof_ids)
+            seconds[m][f"test_{key}"] = res["test_seconds"]
             if res["oof"] is not None:
-                seconds[m]["oof_tta"] = res["oof"]["seconds"]
+                seconds[m][f"oof_{key}"] = res["oof"]["seconds"]
         configs[m] = cfg.model_dump(mode="json")
         y_test = truth.loc[test_ids].map(index).to_numpy()
-        print(f"{m}: trained 5 folds in {seconds[m]['train']:.0f} s; OOF acc {ACC(y_oof, oof['none'][m]):.4f} "
-              f"(TTA {ACC(y_oof, oof['tta'][m]):.4f}), test {ACC(y_test, test['none'][m]):.4f} "
-              f"(TTA {ACC(y_test, test['tta'][m]):.4f})", flush=True)
+        print(f"{m}: 5 folds trained in {seconds[m]['train_folds']:.0f} s; " + "; ".join(
+            f"TTA {k}: OOF {ACC(y_oof, oof[k][m]):.4f}, test {ACC(y_test, test[k][m]):.4f}" for k in settings), flush=True)
     rows, weights, preds = {}, {}, {}  # preds[(row, variant)] = (OOF probabilities, test probabilities)
-    for variant in ("none", "tta"):
+    for variant in settings:
         so, st = np.stack([oof[variant][m] for m in models]), np.stack([test[variant][m] for m in models])
         equal = np.full(len(models), 1 / len(models))
         w = fit_weights(so, y_oof, "accuracy")
@@ -141,10 +149,11 @@ def main() -> None:
         for row in [*models, "mean", "blend"]:
             p_oof, p_test = preds[row, variant]
             rows.setdefault(row, {})[variant] = {"oof": ACC(y_oof, p_oof), "test": ACC(y_test, p_test)}
-    checks = sign_checks(rows, models, preds, y_oof, y_test)
-    best_single = {v: max(rows[m][v]["test"] for m in models) for v in ("none", "tta")}
-    target = {v: rows["blend"][v]["test"] >= best_single[v] for v in ("none", "tta")}
+    checks = sign_checks(rows, models, list(settings), preds, y_oof, y_test)
+    best_single = {v: max(rows[m][v]["test"] for m in models) for v in settings}
+    target = {v: rows["blend"][v]["test"] >= best_single[v] for v in settings}
     agree = sum(c["agree"] for c in checks)
+    clear = [c for c in checks if abs(c["oof_gain"]) >= 2 * c["oof_se"]]
     out = {"benchmark": "ensemble", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": vars(args),
            "data": f"fashion-mnist: stratified subsets of {args.subset} training images (5 folds) and of "
                    f"{args.test_subset} official test images",
@@ -152,11 +161,12 @@ def main() -> None:
            "wall_seconds": round(time.time() - t_start, 1), "seconds": seconds, "accuracy": rows,
            "blend_weights": weights, "best_single_test": best_single, "sign_checks": checks,
            "sign_agreement": f"{agree} of {len(checks)}",
+           "sign_agreement_where_oof_gain_exceeds_2_se": f"{sum(c['agree'] for c in clear)} of {len(clear)}",
            "target": {"blend_test_ge_best_single": target, "oof_gain_predicts_test_gain_in_sign": agree == len(checks)},
            "configs": configs}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print_tables(out, models)
+    print_tables(out, list(settings))
 
 
 def paired_se(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -165,11 +175,13 @@ def paired_se(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
-def sign_checks(rows: dict, models: list[str], preds: dict, y_oof: np.ndarray, y_test: np.ndarray) -> list[dict]:
-    """Each comparison a competitor would make on OOF (TTA or not; ensemble or the best run by OOF), with the
-    OOF and test differences, their paired standard errors, and whether their signs agree (both zero agrees)."""
-    pairs = [(f"{m}: TTA vs none", (m, "tta"), (m, "none")) for m in [*models, "mean", "blend"]]
-    for v in ("none", "tta"):
+def sign_checks(rows: dict, models: list[str], variants: list[str], preds: dict, y_oof: np.ndarray,
+                y_test: np.ndarray) -> list[dict]:
+    """Each comparison a competitor would make on OOF (a TTA setting or none; the ensemble or the best run by OOF),
+    with the OOF and test differences, their paired standard errors, and whether their signs agree."""
+    pairs = [(f"{row}: TTA {v} vs none", (row, v), (row, "none"))
+             for row in [*models, "mean", "blend"] for v in variants if v != "none"]
+    for v in variants:
         best = max(models, key=lambda m: rows[m][v]["oof"])  # the run one would pick without the test labels
         pairs += [(f"mean vs best run ({best}), TTA {v}", ("mean", v), (best, v)),
                   (f"blend vs best run ({best}), TTA {v}", ("blend", v), (best, v))]
@@ -183,13 +195,13 @@ def sign_checks(rows: dict, models: list[str], preds: dict, y_oof: np.ndarray, y
     return out
 
 
-def print_tables(out: dict, models: list[str]) -> None:
-    tta = out["settings"]["tta"]
-    print(f"\n| accuracy | OOF | OOF, TTA {tta} | test | test, TTA {tta} |")
-    print("|---|---|---|---|---|")
+def print_tables(out: dict, variants: list[str]) -> None:
+    print("\n| accuracy | " + " | ".join(f"OOF, TTA {v}" for v in variants) + " | "
+          + " | ".join(f"test, TTA {v}" for v in variants) + " |")
+    print("|---" * (1 + 2 * len(variants)) + "|")
     for row, r in out["accuracy"].items():
-        print(f"| {row} | {r['none']['oof']:.4f} | {r['tta']['oof']:.4f} | {r['none']['test']:.4f} | "
-              f"{r['tta']['test']:.4f} |")
+        print(f"| {row} | " + " | ".join(f"{r[v]['oof']:.4f}" for v in variants) + " | "
+              + " | ".join(f"{r[v]['test']:.4f}" for v in variants) + " |")
     print(f"\nblend weights: {out['blend_weights']}")
     print("\n| comparison | OOF gain (± s.e.) | test gain (± s.e.) | same sign |")
     print("|---|---|---|---|")
@@ -197,7 +209,8 @@ def print_tables(out: dict, models: list[str]) -> None:
         print(f"| {c['comparison']} | {c['oof_gain']:+.4f} ± {c['oof_se']:.4f} | {c['test_gain']:+.4f} ± "
               f"{c['test_se']:.4f} | {'yes' if c['agree'] else 'NO'} |")
     print(f"\nblend >= best single run on test: {out['target']['blend_test_ge_best_single']}; OOF gains predict test "
-          f"gains in sign: {out['sign_agreement']}; wall {out['wall_seconds']:.0f} s, load average "
+          f"gains in sign: {out['sign_agreement']} (where the OOF gain exceeds 2 s.e.: "
+          f"{out['sign_agreement_where_oof_gain_exceeds_2_se']}); wall {out['wall_seconds']:.0f} s, load average "
           f"{out['loadavg_start'][0]:.1f} -> {out['loadavg_end'][0]:.1f}; wrote {RESULTS}")
 
 
