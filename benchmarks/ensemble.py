@@ -94,8 +94,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--tta", default="hflip;hflip,vflip", help="TTA settings compared with none, separated by ';' "
                     "(the runs train with hflip only: vflip is a view they never saw)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's: one per core); on a "
-                    "machine shared with other jobs, 1 avoids oversubscription (4x faster training measured at load 11)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's: one per core); "
+                    "on a machine shared with other jobs, 1 avoids oversubscription (4x faster training at load 11)")
     ap.add_argument("--reuse", action="store_true", help="keep runs already trained with the same config")
     args = ap.parse_args()
     if args.threads:
@@ -120,22 +120,25 @@ def main() -> None:
         else:
             train(cfg, overwrite=True)
         rd = run_dir(cfg)
-        seconds[m] = {"train_folds": round(sum(json.loads(p.read_text())["seconds"] for p in rd.glob("fold*/done.json")), 1)}
+        fold_seconds = [json.loads(p.read_text())["seconds"] for p in rd.glob("fold*/done.json")]
+        seconds[m] = {"train_folds": round(sum(fold_seconds), 1)}
         plain = pd.read_csv(rd / "oof.csv", dtype={"id": str, "label": str})
         oof_ids = plain["id"].to_numpy() if oof_ids is None else oof_ids
         y_oof = plain.set_index("id").loc[oof_ids, "label"].map(index).to_numpy()
         for key, tta in settings.items():
             res = predict(rd, tta=tta)
-            test_ids = pd.read_csv(res["test_probs"], dtype={"id": str})["id"].to_numpy() if test_ids is None else test_ids
+            if test_ids is None:
+                test_ids = pd.read_csv(res["test_probs"], dtype={"id": str})["id"].to_numpy()
             test[key][m] = probs_of(res["test_probs"], test_ids)
-            oof[key][m] = probs_of(rd / ("oof.csv" if key == "none" else oof_file(parse_tta(tta), "mean_probs")), oof_ids)
+            oof_name = "oof.csv" if key == "none" else oof_file(parse_tta(tta), "mean_probs")
+            oof[key][m] = probs_of(rd / oof_name, oof_ids)
             seconds[m][f"test_{key}"] = res["test_seconds"]
             if res["oof"] is not None:
                 seconds[m][f"oof_{key}"] = res["oof"]["seconds"]
         configs[m] = cfg.model_dump(mode="json")
         y_test = truth.loc[test_ids].map(index).to_numpy()
-        print(f"{m}: 5 folds trained in {seconds[m]['train_folds']:.0f} s; " + "; ".join(
-            f"TTA {k}: OOF {ACC(y_oof, oof[k][m]):.4f}, test {ACC(y_test, test[k][m]):.4f}" for k in settings), flush=True)
+        scores = [f"TTA {k}: OOF {ACC(y_oof, oof[k][m]):.4f}, test {ACC(y_test, test[k][m]):.4f}" for k in settings]
+        print(f"{m}: 5 folds trained in {seconds[m]['train_folds']:.0f} s; " + "; ".join(scores), flush=True)
     rows, weights, preds = {}, {}, {}  # preds[(row, variant)] = (OOF probabilities, test probabilities)
     for variant in settings:
         so, st = np.stack([oof[variant][m] for m in models]), np.stack([test[variant][m] for m in models])
