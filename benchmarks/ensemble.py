@@ -1,7 +1,7 @@
 """Ensembling and TTA on Fashion-MNIST: two backbones x 5 folds, each run alone, their mean and an OOF-fitted blend,
 every one without and with hflip TTA, on OOF and on the official test set, measured side by side in one run.
 
-Data: a label-stratified subset of the Fashion-MNIST training images (`data.subset`, default 6,000), one
+Data: a label-stratified subset of the Fashion-MNIST training images (`data.subset`, default 10,000), one
 stratified 5-fold split shared by both runs (so their OOF can be blended); the official 10,000 test images held
 out (labels read only to score; --test-subset scores a stratified part). The sizes keep the whole benchmark near
 15 minutes on 2 shared CPU cores: 2 models x 5 folds of training, then the test set predicted 3 times per fold
@@ -17,7 +17,7 @@ random horizontal flips only, so the vertical flip is a view they never saw); th
 predict --tta` computes. The check that matters for a competitor: does an OOF gain predict a test gain, in sign?
 Every difference comes with its paired standard error, so a sign flip can be told from noise.
 
-    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 6000] \
+    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 10000] \
         [--test-subset 10000] [--tta "hflip;hflip,vflip"] [--threads 1] [--reuse]
 
 Writes benchmarks/results/ensemble.json: every score, the blend weights, the sign checks, seconds, load average and
@@ -87,7 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(HERE / "work" / "fashion-mnist"), help="the fashion-mnist competition folder")
     ap.add_argument("--models", default="podium_cnn,podium_cnn_s")
-    ap.add_argument("--subset", type=int, default=6000, help="training images (a stratified subset)")
+    ap.add_argument("--subset", type=int, default=10000, help="training images (a stratified subset)")
     ap.add_argument("--test-subset", type=int, default=10000, help="official test images scored (a stratified subset)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=128)
