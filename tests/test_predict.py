@@ -94,16 +94,14 @@ def test_cli_predict_with_tta_reports_and_stores_the_oof_score_without_and_with_
     assert f"{oof['plain']['accuracy']:.4f}" in out.stdout and f"{oof['tta']['accuracy']:.4f}" in out.stdout
 
 
-def test_oof_with_the_identity_view_alone_reproduces_the_training_oof(trained):
+def test_identity_only_oof_reproduces_the_training_oof_and_config_sets_the_default(trained):
     """Each fold's rows are re-predicted by that fold's model: with no extra view, the numbers are the run's own."""
     res = oof_with_tta(trained, ["identity"], how="mean_logits")
     again = pd.read_csv(trained / res["file"], dtype={"id": str})
     plain = pd.read_csv(trained / "oof.csv", dtype={"id": str})
     np.testing.assert_allclose(again[CLASSES].to_numpy(), plain[CLASSES].to_numpy(), atol=1e-6)
     assert res["tta"] == pytest.approx(res["plain"])
-
-
-def test_predict_defaults_to_the_runs_tta_settings(trained):
+    # without --tta, predict uses the run's tta.* settings
     cfg = load_config(trained / "config.yaml", ["tta.views=hflip", "tta.combine=mean_logits"])
     save_config(cfg, trained / "config.yaml")
     res = predict(trained, oof=False)
