@@ -178,8 +178,7 @@ def predict(run: Path,
             no_posthoc: bool = typer.Option(False, "--no-posthoc", help="ignore RUN/posthoc.json (`podium posthoc`)")):
     """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template.
 
-    With TTA, each fold's validation images are predicted again with the same views: the OOF score with and
-    without TTA is printed (and kept in RUN/predict.json) before the submission is used anywhere."""
+    With TTA, each fold's OOF images are predicted again with the same views: OOF without vs with TTA is printed."""
     from podium.predict import predict as run_predict
 
     res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
