@@ -86,6 +86,12 @@ def test_ensemble_runs_scores_oof_and_writes_an_aligned_submission(tiny_competit
     sub = pd.read_csv(res["submission"], dtype=str)
     template = pd.read_csv(tiny_competition.parent / "sample_submission.csv", dtype=str)
     assert list(sub["id"]) == list(template["id"])
+    assert saved["oof_files"] == {"a": "oof.csv", "b": "oof.csv"}
+    # after `podium predict --tta`, the blend is fitted on the OOF made with the same TTA as the test probabilities
+    tta = predict(runs / "a", tta="hflip")
+    saved = ensemble_runs([runs / "a", runs / "b"], method="mean")
+    assert saved["oof_files"] == {"a": "oof_tta-hflip.csv", "b": "oof.csv"}
+    assert saved["oof_scores"]["a"] == pytest.approx(tta["oof"]["tta"]["accuracy"])
     # a run on other folds cannot be blended: its OOF rows were predicted by differently trained models
     train(load_config(tiny_competition, ["name=c", "train.epochs=1", "cv.seed=9",
                                          f"cv.folds_file={tiny_competition.parent / 'other_folds.csv'}"]))

@@ -55,10 +55,3 @@ def train_transform(cfg: AugmentConfig) -> Callable[[Tensor], Tensor]:
 
     return apply
 
-
-# Test-time augmentation: name -> the views whose probabilities are averaged.
-TTA: dict[str, list[Callable[[Tensor], Tensor]]] = {
-    "none": [lambda x: x],
-    "hflip": [lambda x: x, lambda x: x.flip(3)],
-    "hflip+vflip": [lambda x: x, lambda x: x.flip(3), lambda x: x.flip(2), lambda x: x.flip(2).flip(3)],
-}

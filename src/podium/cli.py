@@ -119,6 +119,9 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
     for name, score in res["oof_scores"].items():
         table.add_row(name, f"{score:.4f}", f"{res['weights'][name]:.3f}" if name in res["weights"] else "")
     Console().print(table)
+    tta = {name: f for name, f in res["oof_files"].items() if f != "oof.csv"}
+    if tta:  # the OOF that matches each run's test_probs.csv (`podium predict --tta`)
+        console.print("OOF with TTA, as the test probabilities: " + ", ".join(f"{n} ({f})" for n, f in tta.items()))
     console.print(f"[green]wrote[/] {res['out']}" + ("" if "submission" in res else
                   " (OOF only: run `podium predict` on every run to blend the test set too)"))
 
@@ -168,17 +171,42 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
 
 
 @app.command("predict")
-def predict(run: Path, tta: str = typer.Option("none", "--tta", help="none | hflip | hflip+vflip"),
+def predict(run: Path,
+            tta: Optional[str] = typer.Option(None, "--tta", help="views added to the identity, e.g. hflip,vflip "
+                                              "(`podium list tta`; none = no TTA; default: the run's tta.views)"),
+            tta_combine: Optional[str] = typer.Option(None, "--tta-combine", help="mean_probs | mean_logits "
+                                                      "(default: the run's tta.combine)"),
+            no_oof: bool = typer.Option(False, "--no-oof", help="skip re-predicting the OOF images with TTA"),
             test_csv: Optional[Path] = typer.Option(None, "--test-csv", help="predict this test CSV instead"),
             out: Optional[Path] = typer.Option(None, "--out", help="submission path (default RUN/submission.csv)"),
             overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
             no_posthoc: bool = typer.Option(False, "--no-posthoc", help="ignore RUN/posthoc.json (`podium posthoc`)")):
-    """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template."""
+    """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template.
+
+    With TTA, each fold's OOF images are predicted again with the same views: OOF without vs with TTA is printed."""
     from podium.predict import predict as run_predict
 
-    res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc)
+    res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
+                      how=tta_combine, oof=not no_oof)
+    if res["oof"] is not None:
+        Console().print(_oof_tta_table(res))
     console.print(f"[green]wrote[/] {res['submission']} ({res['n']} rows; folds {res['folds']}, TTA {res['tta']}"
+                  f" ({len(res['views'])} views, {res['combine']}, {res['test_seconds']:.0f} s)"
                   f"{', post-hoc ' + res['posthoc'] if res['posthoc'] else ''}) and {res['test_probs']}")
+
+
+def _oof_tta_table(res: dict):
+    from rich.table import Table
+
+    oof = res["oof"]
+    table = Table(title=f"OOF without and with TTA {res['tta']} ({res['combine']}; {oof['n']} images, folds "
+                        f"{oof['folds']}; {oof['images_predicted']} predictions in {oof['seconds']:.0f} s)")
+    for col in ("OOF score", "no TTA", f"TTA {res['tta']}", "gain"):
+        table.add_column(col, justify="left" if col == "OOF score" else "right")
+    for name in dict.fromkeys([oof["metric"], "accuracy"]):
+        before, after = oof["plain"][name], oof["tta"][name]
+        table.add_row(name, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}")
+    return table
 
 
 @app.command("posthoc")
@@ -247,6 +275,15 @@ def list_heads():
     from podium.heads import describe_heads
 
     for line in describe_heads():
+        print(line)
+
+
+@list_app.command("tta")
+def list_tta():
+    """The test-time views `podium predict --tta` (and tta.views) can name, and how they are combined."""
+    from podium.tta import describe_tta
+
+    for line in describe_tta():
         print(line)
 
 

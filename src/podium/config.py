@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from podium.errors import PodiumError
 
@@ -94,6 +94,11 @@ class AugmentConfig(_Section):
     hflip: bool = True  # random horizontal flip while training (turn off for text, digits, asymmetric objects)
     vflip: bool = False  # random vertical flip while training
     shift: float = 0.1  # random translation, as a fraction of the image side (0 = off)
+    mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # mixup: blend image pairs, lam ~ Beta(alpha, alpha) per batch (0 = off; 0.2-0.4 usual)
+    cutmix_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # cutmix: paste a box of the partner image, area share ~ Beta(alpha, alpha) (0 = off; 1.0 usual)
+    mix_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # probability that a batch is mixed at all (with an alpha > 0)
+    mix_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5  # both alphas > 0: probability a mixed batch uses cutmix rather than mixup
+    mix_off_epoch: Annotated[int, Field(ge=0)] | None = None  # 0-based epoch from which batches are no longer mixed (clean last epochs); None: mix to the end
 
 
 # ---------------------------------------------------------------------------------- loss parameters
@@ -232,6 +237,28 @@ class PosthocConfig(_Section):
     tau_max: Annotated[float, Field(gt=0.0)] = 2.0  # logit_adjust: top of the tau search
 
 
+def _comma_list(value: Any) -> Any:
+    """'hflip,vflip' (as a dotted override gives it) -> ['hflip', 'vflip']."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+class TTAConfig(_Section):
+    views: Annotated[list[str], BeforeValidator(_comma_list)] = []  # test-time views added to the identity by `podium predict`, e.g. [hflip] (`podium list tta`); --tta overrides
+    combine: Literal["mean_probs", "mean_logits"] = "mean_probs"  # how the views' outputs are averaged: probabilities, or logits then softmax
+
+    @field_validator("views")
+    @classmethod
+    def _known_views(cls, views: list[str]) -> list[str]:
+        if views:
+            from podium.tta import parse_tta  # the registry lives with the views
+
+            try:
+                parse_tta(views)
+            except PodiumError as exc:
+                raise ValueError(str(exc)) from None
+        return views
+
+
 class TrackConfig(_Section):
     mlflow: bool = False  # also log params, per-epoch metrics, scores and artifacts to MLflow
     mlflow_uri: str | None = None  # MLflow tracking URI; default: a SQLite file <output_dir>/mlflow.db
@@ -248,6 +275,7 @@ class Config(_Section):
     augment: AugmentConfig = AugmentConfig()  # training-time augmentation
     train: TrainConfig = TrainConfig()  # the optimisation
     posthoc: PosthocConfig = PosthocConfig()  # prediction adjustment for long tails, fitted on OOF
+    tta: TTAConfig = TTAConfig()  # test-time augmentation used by `podium predict` (on test and OOF)
     track: TrackConfig = TrackConfig()  # experiment tracking beyond the CSV and TensorBoard logs always written
 
     def cache_dir(self) -> Path:

@@ -24,6 +24,7 @@ from podium.config import Config
 from podium.heads import margin_logits
 from podium.io import atomic_write_csv
 from podium.metrics import get_metric, score_all
+from podium.mixing import NO_MIX, draw_mix, mix_images, mixed_loss, mixing_enabled
 
 
 class Classifier(pl.LightningModule):
@@ -60,7 +61,10 @@ class Classifier(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         x = self.augment(to_float(x, self.mean, self.std))
-        loss = self.loss(margin_logits(self.model, self.model(x), y), y)
+        mix = draw_mix(self.cfg.augment, x.shape) if mixing_enabled(self.cfg.augment, self.current_epoch) else NO_MIX
+        logits = self.model(mix_images(x, mix))
+        # a mixed batch's loss is lam L(y_a) + (1 - lam) L(y_b), each term with its own true class (podium.mixing)
+        loss = mixed_loss(lambda z, t: self.loss(margin_logits(self.model, z, t), t), logits, y, mix)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 

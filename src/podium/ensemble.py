@@ -74,6 +74,10 @@ def fit_weights(stack: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
         polish = minimize(score, best, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 400})
         if score(polish.x) < score(best):
             best = blend(polish.x)[0]
+        # a local search can end below a single model: the fitted blend never scores worse on OOF than one alone
+        for corner in np.eye(m):
+            if score(corner) < score(best):
+                best = corner
     return best
 
 
@@ -85,6 +89,7 @@ class RunPredictions:
     test: pd.DataFrame | None  # id, classes...
     folds: pd.DataFrame  # id, fold
     cfg: object
+    oof_file: str = "oof.csv"  # which OOF: the plain one, or the TTA one matching test_probs.csv (predict.json)
 
 
 def load_run(run: Path) -> RunPredictions:
@@ -95,10 +100,22 @@ def load_run(run: Path) -> RunPredictions:
         if not (run / name).exists():
             raise PodiumError(f"'{run}' has no {name}: pass finished run folders (train every fold first).")
     test = run / "test_probs.csv"
+    oof_file = _oof_matching_test(run)
     return RunPredictions(run.name, json.loads((run / "classes.json").read_text()),
-                          pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str}),
+                          pd.read_csv(run / oof_file, dtype={"id": str, "label": str}),
                           pd.read_csv(test, dtype={"id": str}) if test.exists() else None,
-                          pd.read_csv(run / "folds.csv", dtype={"id": str}), load_config(run / "config.yaml"))
+                          pd.read_csv(run / "folds.csv", dtype={"id": str}), load_config(run / "config.yaml"), oof_file)
+
+
+def _oof_matching_test(run: Path) -> str:
+    """The OOF made like test_probs.csv: when the last `podium predict` used TTA and re-predicted the OOF with it
+    (RUN/predict.json), that file (over every finished fold), so weights are fitted on what they are applied to."""
+    record = json.loads((run / "predict.json").read_text()) if (run / "predict.json").exists() else {}
+    oof = record.get("oof") or {}
+    done = sorted(int(p.parent.name[4:]) for p in run.glob("fold*/done.json"))
+    if oof.get("file") and (run / oof["file"]).exists() and oof.get("folds") == done:
+        return oof["file"]
+    return "oof.csv"
 
 
 def _check_compatible(runs: list[RunPredictions]) -> None:
@@ -142,7 +159,7 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
     blend_oof = METHODS[method](stack, w)
     scores["blend"] = fn(y, blend_oof)
     result = {"metric": metric, "method": method, "weights": dict(zip([p.name for p in preds], w.round(4).tolist())),
-              "oof_scores": scores, "runs": [str(r) for r in runs]}
+              "oof_scores": scores, "runs": [str(r) for r in runs], "oof_files": {p.name: p.oof_file for p in preds}}
     out = Path(out) if out else Path(preds[0].cfg.output_dir) / f"ensemble-{method}-{'-'.join(p.name for p in preds)}"
     out.mkdir(parents=True, exist_ok=True)
     oof = pd.DataFrame({"id": ids, "label": np.asarray(classes)[y]})

@@ -1,5 +1,10 @@
 """`podium predict`: every finished fold's best checkpoint on the test set, TTA, fold average, submission.
 
+With TTA (`--tta hflip,vflip`, `tta.views`; podium.tta) each finished fold's validation images are predicted again
+with the same views by that fold's model (the one that never saw them), so the out-of-fold score with and without
+TTA is known before anything reaches a leaderboard: RUN/oof_tta-<views>.csv, and RUN/predict.json records the
+setting, both OOF scores, the time it took and the files written. metrics.json and oof.csv stay the plain run's.
+
 Checkpoints are read with `torch.load(weights_only=True)`: loading one never runs pickled code.
 The submission copies the competition template (`data.sample_submission`): same id order, same columns;
 a label column gets the class names as the user wrote them, one column per class gets probabilities.
@@ -8,25 +13,28 @@ a label column gets the class names as the user wrote them, one column per class
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from podium.augment import TTA, to_float
+from podium.augment import to_float
 from podium.config import Config, load_config
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv
+from podium.io import atomic_write_csv, atomic_write_json
+from podium.tta import check_combine, combine, parse_tta, tta_key, tta_views
 
 
 @torch.inference_mode()
-def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:
-    """Class probabilities (N x C, float64) for images[indices], averaged over the TTA views."""
-    if tta not in TTA:
-        raise PodiumError(f"Unknown TTA '{tta}'. Choose one of: {', '.join(TTA)}.")
+def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: int, tta: str | list[str] = "none",
+                  how: str = "mean_probs") -> np.ndarray:
+    """Class probabilities (N x C, float64) for images[indices]: the TTA views' outputs combined by `how`."""
     from podium.train import make_loader
 
+    views = tta_views(tta)
+    check_combine(how)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module = module.to(device).eval()
     net = module.eval_model()
@@ -34,8 +42,8 @@ def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: i
     for x, _ in make_loader(images, None, indices, batch_size, seed=None):
         xf = to_float(x.to(device, non_blocking=True), module.mean, module.std)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            views = [net(view(xf)).float().softmax(1) for view in TTA[tta]]
-        out.append(torch.stack(views).mean(0).double().cpu())
+            logits = [net(view(xf)).float() for _, view in views]
+        out.append(combine(logits, how).double().cpu())
     return torch.cat(out).numpy()
 
 
@@ -83,10 +91,12 @@ def align_submission(template_path: Path, id_col: str, ids: np.ndarray, probs: n
     return sub
 
 
-def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Path | None = None,
-            overwrite: bool = False, posthoc: bool = True) -> dict:
-    """Fold-averaged (and TTA-averaged) test probabilities -> test_probs.csv and the submission. With `posthoc`, the
-    correction fitted on the run's OOF (RUN/posthoc.json, `podium posthoc`) is applied to the averaged probabilities."""
+def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None = None, out: Path | None = None,
+            overwrite: bool = False, posthoc: bool = True, how: str | None = None, oof: bool = True) -> dict:
+    """Fold-averaged test probabilities with TTA (`tta`, default the run's tta.views; combined by `how`, default
+    tta.combine) -> test_probs.csv and the submission; with TTA and `oof`, the OOF score with and without it
+    (`oof_with_tta`). With `posthoc`, the correction fitted on the run's OOF (RUN/posthoc.json, `podium posthoc`) is
+    applied to the averaged test probabilities."""
     from podium.data.cache import build_cache
     from podium.data.sources import load_test
 
@@ -94,6 +104,8 @@ def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Pat
     if not (run / "config.yaml").exists():
         raise PodiumError(f"'{run}' is not a run folder (no config.yaml). Pass <output_dir>/<name> of a trained run.")
     cfg = load_config(run / "config.yaml")
+    names = parse_tta(cfg.tta.views if tta is None else tta)
+    how = check_combine(how or cfg.tta.combine)
     if test_csv is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"test_csv": Path(test_csv), "test_dir": None})})
     folds = finished_folds(run)
@@ -108,10 +120,12 @@ def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Pat
     if out.exists() and run.resolve() not in out.resolve().parents and not overwrite:
         raise PodiumError(f"'{out}' exists. Pass --overwrite to replace it, or choose another --out.")
     adjustment = _posthoc_params(run, cfg, folds) if posthoc else None  # refused before the work, not after
+    oof_result = oof_with_tta(run, names, how, cfg=cfg, folds=folds) if names and oof else None
+    t0 = time.time()
     cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir())
     idx = np.arange(len(test))
     probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"]), cache.images, idx,
-                                   cfg.train.eval_batch_size, tta) for k in folds], axis=0)
+                                   cfg.train.eval_batch_size, names, how) for k in folds], axis=0)
     if adjustment is not None:
         from podium.posthoc import apply_posthoc
 
@@ -124,8 +138,67 @@ def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Pat
     else:
         sub = pd.DataFrame({cfg.data.id_col: test["id"], cfg.data.label_col: np.asarray(classes)[probs.argmax(1)]})
     atomic_write_csv(out, sub)
-    return {"submission": out, "test_probs": run / "test_probs.csv", "folds": folds, "tta": tta, "n": len(sub),
-            "posthoc": None if adjustment is None else f"{adjustment['method']} (tau {adjustment['tau']:g})"}
+    n_views = len(tta_views(names))
+    result = {"submission": out, "test_probs": run / "test_probs.csv", "folds": folds, "tta": tta_key(names),
+              "combine": how, "views": [label for label, _ in tta_views(names)], "n": len(sub),
+              "posthoc": None if adjustment is None else f"{adjustment['method']} (tau {adjustment['tau']:g})",
+              "test_seconds": round(time.time() - t0, 1), "test_images_predicted": len(test) * len(folds) * n_views,
+              "oof": oof_result}
+    atomic_write_json(run / "predict.json", {k: str(v) if isinstance(v, Path) else v for k, v in result.items()})
+    return result
+
+
+def oof_file(names: list[str], how: str) -> str:
+    """RUN/oof_tta-<views>.csv (-mean_logits added when the views' logits were averaged)."""
+    return f"oof_tta-{tta_key(names)}{'' if how == 'mean_probs' else '-' + how}.csv"
+
+
+def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: Config | None = None,
+                 folds: list[int] | None = None) -> dict:
+    """Each finished fold's validation images predicted again with TTA by that fold's model -> RUN/oof_<...>.csv;
+    returns the OOF scores without TTA (the run's oof.csv) and with it, over the same images, and the cost."""
+    from podium.data.cache import build_cache
+    from podium.data.sources import load_train
+    from podium.metrics import score_all
+
+    run = Path(run)
+    cfg = cfg or load_config(run / "config.yaml")
+    folds = folds if folds is not None else finished_folds(run)
+    names, how = parse_tta(tta), check_combine(how)
+    classes = json.loads((run / "classes.json").read_text())
+    channels = json.loads((run / "run.json").read_text())["channels"]
+    t0 = time.time()
+    frame, _ = load_train(cfg)
+    fold = _run_folds(run, frame["id"])
+    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir())
+    parts = []
+    for k in folds:
+        va = np.flatnonzero(fold == k)
+        part = pd.DataFrame({"id": frame["id"].to_numpy()[va], "fold": k, "label": frame["label"].to_numpy()[va]})
+        part[classes] = predict_probs(load_fold_module(cfg, run, k, len(classes), channels), cache.images, va,
+                                      cfg.train.eval_batch_size, names, how)
+        parts.append(part)
+    with_tta = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable")
+    atomic_write_csv(run / oof_file(names, how), with_tta)
+    plain = pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str}).set_index("id").loc[with_tta["id"]]
+    index = {c: i for i, c in enumerate(classes)}
+    y = with_tta["label"].map(index).to_numpy()
+    n_views = len(tta_views(names))
+    return {"file": oof_file(names, how), "n": len(with_tta), "folds": folds, "metric": cfg.cv.metric,
+            "plain": score_all(y, plain[classes].to_numpy(dtype=np.float64)),
+            "tta": score_all(y, with_tta[classes].to_numpy(dtype=np.float64)),
+            "seconds": round(time.time() - t0, 1), "images_predicted": len(with_tta) * n_views}
+
+
+def _run_folds(run: Path, ids: pd.Series) -> np.ndarray:
+    """The fold of each training id as the run recorded it (RUN/folds.csv); refused when the data changed."""
+    recorded = pd.read_csv(run / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    missing = ids[~ids.isin(recorded.index)]
+    if len(missing) or len(ids) != len(recorded):
+        raise PodiumError(f"The training data no longer matches '{run / 'folds.csv'}' ({len(ids)} images now, "
+                          f"{len(recorded)} when trained; not in the run: {fmt_list(missing[:5].tolist())}): "
+                          "the OOF with TTA needs the images the run was trained on. Pass --no-oof to skip it.")
+    return recorded.loc[ids].to_numpy()
 
 
 def _posthoc_params(run: Path, cfg: Config, folds: list[int]) -> dict | None:

@@ -1,0 +1,173 @@
+"""Test-time augmentation (`podium predict --tta`, `tta.views`, `podium list tta`): a registry of named views.
+
+A TTA setting is a list of registered names; the identity (the image as it is) is always one of the views, so
+`--tta hflip,vflip` predicts every image three times: as it is, mirrored left-right, mirrored top-bottom. Names
+add views, they do not compose (hflip,vflip has no view flipped both ways: ask for `flips`). The views' outputs are
+combined by `tta.combine`: the mean of the softmax probabilities (default) or the softmax of the mean logits.
+
+Views work on normalised float batches (B, C, H, W) on the prediction device, for any number of channels, and keep
+the shape, so any network can take them. Pick views under which the classes stay the same: flips for most
+photos and clothes (not for text and digits), rotations only for data without an up (cells, satellite tiles,
+textures), zooms and crops when objects vary in size and position.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from podium.errors import PodiumError
+
+Tensor = torch.Tensor
+View = Callable[[Tensor], Tensor]  # (B, C, H, W) -> (B, C, H, W)
+
+ZOOMS = (0.9, 1.1)  # multi-scale: content scaled by these factors, then cropped or padded back to H x W
+CROP = 0.875  # five-crop: side of each crop as a share of the image side (224 of 256, as ImageNet evaluation)
+
+
+def zoom(x: Tensor, factor: float) -> Tensor:
+    """Scale the content by `factor` about the centre, keeping H x W: crop the middle (> 1) or pad by repeating the
+    border pixels (< 1), so a zoomed-out image keeps its background instead of gaining a frame."""
+    h, w = x.shape[-2:]
+    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    y = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=factor < 1)
+    if factor >= 1:
+        top, left = (nh - h) // 2, (nw - w) // 2
+        return y[..., top:top + h, left:left + w]
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return F.pad(y, (left, w - nw - left, top, h - nh - top), mode="replicate")
+
+
+def crop_resized(x: Tensor, top: int, left: int, size: tuple[int, int]) -> Tensor:
+    """The crop at (top, left) of `size`, resized back to the image's H x W."""
+    h, w = x.shape[-2:]
+    patch = x[..., top:top + size[0], left:left + size[1]]
+    return F.interpolate(patch, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def five_crops(x: Tensor) -> list[Tensor]:
+    """The four corner crops and the centre crop (each CROP of the side), each resized back to H x W."""
+    h, w = x.shape[-2:]
+    ch, cw = max(1, round(h * CROP)), max(1, round(w * CROP))
+    corners = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
+    return [crop_resized(x, top, left, (ch, cw)) for top, left in corners]
+
+
+def _rot(k: int) -> View:
+    def rotate(x: Tensor) -> Tensor:
+        if x.shape[-1] != x.shape[-2]:
+            raise PodiumError(f"TTA rot90s needs square images, got {x.shape[-2]}x{x.shape[-1]}: use "
+                              "data.resize=resize or pad, or leave rot90s out.")
+        return torch.rot90(x, k, dims=(-2, -1))
+
+    return rotate
+
+
+def _crop(i: int) -> View:
+    return lambda x: five_crops(x)[i]
+
+
+@dataclass(frozen=True)
+class TTAEntry:
+    views: tuple[tuple[str, View], ...]  # (label, view) pairs this name adds
+    description: str
+
+
+TTA: dict[str, TTAEntry] = {
+    "identity": TTAEntry((("identity", lambda x: x),), "the image as it is (always included)"),
+    "hflip": TTAEntry((("hflip", lambda x: x.flip(-1)),), "mirrored left-right"),
+    "vflip": TTAEntry((("vflip", lambda x: x.flip(-2)),), "mirrored top-bottom"),
+    "flips": TTAEntry((("hflip", lambda x: x.flip(-1)), ("vflip", lambda x: x.flip(-2)),
+                       ("hvflip", lambda x: x.flip(-2).flip(-1))), "both mirrors and both at once (3 views)"),
+    "rot90s": TTAEntry(tuple((f"rot{90 * k}", _rot(k)) for k in (1, 2, 3)),
+                       "rotated by 90, 180 and 270 degrees (3 views): data with no up, square images"),
+    "multi-scale": TTAEntry(tuple((f"zoom{z:g}", lambda x, z=z: zoom(x, z)) for z in ZOOMS),
+                            f"content zoomed by {' and '.join(f'{z:g}' for z in ZOOMS)} about the centre, kept at "
+                            "the model's size (2 views)"),
+    "five-crop": TTAEntry(tuple((name, _crop(i)) for i, name in enumerate(
+                              ["crop_tl", "crop_tr", "crop_bl", "crop_br", "crop_center"])),
+                          f"4 corner crops and the centre crop ({CROP:g} of the side) resized back (5 views)"),
+}
+ALIASES = {"none": "identity"}  # `--tta none`: the plain prediction
+
+
+def _logits_mean(logits: Tensor) -> Tensor:
+    return logits.mean(0).softmax(-1)
+
+
+def _probs_mean(logits: Tensor) -> Tensor:
+    return logits.softmax(-1).mean(0)
+
+
+@dataclass(frozen=True)
+class Combination:
+    fn: Callable[[Tensor], Tensor]  # logits of every view (V x B x C) -> probabilities (B x C)
+    description: str
+
+
+COMBINE: dict[str, Combination] = {
+    "mean_probs": Combination(_probs_mean, "mean of the views' softmax probabilities: a saturated, over-confident "
+                                           "view counts no more than a probability of 1"),
+    "mean_logits": Combination(_logits_mean, "softmax of the views' mean logits (the renormalised geometric mean of "
+                                             "their probabilities): a confident view weighs more"),
+}
+
+
+def parse_tta(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Registered names from 'hflip,vflip' (',' or '+' between names) or a list; identity and 'none' dropped."""
+    if spec is None:
+        return []
+    items = re.split(r"[,+]", spec) if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for raw in items:
+        name = ALIASES.get(raw.strip(), raw.strip())
+        if not name:
+            continue
+        if name not in TTA:
+            close = difflib.get_close_matches(name, list(TTA), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise PodiumError(f"Unknown TTA view '{name}'.{hint} Known: {', '.join(TTA)}, none "
+                              "(`podium list tta`); separate several with commas, e.g. --tta hflip,vflip.")
+        if name != "identity" and name not in names:
+            names.append(name)
+    return names
+
+
+def tta_key(names: list[str]) -> str:
+    """A short name for a TTA setting, used in file names: 'none' or e.g. 'hflip+vflip'."""
+    return "+".join(names) or "none"
+
+
+def check_combine(name: str) -> str:
+    if name not in COMBINE:
+        raise PodiumError(f"Unknown TTA combination '{name}' (tta.combine, --tta-combine). Choose one of: "
+                          f"{', '.join(COMBINE)}.")
+    return name
+
+
+def tta_views(spec: str | list[str] | None) -> list[tuple[str, View]]:
+    """The identity first, then every view the names add (a view named twice, e.g. by hflip and flips, runs once)."""
+    views = dict(TTA["identity"].views)
+    for name in parse_tta(spec):
+        for label, view in TTA[name].views:
+            views.setdefault(label, view)
+    return list(views.items())
+
+
+def combine(logits: list[Tensor] | Tensor, how: str = "mean_probs") -> Tensor:
+    """Probabilities (B x C) from the logits of every view (V tensors of B x C), combined by COMBINE[how]."""
+    stacked = logits if isinstance(logits, Tensor) else torch.stack(list(logits))
+    return COMBINE[check_combine(how)].fn(stacked.float())
+
+
+def describe_tta() -> list[str]:
+    """Lines for `podium list tta`."""
+    lines = [f"{name:<12} {entry.description}" for name, entry in TTA.items()]
+    lines.append(f"{'none':<12} the identity alone (no TTA)")
+    lines += [f"{'tta.combine=' + name:<24} {c.description}" for name, c in COMBINE.items()]
+    return lines
