@@ -227,6 +227,24 @@ def list_losses():
         print(line)
 
 
+@list_app.command("tasks")
+def list_tasks():
+    """The task kinds data.task can name."""
+    from podium.tasks import describe_tasks
+
+    for line in describe_tasks():
+        print(line)
+
+
+@list_app.command("metrics")
+def list_metrics():
+    """The metrics cv.metric can name, per data.task."""
+    from podium.tasks import describe_metrics
+
+    for line in describe_metrics():
+        print(line)
+
+
 @list_app.command("samplers")
 def list_samplers():
     """The samplers train.sampler can name."""

@@ -94,6 +94,9 @@ def load_run(run: Path) -> RunPredictions:
     for name in ("oof.csv", "classes.json", "folds.csv", "config.yaml"):
         if not (run / name).exists():
             raise PodiumError(f"'{run}' has no {name}: pass finished run folders (train every fold first).")
+    from podium.tasks import require_multiclass
+
+    require_multiclass(load_config(run / "config.yaml"), "podium ensemble")
     test = run / "test_probs.csv"
     return RunPredictions(run.name, json.loads((run / "classes.json").read_text()),
                           pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str}),
