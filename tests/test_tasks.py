@@ -217,27 +217,27 @@ def test_multitask_fill_combines_or_writes_one_column_per_task():
 
 
 # ------------------------------------------------------------------------------------------- end to end
-
-
-def _run(*args, cwd: Path) -> subprocess.CompletedProcess:
-    res = subprocess.run(podium_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res
+# In-process (the CLI is a thin map onto these calls; tests/test_cli.py covers it): a subprocess per command would
+# pay the torch import each time.
 
 
 def test_multilabel_end_to_end_from_config_alone(tmp_path):
-    cfg = write_multilabel(tmp_path / "c")
+    from podium.data.splits import make_folds_file
+    from podium.predict import predict
+    from podium.train import train
+
+    path = write_multilabel(tmp_path / "c")
     root = tmp_path / "c"
-    _run("split", str(cfg), "cv.strategy=multilabel", cwd=tmp_path)
-    _run("train", str(cfg), "cv.strategy=multilabel", "train.epochs=1", cwd=tmp_path)
+    cfg = load_config(path, ["cv.strategy=multilabel", "train.epochs=1"])
+    make_folds_file(cfg)
+    metrics = train(cfg)
     run = root / "runs" / "tiny-ml"
-    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["cv_metric"] == "per_label_accuracy" and metrics["complete"]
     assert set(metrics["oof"]) >= {"per_label_accuracy", "exact_match", "f1_micro", "f1_macro", "f1_samples", "mAP"}
     thresholds = json.loads((run / "thresholds.json").read_text())
     assert list(thresholds["thresholds"]) == LABELS and thresholds["folds"] == [0, 1]
     assert metrics["thresholds"]["oof_after"] >= metrics["thresholds"]["oof_before"]
-    _run("predict", str(run), cwd=tmp_path)
+    predict(run)
     sub = pd.read_csv(run / "submission.csv", dtype={"id": str})
     template = pd.read_csv(root / "sample_submission.csv", dtype={"id": str})
     assert list(sub.columns) == ["id", *LABELS] and sub["id"].tolist() == template["id"].tolist()
@@ -245,19 +245,26 @@ def test_multilabel_end_to_end_from_config_alone(tmp_path):
     probs = pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id").loc[sub["id"], LABELS]
     thr = np.array([thresholds["thresholds"][c] for c in LABELS])
     np.testing.assert_array_equal(sub[LABELS].to_numpy(), (probs.to_numpy() >= thr).astype(int))
+    # thresholds fitted on other folds than those predicting are refitted, not silently used
+    stale = {**thresholds, "folds": [0]}
+    (run / "thresholds.json").write_text(json.dumps(stale))
+    predict(run, overwrite=True)
+    assert json.loads((run / "thresholds.json").read_text())["folds"] == [0, 1]
 
 
 def test_multitask_and_single_head_end_to_end_from_config_alone(tmp_path):
-    cfg = write_multitask(tmp_path / "c")
+    from podium.predict import predict
+    from podium.train import train
+
+    path = write_multitask(tmp_path / "c")
     root = tmp_path / "c"
-    _run("train", str(cfg), "train.epochs=1", cwd=tmp_path)
+    metrics = train(load_config(path, ["train.epochs=1", "train.task_weights=[1.0, 0.5]"]))
     run = root / "runs" / "tiny-mt"
-    metrics = json.loads((run / "metrics.json").read_text())
     assert {"accuracy", "f1_macro", "accuracy_shape", "accuracy_bright"} <= set(metrics["oof"])
     folds = pd.read_csv(run / "folds.csv", dtype={"id": str}).merge(
         pd.read_csv(root / "train.csv", dtype={"id": str}), on="id")
     assert (folds.groupby("person")["fold"].nunique() == 1).all()  # group folds: no person in two folds
-    _run("predict", str(run), cwd=tmp_path)
+    predict(run)
     sub = pd.read_csv(run / "submission.csv", dtype={"id": str})
     assert list(sub.columns) == ["id", "label"] and set(sub["label"]) <= set(range(6))
     probs = pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id").loc[sub["id"]]
@@ -265,16 +272,38 @@ def test_multitask_and_single_head_end_to_end_from_config_alone(tmp_path):
     bright = probs[["bright:0", "bright:1"]].to_numpy().argmax(1)
     np.testing.assert_array_equal(sub["label"], 2 * shape + bright)
     # the single-head alternative: same data and folds, the combined column, one 6-way softmax
-    _run("train", str(cfg), "name=single", "data.task=multiclass", "data.label_col=label", "data.combine=null",
-         "train.epochs=1", cwd=tmp_path)
+    train(load_config(path, ["name=single", "data.task=multiclass", "data.label_col=label", "data.combine=null",
+                             "train.epochs=1"]))
     assert json.loads((root / "runs" / "single" / "classes.json").read_text()) == [str(c) for c in range(6)]
     pd.testing.assert_frame_equal(pd.read_csv(root / "runs" / "single" / "folds.csv"), pd.read_csv(run / "folds.csv"))
 
 
-def test_commands_for_multiclass_runs_refuse_other_tasks_cleanly(tmp_path):
-    cfg = write_multilabel(tmp_path / "c")
-    _run("train", str(cfg), "train.epochs=1", "--folds", "0", cwd=tmp_path)
+def _fake_run(tmp_path: Path) -> Path:
+    """A finished multi-label run folder as `podium train` leaves it (no training needed to test refusals)."""
+    from podium.config import save_config
+
+    cfg = load_config(write_multilabel(tmp_path / "c"))
     run = tmp_path / "c" / "runs" / "tiny-ml"
-    for args in (("report", str(run)), ("posthoc", str(run)), ("ensemble", str(run), str(run))):
-        res = subprocess.run(podium_cmd(*args), cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert res.returncode == 2 and "multiclass runs only" in res.stderr and "Traceback" not in res.stderr, args
+    (run / "fold0").mkdir(parents=True)
+    save_config(cfg, run / "config.yaml")
+    (run / "classes.json").write_text(json.dumps(LABELS))
+    (run / "metrics.json").write_text(json.dumps({"cv_metric": "per_label_accuracy", "cv": 0.5, "oof": {}}))
+    oof = pd.DataFrame({"id": ["000"], "fold": [0], "label": ["top"], "top": [0.9], "left": [0.1], "mid": [0.2]})
+    oof.to_csv(run / "oof.csv", index=False)
+    oof[["id", "fold"]].to_csv(run / "folds.csv", index=False)
+    return run
+
+
+def test_commands_for_multiclass_runs_refuse_other_tasks_cleanly(tmp_path):
+    from podium.ensemble import ensemble_runs
+    from podium.posthoc import fit_run
+    from podium.report.folders import export_errors
+    from podium.report.rundata import load_run
+
+    run = _fake_run(tmp_path)
+    for call in (lambda: load_run(run), lambda: fit_run(run, "prior", "accuracy"),
+                 lambda: ensemble_runs([run, run]), lambda: export_errors(run, tmp_path / "e")):
+        with pytest.raises(PodiumError, match="multiclass runs only; this run is data.task=multilabel"):
+            call()
+    res = subprocess.run(podium_cmd("report", str(run)), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "multiclass runs only" in res.stderr and "Traceback" not in res.stderr
