@@ -31,10 +31,10 @@ def test_registry_lists_every_kind_and_config_names_them():
 
 def test_config_defaults_follow_the_task():
     ml = load_config(None, ["data.task=multilabel", "data.label_col=[a, b]"])
-    assert (ml.train.loss, ml.cv.metric) == ("bce", "per_label_accuracy")
+    assert (ml.train.loss, ml.cv.metric, ml.cv.strategy) == ("bce", "per_label_accuracy", "multilabel")
     assert load_config(None, ["data.task=multilabel", "train.loss=asl"]).train.loss_args["gamma_neg"] == 4.0
     mc = load_config(None)
-    assert (mc.train.loss, mc.cv.metric) == ("cross_entropy", "accuracy")  # unchanged
+    assert (mc.train.loss, mc.cv.metric, mc.cv.strategy) == ("cross_entropy", "accuracy", "stratified")  # unchanged
     mt = load_config(None, ["data.task=multitask", "data.label_col=[mask, age]", "cv.metric=accuracy_age"])
     assert mt.train.loss == "cross_entropy" and "f1_macro_mask" in metric_names(mt.data)
 
@@ -228,7 +228,8 @@ def test_multilabel_end_to_end_from_config_alone(tmp_path):
 
     path = write_multilabel(tmp_path / "c")
     root = tmp_path / "c"
-    cfg = load_config(path, ["cv.strategy=multilabel", "train.epochs=1"])
+    cfg = load_config(path, ["train.epochs=1"])
+    assert cfg.cv.strategy == "multilabel"  # the task's default
     make_folds_file(cfg)
     metrics = train(cfg)
     run = root / "runs" / "tiny-ml"

@@ -81,12 +81,12 @@ class DataConfig(_Section):
 
 
 class CVConfig(_Section):
-    strategy: Literal["kfold", "stratified", "group", "stratified_group", "multilabel"] = "stratified"  # how folds are drawn (multilabel: iterative stratification of every label)
+    strategy: Literal["kfold", "stratified", "group", "stratified_group", "multilabel"] = "stratified"  # how folds are drawn (multilabel: iterative stratification of every label; unset: multilabel for data.task=multilabel)
     n_folds: int = 5  # number of folds (K)
     seed: int = 42  # seed of the fold shuffle (and of data.subset)
     group_col: str | None = None  # column whose values never span two folds (person, patient, session)
     folds_file: Path | None = None  # where folds.csv lives; default: next to the training data
-    metric: str = "accuracy"  # the metric reported as `cv` (`podium list metrics`); default per_label_accuracy for data.task=multilabel
+    metric: str = "accuracy"  # the metric reported as `cv` (`podium list metrics`); unset: per_label_accuracy for data.task=multilabel
 
     @model_validator(mode="after")
     def _groups(self):
@@ -190,6 +190,7 @@ ALL_LOSS_ARGS = {**LOSS_ARGS, **MULTILABEL_LOSS_ARGS}  # every name train.loss c
 MULTILABEL_LOSSES = tuple(MULTILABEL_LOSS_ARGS)  # data.task=multilabel takes these; the other tasks the rest
 DEFAULT_LOSS = {"multiclass": "cross_entropy", "multilabel": "bce", "multitask": "cross_entropy"}  # train.loss when unset
 DEFAULT_METRIC = {"multiclass": "accuracy", "multilabel": "per_label_accuracy", "multitask": "accuracy"}  # cv.metric when unset
+DEFAULT_STRATEGY = {"multiclass": "stratified", "multilabel": "multilabel", "multitask": "stratified"}  # cv.strategy when unset
 
 
 def resolve_loss_args(loss: str, args: dict) -> dict:
@@ -302,7 +303,8 @@ class Config(_Section):
     @model_validator(mode="before")
     @classmethod
     def _task_defaults(cls, data: Any) -> Any:
-        """train.loss and cv.metric left unset take the task's default (bce and per_label_accuracy for multilabel)."""
+        """train.loss, cv.metric and cv.strategy left unset take the task's default (multilabel: bce,
+        per_label_accuracy and iterative stratification)."""
         if not isinstance(data, dict):
             return data
         section = data.get("data")
@@ -315,10 +317,10 @@ class Config(_Section):
             data["train"] = {**train, "loss": DEFAULT_LOSS[task]}
         elif isinstance(train, TrainConfig) and "loss" not in train.model_fields_set:
             data["train"] = {**train.model_dump(exclude={"loss", "loss_args"}), "loss": DEFAULT_LOSS[task]}
-        if isinstance(cv, dict) and "metric" not in cv:
-            data["cv"] = {**cv, "metric": DEFAULT_METRIC[task]}
-        elif isinstance(cv, CVConfig) and "metric" not in cv.model_fields_set:
-            data["cv"] = cv.model_copy(update={"metric": DEFAULT_METRIC[task]})
+        unset = [k for k in ("metric", "strategy") if k not in (cv if isinstance(cv, dict) else cv.model_fields_set)]
+        defaults = {"metric": DEFAULT_METRIC[task], "strategy": DEFAULT_STRATEGY[task]}
+        update = {k: defaults[k] for k in unset}
+        data["cv"] = {**cv, **update} if isinstance(cv, dict) else cv.model_copy(update=update)
         return data
 
     @model_validator(mode="after")
