@@ -354,6 +354,8 @@ class Config(_Section):
                 raise ValueError(f"train.task_weights: data.task=multitask takes one non-negative weight per task "
                                  f"({n} for data.label_col {self.data.label_columns()}); got "
                                  f"{self.train.task_weights} with data.task={task}")
+        if task == "multiclass":
+            return self  # cv.metric is checked when training starts (importing the metrics here costs seconds)
         from podium.tasks import metric_names  # here, not at the top: podium.tasks imports this module
 
         names = metric_names(self.data)
