@@ -6,7 +6,7 @@ multilabel  S0 in miniature: 32 x 32 images holding any of 8 glyphs (fixed rando
             and on the test set, at 0.5 and at the thresholds fitted on the OOF for cv.metric.
 multitask   S1 in miniature: 18 classes = mask (3 glyphs) x gender (2 brightness levels) x age (3 glyph sizes), the
             class 6*mask + 3*gender + age; each person has one gender, one age and one background texture and six
-            images; 150 people (900 images, 3 folds grouped by person), 60 held-out people (360 images). The same
+            images; 150 people (900 images, 3 folds grouped by person; --people), 60 held-out people (360 images). The same
             data, folds, network and budget twice: one backbone with three heads (data.task=multitask) and one
             18-way head (data.task=multiclass on the combined column).
 
@@ -135,7 +135,7 @@ def run_multilabel(args) -> dict:
 
 def run_multitask(args) -> dict:
     root = WORK / "profiles-mini"
-    write_profiles(root, 150, 60)
+    write_profiles(root, args.people, 60)
     truth = pd.read_csv(root / "test_labels.csv", dtype={"id": str}).set_index("id")
     cv = {"strategy": "group", "group_col": "person"}
     out = {}
@@ -164,8 +164,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--parts", default="multilabel,multitask")
+    parser.add_argument("--people", type=int, default=150, help="multitask: training people (6 images each)")
     args = parser.parse_args()
-    results: dict = {"load_average_before": os.getloadavg(), "epochs": args.epochs}
+    results: dict = {"load_average_before": os.getloadavg(), "epochs": args.epochs, "people": args.people}
     parts = {"multilabel": run_multilabel, "multitask": run_multitask}
     for part in args.parts.split(","):
         results[part] = parts[part](args)
