@@ -10,9 +10,10 @@ multitask   S1 in miniature: 18 classes = mask (3 glyphs) x gender (2 brightness
             data, folds, network and budget twice: one backbone with three heads (data.task=multitask) and one
             18-way head (data.task=multiclass on the combined column).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/tasks.py [--epochs 8] [--parts multilabel,multitask]
+    PYTHONPATH=src .venv/bin/python benchmarks/tasks.py [--epochs 12] [--parts multilabel,multitask] [--people 150]
 
-Writes benchmarks/results/tasks.json: every score, the seconds each run took, the load average and the configs.
+Writes benchmarks/results/tasks.json: every score, the seconds each run took, the load average and the configs
+(a part run alone replaces its own entry only).
 """
 
 from __future__ import annotations
@@ -162,30 +163,38 @@ def run_multitask(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--parts", default="multilabel,multitask")
     parser.add_argument("--people", type=int, default=150, help="multitask: training people (6 images each)")
     args = parser.parse_args()
-    results: dict = {"load_average_before": os.getloadavg(), "epochs": args.epochs, "people": args.people}
+    # parts run now replace their entry; the others keep the numbers of the run that made them
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     parts = {"multilabel": run_multilabel, "multitask": run_multitask}
+    keys = {"multilabel": "multilabel", "multitask": f"multitask_{args.people}_people"}  # one entry per data size
     for part in args.parts.split(","):
-        results[part] = parts[part](args)
-    results["load_average_after"] = os.getloadavg()
+        before = os.getloadavg()
+        results[keys[part]] = {**parts[part](args), "epochs": args.epochs, "load_average_before": before,
+                               "load_average_after": os.getloadavg()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
-    if "multilabel" in results:
+    if "multilabel" in args.parts:
         r = results["multilabel"]
         print(f"multilabel ({r['seconds']} s)          at 0.5    fitted on OOF")
         for n in ("per_label_accuracy", "f1_macro", "f1_micro", "exact_match"):
             print(f"  OOF  {n:<20} {r['oof_at_0.5'][n]:.4f}    {r['oof_fitted'][n]:.4f}")
             print(f"  test {n:<20} {r['test'][n + '@0.5']:.4f}    {r['test'][n + '@fitted']:.4f}")
-    if "multitask" in results:
-        print("multitask            CV acc   test acc  test F1   mask   gender  age    seconds")
-        for name, r in results["multitask"].items():
+    if "multitask" in args.parts:
+        print(f"multitask, {args.people} people  CV acc   test acc  test F1   mask   gender  age    seconds")
+        for name, r in results[keys["multitask"]].items():
+            if not isinstance(r, dict) or "test_per_task" not in r:
+                continue
             t = r["test_per_task"]
             print(f"  {name:<18} {r['cv_accuracy']:.4f}   {r['test_accuracy']:.4f}    {r['test_f1_macro']:.4f}    "
                   f"{t['mask']:.3f}  {t['gender']:.3f}   {t['age']:.3f}  {r['seconds']}")
-    print(f"load average {results['load_average_before']} -> {results['load_average_after']}; wrote {RESULTS}")
+    for part in args.parts.split(","):
+        r = results[keys[part]]
+        print(f"{part}: load average {r['load_average_before']} -> {r['load_average_after']}")
+    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":
