@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def base(root: Path, name: str, data: dict, cv: dict, args) -> dict:
 
 def run_multilabel(args) -> dict:
     root = WORK / "letters-mini"
+    shutil.rmtree(root, ignore_errors=True)  # fresh data and folds every run
     labels = write_multilabel(root, 1200, 600)
     cfg = from_dict(base(root, "ml-bce", {"task": "multilabel", "label_col": labels}, {}, args))
     t0 = time.time()
@@ -135,7 +137,8 @@ def run_multilabel(args) -> dict:
 
 
 def run_multitask(args) -> dict:
-    root = WORK / "profiles-mini"
+    root = WORK / f"profiles-mini-{args.people}"
+    shutil.rmtree(root, ignore_errors=True)  # fresh data and folds every run
     write_profiles(root, args.people, 60)
     truth = pd.read_csv(root / "test_labels.csv", dtype={"id": str}).set_index("id")
     cv = {"strategy": "group", "group_col": "person"}
@@ -145,7 +148,7 @@ def run_multitask(args) -> dict:
         "one_head_18": {"task": "multiclass", "label_col": "label"},
     }
     for name, data in variants.items():
-        cfg = from_dict(base(root, f"mt-{name}", data, cv, args))
+        cfg = from_dict(base(root, f"mt{args.people}-{name}", data, cv, args))
         t0 = time.time()
         metrics = train(cfg, overwrite=True)
         seconds = time.time() - t0
