@@ -152,9 +152,9 @@ def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None
         from podium.tasks import TASKS
 
         text, labels, label_problems = TASKS[data.task].read_labels(frame, data, csv)
-        out["label"] = text.to_numpy()
+        out["label"] = text
         if labels is not None:
-            out["labels"] = labels.to_numpy()
+            out["labels"] = labels
         problems.extend(label_problems)
     if group_col:
         out["group"] = frame[group_col]
