@@ -170,3 +170,75 @@ def test_every_loss_has_typed_args_and_is_listed_with_its_description():
     for name, spec in LOSSES.items():
         assert spec.description and f"{name:<18} {spec.description}" in out
     assert "loss_args: gamma=2.0, alpha=None, beta=0.9999" in out
+
+
+# ------------------------------------------------------------------------------------------- multi-label
+
+ML_LOGITS = torch.tensor([[2.0, -1.0, 0.5], [-0.5, 0.3, -2.0]])
+ML_Y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+ML_CTX = LossContext(np.array([30, 5, 1]), epochs=10, logit_scale=None, n_images=40)  # positives per label
+
+
+def _bce_cells(z: torch.Tensor, y: torch.Tensor) -> float:
+    """-(w y log s(z) + (1 - y) log(1 - s(z))), averaged over the cells, written out."""
+    total = 0.0
+    for zi, yi in zip(z.flatten().tolist(), y.flatten().tolist()):
+        s = 1 / (1 + math.exp(-zi))
+        total += -(yi * math.log(s) + (1 - yi) * math.log(1 - s))
+    return total / z.numel()
+
+
+def test_bce_is_binary_cross_entropy_per_cell_with_optional_pos_weight():
+    assert float(create_loss("bce", {}, ML_CTX)(ML_LOGITS, ML_Y)) == pytest.approx(_bce_cells(ML_LOGITS, ML_Y), rel=1e-6)
+    balanced = create_loss("bce", {"pos_weight": "balanced"}, ML_CTX)
+    np.testing.assert_allclose(balanced.pos_weight.numpy(), [10 / 30, 35 / 5, 39 / 1], rtol=1e-6)  # n_neg / n_pos
+    w = torch.tensor([1 / 3, 7.0, 39.0])
+    s = ML_LOGITS.sigmoid()
+    manual = -(w * ML_Y * s.log() + (1 - ML_Y) * (1 - s).log()).mean()
+    assert float(balanced(ML_LOGITS, ML_Y)) == pytest.approx(float(manual), rel=1e-6)
+    with pytest.raises(PodiumError, match="3 positive numbers, one per label"):
+        create_loss("bce", {"pos_weight": [1.0, 2.0]}, ML_CTX)
+
+
+def test_asl_reduces_to_bce_and_down_weights_easy_negatives():
+    plain = create_loss("asl", {"gamma_neg": 0, "gamma_pos": 0, "clip": 0}, ML_CTX)
+    assert float(plain(ML_LOGITS, ML_Y)) == pytest.approx(_bce_cells(ML_LOGITS, ML_Y), rel=1e-5)
+    asl = create_loss("asl", {}, ML_CTX)  # gamma_neg 4, clip 0.05
+    p = ML_LOGITS.sigmoid()
+    pm = (p - 0.05).clamp(min=0)
+    manual = -(ML_Y * p.log() + (1 - ML_Y) * pm ** 4 * (1 - pm).log()).mean()  # Ridnik et al. 2021, eq. 3-4 (mean)
+    assert float(asl(ML_LOGITS, ML_Y)) == pytest.approx(float(manual), rel=1e-5)
+    easy_negative = torch.tensor([[-3.0]])  # p = 0.047 < clip: dropped entirely
+    assert float(asl(easy_negative, torch.tensor([[0.0]]))) == 0.0
+    assert float(create_loss("bce", {}, ML_CTX)(easy_negative, torch.tensor([[0.0]]))) > 0.04
+
+
+@pytest.mark.parametrize("name", ["bce", "asl"])
+def test_multilabel_gradient_raises_positives_and_lowers_negatives(name):
+    logits = torch.zeros(4, 3, requires_grad=True)
+    y = torch.tensor([[1.0, 0.0, 1.0]] * 4)
+    create_loss(name, {}, ML_CTX)(logits, y).backward()
+    assert (logits.grad[:, [0, 2]] < 0).all() and (logits.grad[:, 1] > 0).all()
+
+
+def test_multitask_loss_is_the_weighted_sum_of_each_tasks_loss():
+    from podium.losses import MultiTaskLoss
+
+    z = torch.tensor([[2.0, 0.5, -1.0, 0.3, 0.1], [0.0, 1.0, 0.3, -1.0, 2.0]])  # tasks of 3 and 2 classes
+    y = torch.tensor([[0, 1], [2, 1]])
+    ce = [create_loss("cross_entropy", {"label_smoothing": 0.0}, CTX) for _ in range(2)]
+    loss = MultiTaskLoss(ce, [3, 2], [1.0, 0.5])
+    first = (_ce(z[0, :3].tolist(), 0) + _ce(z[1, :3].tolist(), 2)) / 2
+    second = (_ce(z[0, 3:].tolist(), 1) + _ce(z[1, 3:].tolist(), 1)) / 2
+    assert float(loss(z, y)) == pytest.approx(first + 0.5 * second, rel=1e-6)
+
+
+def test_multilabel_losses_are_listed_with_their_args():
+    from podium.config import MULTILABEL_LOSS_ARGS
+    from podium.losses import MULTILABEL_LOSSES
+
+    assert list(MULTILABEL_LOSSES) == list(MULTILABEL_LOSS_ARGS)
+    lines = describe_losses()
+    for name, spec in MULTILABEL_LOSSES.items():
+        assert spec.task == "multi_label" and f"{name:<18} {spec.description}" in lines
+    assert any("loss_args: gamma_neg=4.0, gamma_pos=0.0, clip=0.05" in line for line in lines)

@@ -203,7 +203,7 @@ def _oof_tta_table(res: dict):
                         f"{oof['folds']}; {oof['images_predicted']} predictions in {oof['seconds']:.0f} s)")
     for col in ("OOF score", "no TTA", f"TTA {res['tta']}", "gain"):
         table.add_column(col, justify="left" if col == "OOF score" else "right")
-    for name in dict.fromkeys([oof["metric"], "accuracy"]):
+    for name in dict.fromkeys([oof["metric"], *(["accuracy"] if "accuracy" in oof["plain"] else [])]):
         before, after = oof["plain"][name], oof["tta"][name]
         table.add_row(name, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}")
     return table
@@ -257,6 +257,24 @@ def list_losses():
     from podium.losses import describe_losses
 
     for line in describe_losses():
+        print(line)
+
+
+@list_app.command("tasks")
+def list_tasks():
+    """The task kinds data.task can name."""
+    from podium.tasks import describe_tasks
+
+    for line in describe_tasks():
+        print(line)
+
+
+@list_app.command("metrics")
+def list_metrics():
+    """The metrics cv.metric can name, per data.task."""
+    from podium.tasks import describe_metrics
+
+    for line in describe_metrics():
         print(line)
 
 

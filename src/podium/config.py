@@ -28,7 +28,10 @@ class DataConfig(_Section):
     test_image_dir: Path | None = None  # test images' folder when it differs from image_dir
     id_col: str = "id"  # column naming each image
     path_col: str | None = None  # column with each image's path (relative to image_dir); else <id>.<ext>
-    label_col: str = "label"  # column with the class of each training image
+    task: Literal["multiclass", "multilabel", "multitask"] = "multiclass"  # one class per image | any set of labels | one class per task (`podium list tasks`)
+    label_col: str | list[str] = "label"  # column with each image's class; multilabel: one 0/1 column per label (a list) or one column of delimited labels; multitask: one column per task (a list)
+    label_sep: str = " "  # multilabel: the separator of a delimited label column (and of a delimited submission)
+    combine: str | None = None  # multitask: submission class from the tasks' classes, a formula ("6*mask + 3*gender + age") or a CSV table (one column per task + one for the class)
     classes: list[Annotated[str, BeforeValidator(str)]] | None = None  # class names in output order; default: sorted unique labels
     train_dir: Path | None = None  # folder-per-class alternative to train_csv: train_dir/<class>/<image>
     test_dir: Path | None = None  # folder of unlabelled test images (alternative to test_csv)
@@ -49,16 +52,41 @@ class DataConfig(_Section):
             raise ValueError("data.image_size must be at least 8 (pixels)")
         if self.subset is not None and self.subset < 2:
             raise ValueError("data.subset must be at least 2 images (or null for all)")
+        cols = self.label_columns()
+        if self.task == "multiclass" and isinstance(self.label_col, list):
+            raise ValueError("data.label_col is a list: set data.task=multilabel (one 0/1 column per label) or "
+                             "data.task=multitask (one column per task), or name one column")
+        if self.task == "multitask" and (not isinstance(self.label_col, list) or len(cols) < 2):
+            raise ValueError("data.task=multitask needs data.label_col as a list of at least two columns, one per "
+                             "task (e.g. [mask, gender, age])")
+        if len(set(cols)) != len(cols) or not all(c.strip() for c in cols):
+            raise ValueError(f"data.label_col {cols} must name distinct, non-empty columns")
+        if self.task == "multitask" and any(":" in c for c in cols):
+            raise ValueError("data.label_col: task names must not contain ':' (podium names outputs task:class)")
+        if self.combine is not None and self.task != "multitask":
+            raise ValueError("data.combine maps the tasks of data.task=multitask to one class; this task is "
+                             f"{self.task}")
+        if self.task != "multiclass" and self.train_dir is not None:
+            raise ValueError(f"data.task={self.task} reads its labels from data.train_csv, not data.train_dir")
+        if self.task == "multitask" and self.classes is not None:
+            raise ValueError("data.classes lists the classes of one label column; with data.task=multitask each "
+                             "task's classes are its column's sorted values (remove data.classes)")
+        if self.label_sep == "":
+            raise ValueError("data.label_sep must be at least one character")
         return self
+
+    def label_columns(self) -> list[str]:
+        """data.label_col as a list (one column for multiclass and delimited multilabel)."""
+        return list(self.label_col) if isinstance(self.label_col, list) else [self.label_col]
 
 
 class CVConfig(_Section):
-    strategy: Literal["kfold", "stratified", "group", "stratified_group"] = "stratified"  # how folds are drawn
+    strategy: Literal["kfold", "stratified", "group", "stratified_group", "multilabel"] = "stratified"  # how folds are drawn (multilabel: iterative stratification of every label; unset: multilabel for data.task=multilabel)
     n_folds: int = 5  # number of folds (K)
     seed: int = 42  # seed of the fold shuffle (and of data.subset)
     group_col: str | None = None  # column whose values never span two folds (person, patient, session)
     folds_file: Path | None = None  # where folds.csv lives; default: next to the training data
-    metric: str = "accuracy"  # the metric reported as `cv` (accuracy | balanced_accuracy | f1_macro | f1_weighted | logloss)
+    metric: str = "accuracy"  # the metric reported as `cv` (`podium list metrics`); unset: per_label_accuracy for data.task=multilabel
 
     @model_validator(mode="after")
     def _groups(self):
@@ -146,15 +174,33 @@ class LDAMArgs(_Section):
     beta: Beta = 0.9999  # DRW's effective-number weights (Cao et al. 2019)
 
 
-LOSS_ARGS: dict[str, type[_Section]] = {
+class BCEArgs(_Section):
+    pos_weight: Literal["none", "balanced"] | list[float] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
+    label_smoothing: Smoothing = 0.0  # targets y -> y(1 - s) + s/2
+
+
+class ASLArgs(_Section):
+    gamma_neg: Annotated[float, Field(ge=0.0)] = 4.0  # focusing of the negatives: (p_m)^gamma_neg (Ridnik et al. 2021)
+    gamma_pos: Annotated[float, Field(ge=0.0)] = 0.0  # focusing of the positives: (1 - p)^gamma_pos
+    clip: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05  # probability margin: negatives use p_m = max(p - clip, 0)
+    eps: Annotated[float, Field(gt=0.0)] = 1e-8  # floor inside the logs
+
+
+LOSS_ARGS: dict[str, type[_Section]] = {  # losses of one class per image (multiclass; per task for multitask)
     "cross_entropy": CrossEntropyArgs, "weighted_ce": WeightedCEArgs, "focal": FocalArgs, "soft_f1": SoftF1Args,
     "balanced_softmax": BalancedSoftmaxArgs, "logit_adjusted": LogitAdjustedArgs, "ldam": LDAMArgs,
 }
+MULTILABEL_LOSS_ARGS: dict[str, type[_Section]] = {"bce": BCEArgs, "asl": ASLArgs}  # losses of N x K multi-hot targets
+ALL_LOSS_ARGS = {**LOSS_ARGS, **MULTILABEL_LOSS_ARGS}  # every name train.loss can take
+MULTILABEL_LOSSES = tuple(MULTILABEL_LOSS_ARGS)  # data.task=multilabel takes these; the other tasks the rest
+DEFAULT_LOSS = {"multiclass": "cross_entropy", "multilabel": "bce", "multitask": "cross_entropy"}  # train.loss when unset
+DEFAULT_METRIC = {"multiclass": "accuracy", "multilabel": "per_label_accuracy", "multitask": "accuracy"}  # cv.metric when unset
+DEFAULT_STRATEGY = {"multiclass": "stratified", "multilabel": "multilabel", "multitask": "stratified"}  # cv.strategy when unset
 
 
 def resolve_loss_args(loss: str, args: dict) -> dict:
     """`args` checked against `loss`'s parameters, every default filled in; a ValueError names the bad key."""
-    model = LOSS_ARGS[loss]
+    model = ALL_LOSS_ARGS[loss]
     try:
         return model.model_validate(args).model_dump(mode="json")
     except ValidationError as exc:
@@ -182,7 +228,8 @@ class TrainConfig(_Section):
     warmup_epochs: int = 1  # epochs of linear warmup from warmup_lr to lr
     warmup_lr: float = 1e-5  # learning rate at the first step of warmup
     min_lr: float = 1e-6  # floor of the cosine decay
-    loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args
+    loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args; unset: bce for data.task=multilabel
+    task_weights: list[float] | None = None  # data.task=multitask: loss = sum_t w_t x loss_t, one weight per task in data.label_col order; None: all 1
     loss_args: dict[str, Any] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; unset ones take defaults
     sampler: Literal["auto", "random", "class_balanced", "sqrt", "repeat_factor"] = "auto"  # `podium list samplers`; auto: random, class_balanced when stage=classifier
     repeat_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # sampler=repeat_factor: a class holding a share f < t of the images is drawn sqrt(t/f) times as often
@@ -206,10 +253,10 @@ class TrainConfig(_Section):
     def _fill_loss_args(cls, data: Any) -> Any:
         if isinstance(data, dict):
             loss = data.get("loss", "cross_entropy")
-            if not isinstance(loss, str) or loss not in LOSS_ARGS:
-                close = difflib.get_close_matches(str(loss), list(LOSS_ARGS), n=1)
+            if not isinstance(loss, str) or loss not in ALL_LOSS_ARGS:
+                close = difflib.get_close_matches(str(loss), list(ALL_LOSS_ARGS), n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ValueError(f"train.loss: unknown loss '{loss}'.{hint} Known: {', '.join(LOSS_ARGS)} "
+                raise ValueError(f"train.loss: unknown loss '{loss}'.{hint} Known: {', '.join(ALL_LOSS_ARGS)} "
                                  "(`podium list losses`)")
             args = data.get("loss_args")
             if isinstance(args, dict) or args is None:
@@ -281,11 +328,70 @@ class Config(_Section):
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """train.loss, cv.metric and cv.strategy left unset take the task's default (multilabel: bce,
+        per_label_accuracy and iterative stratification)."""
+        if not isinstance(data, dict):
+            return data
+        section = data.get("data")
+        task = section.get("task", "multiclass") if isinstance(section, dict) else getattr(section, "task", "multiclass")
+        if task not in DEFAULT_LOSS or task == "multiclass":
+            return data
+        data = dict(data)
+        train, cv = data.get("train", {}), data.get("cv", {})
+        if isinstance(train, dict) and "loss" not in train:
+            data["train"] = {**train, "loss": DEFAULT_LOSS[task]}
+        elif isinstance(train, TrainConfig) and "loss" not in train.model_fields_set:
+            data["train"] = {**train.model_dump(exclude={"loss", "loss_args"}), "loss": DEFAULT_LOSS[task]}
+        unset = [k for k in ("metric", "strategy") if k not in (cv if isinstance(cv, dict) else cv.model_fields_set)]
+        defaults = {"metric": DEFAULT_METRIC[task], "strategy": DEFAULT_STRATEGY[task]}
+        update = {k: defaults[k] for k in unset}
+        data["cv"] = {**cv, **update} if isinstance(cv, dict) else cv.model_copy(update=update)
+        return data
+
     @model_validator(mode="after")
     def _loss_fits_head(self):
         if self.train.loss == "ldam" and self.model.head == "linear":
             raise ValueError("train.loss=ldam puts its margins on cosine logits: set model.head=cosine "
                              "(model.head_scale=30, as in Cao et al. 2019)")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_task(self):
+        task, loss = self.data.task, self.train.loss
+        if task == "multilabel" and loss not in MULTILABEL_LOSSES:
+            raise ValueError(f"train.loss={loss} takes one class per image; data.task=multilabel needs a multi-label "
+                             f"loss: {' | '.join(MULTILABEL_LOSSES)}")
+        if task != "multilabel" and loss in MULTILABEL_LOSSES:
+            raise ValueError(f"train.loss={loss} is a multi-label loss; data.task={task} takes "
+                             f"{', '.join(LOSS_ARGS)}")
+        if task != "multiclass" and self.model.head in ("arcface", "cosface"):
+            raise ValueError(f"model.head={self.model.head} puts a margin on the one true class: data.task={task} "
+                             "takes model.head=linear or cosine")
+        if task != "multiclass" and self.posthoc.method != "none":
+            raise ValueError(f"posthoc.method={self.posthoc.method} corrects one softmax over classes: it supports "
+                             f"data.task=multiclass only (data.task={task}); set posthoc.method=none")
+        if task == "multilabel" and self.train.resolved_sampler() != "random":
+            raise ValueError(f"train.sampler={self.train.sampler} balances classes of single-label data; "
+                             "data.task=multilabel takes train.sampler=random")
+        if self.train.task_weights is not None:
+            n = len(self.data.label_columns())
+            if task != "multitask" or len(self.train.task_weights) != n or min(self.train.task_weights) < 0:
+                raise ValueError(f"train.task_weights: data.task=multitask takes one non-negative weight per task "
+                                 f"({n} for data.label_col {self.data.label_columns()}); got "
+                                 f"{self.train.task_weights} with data.task={task}")
+        if task == "multiclass":
+            return self  # cv.metric is checked when training starts (importing the metrics here costs seconds)
+        from podium.tasks import metric_names  # here, not at the top: podium.tasks imports this module
+
+        names = metric_names(self.data)
+        if self.cv.metric not in names:
+            close = difflib.get_close_matches(self.cv.metric, names, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"cv.metric: unknown metric '{self.cv.metric}' for data.task={task}.{hint} Known: "
+                             f"{', '.join(names)} (`podium list metrics`)")
         return self
 
 

@@ -23,7 +23,7 @@ from podium.augment import to_float, train_transform
 from podium.config import Config
 from podium.heads import margin_logits
 from podium.io import atomic_write_csv
-from podium.metrics import get_metric, score_all
+from podium.metrics import get_metric
 from podium.mixing import NO_MIX, draw_mix, mix_images, mixed_loss, mixing_enabled
 
 
@@ -35,9 +35,12 @@ class Classifier(pl.LightningModule):
     """
 
     def __init__(self, cfg: Config, model: torch.nn.Module, mean: tuple, std: tuple, steps_per_epoch: int,
-                 loss: torch.nn.Module | None = None):
+                 loss: torch.nn.Module | None = None, task=None):
         super().__init__()
+        from podium.tasks import make_task
+
         self.cfg, self.model, self.steps_per_epoch = cfg, model, steps_per_epoch
+        self.task = task or make_task(cfg.data, [])  # probabilities and scores (podium.tasks)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
         self.augment = train_transform(cfg.augment)
@@ -75,7 +78,7 @@ class Classifier(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self._val_probs.append(logits.float().softmax(1).cpu())
+        self._val_probs.append(self.task.activation(logits.float()).cpu())
         self._val_targets.append(y.cpu())
 
     def on_validation_epoch_end(self):
@@ -85,7 +88,7 @@ class Classifier(pl.LightningModule):
         self._val_targets.clear()
         if self.trainer.sanity_checking:
             return
-        scores = score_all(y, probs)
+        scores = self.task.score(y, probs)
         self.last_val = scores
         self.log("val_metric", scores[self.cfg.cv.metric], prog_bar=True, sync_dist=True)
         for name, value in scores.items():
@@ -179,5 +182,10 @@ class EpochMetricsCSV(pl.Callback):
         atomic_write_csv(self.path, pd.concat([rows, pd.DataFrame([row])], ignore_index=True))
 
 
-def metric_mode(name: str) -> str:
-    return "max" if get_metric(name).higher_is_better else "min"
+def metric_mode(name: str, data=None) -> str:
+    """'max' or 'min' for metric `name` of the task `data` (a DataConfig; None: multiclass) describes."""
+    if data is None or data.task == "multiclass":
+        return "max" if get_metric(name).higher_is_better else "min"
+    from podium.tasks import make_task
+
+    return "max" if make_task(data, []).metrics[name].higher_is_better else "min"

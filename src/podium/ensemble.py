@@ -99,6 +99,9 @@ def load_run(run: Path) -> RunPredictions:
     for name in ("oof.csv", "classes.json", "folds.csv", "config.yaml"):
         if not (run / name).exists():
             raise PodiumError(f"'{run}' has no {name}: pass finished run folders (train every fold first).")
+    from podium.tasks import require_multiclass
+
+    require_multiclass(load_config(run / "config.yaml"), "podium ensemble")
     test = run / "test_probs.csv"
     oof_file = _oof_matching_test(run)
     return RunPredictions(run.name, json.loads((run / "classes.json").read_text()),

@@ -2,8 +2,9 @@
 
 The long-tail losses read the class counts of the fold's *training* rows (`LossContext`), never the validation
 fold's. Each loss's parameters are typed once in `podium.config` (`LOSS_ARGS`, one model per name, the same
-names as `LOSSES` here) and arrive validated, defaults filled in. Multi-label losses will join `LOSSES` with
-`task="multi_label"` (their targets are N x K multi-hot).
+names as `LOSSES` here) and arrive validated, defaults filled in. Multi-label losses (`task="multi_label"`: bce,
+asl) take N x K multi-hot targets and the per-label positive counts; a multi-task run applies any single-label loss
+to each task's slice of the logits (`MultiTaskLoss`, built by `podium.tasks`).
 
 Every loss is a `Loss`: an nn.Module whose tensors are non-persistent buffers, so checkpoints hold model weights
 only, and whose `set_epoch` the engine calls at the start of every epoch (LDAM's deferred re-weighting uses it).
@@ -20,7 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from podium.config import (
+    ALL_LOSS_ARGS,
     LOSS_ARGS,
+    ASLArgs,
+    BCEArgs,
     BalancedSoftmaxArgs,
     ClassWeights,
     CrossEntropyArgs,
@@ -42,6 +46,7 @@ class LossContext:
     class_counts: np.ndarray  # training images per class (the fold's training rows), in class order
     epochs: int  # train.epochs: schedules such as LDAM's deferred re-weighting are set in epochs
     logit_scale: float | None  # s of a cosine head (logits = s x cosine); None for a linear head
+    n_images: int = 0  # the fold's training images (multi-label: class_counts are each label's positives among them)
 
 
 # ------------------------------------------------------------------------------------ class statistics
@@ -178,6 +183,55 @@ class LDAMLoss(Loss):
         return F.cross_entropy(logits, target, weight=weight)
 
 
+class BCELoss(Loss):
+    """Binary cross-entropy of one sigmoid per label, averaged over the N x K cells; pos_weight scales each label's
+    positive term (n_neg / n_pos balances a rare label's positives against its negatives)."""
+
+    def __init__(self, pos_weight: np.ndarray | None, label_smoothing: float):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+        _buffer(self, "pos_weight", pos_weight)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        t = target.float() * (1.0 - self.label_smoothing) + self.label_smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits.float(), t, pos_weight=self.pos_weight)
+
+
+class AsymmetricLoss(Loss):
+    """ASL (Ridnik et al. 2021): per cell, positives -(1-p)^gamma_pos log p, negatives -p_m^gamma_neg log(1-p_m)
+    with p_m = max(p - clip, 0). Easy negatives (most cells of a multi-label image) are down-weighted and those
+    under `clip` dropped. Averaged over the cells like bce (the paper sums); gammas 0 and clip 0 give bce."""
+
+    def __init__(self, gamma_neg: float, gamma_pos: float, clip: float, eps: float):
+        super().__init__()
+        self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        t = target.float()
+        p = logits.float().sigmoid()
+        p_m = (p - self.clip).clamp(min=0.0) if self.clip > 0 else p
+        pos = t * torch.log(p.clamp(min=self.eps)) * (1.0 - p) ** self.gamma_pos
+        neg = (1.0 - t) * torch.log((1.0 - p_m).clamp(min=self.eps)) * p_m ** self.gamma_neg
+        return -(pos + neg).mean()
+
+
+class MultiTaskLoss(Loss):
+    """sum_t w_t x loss_t(logits of task t's slice, task t's class): one single-label loss per task."""
+
+    def __init__(self, losses: list[Loss], sizes: list[int], weights: list[float]):
+        super().__init__()
+        self.losses, self.sizes, self.weights = nn.ModuleList(losses), list(sizes), list(weights)
+
+    def set_epoch(self, epoch: int) -> None:
+        for loss in self.losses:
+            loss.set_epoch(epoch)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        parts = logits.split(self.sizes, dim=1)
+        return sum(w * loss(part, target[:, t]) for t, (w, loss, part) in
+                   enumerate(zip(self.weights, self.losses, parts)))
+
+
 # ------------------------------------------------------------------------------------------- builders
 
 
@@ -220,6 +274,24 @@ def _ldam(a: LDAMArgs, ctx: LossContext) -> Loss:
                     class_weights("effective_number", ctx.class_counts, a.beta), drw_epoch)
 
 
+def _bce(a: BCEArgs, ctx: LossContext) -> Loss:
+    pos = np.asarray(ctx.class_counts, dtype=np.float64)
+    if isinstance(a.pos_weight, list):
+        if len(a.pos_weight) != len(pos) or min(a.pos_weight) <= 0:
+            raise PodiumError(f"train.loss_args.pos_weight {a.pos_weight} must be {len(pos)} positive numbers, one "
+                              "per label in label order (classes.json).")
+        weight = np.asarray(a.pos_weight)
+    elif a.pos_weight == "balanced":
+        weight = (ctx.n_images - pos) / np.maximum(pos, 1.0)
+    else:
+        weight = None
+    return BCELoss(weight, a.label_smoothing)
+
+
+def _asl(a: ASLArgs, ctx: LossContext) -> Loss:
+    return AsymmetricLoss(a.gamma_neg, a.gamma_pos, a.clip, a.eps)
+
+
 @dataclass(frozen=True)
 class LossSpec:
     build: Callable  # (its LOSS_ARGS model, LossContext) -> Loss
@@ -241,19 +313,26 @@ LOSSES: dict[str, LossSpec] = {
     "ldam": LossSpec(_ldam, "LDAM-DRW: larger margins for rarer classes, class re-weighting from drw_epoch "
                             "(Cao et al. 2019); needs model.head=cosine"),
 }
+MULTILABEL_LOSSES: dict[str, LossSpec] = {  # data.task=multilabel: targets N x K multi-hot (config.MULTILABEL_LOSS_ARGS)
+    "bce": LossSpec(_bce, "multi-label: binary cross-entropy per label (the default for data.task=multilabel), "
+                          "optional pos_weight", task="multi_label"),
+    "asl": LossSpec(_asl, "multi-label: asymmetric loss, down-weights and clips easy negatives (Ridnik et al. 2021)",
+                    task="multi_label"),
+}
+ALL_LOSSES = {**LOSSES, **MULTILABEL_LOSSES}  # every name train.loss can take
 
 
 def create_loss(name: str, args: dict, ctx: LossContext) -> Loss:
     """The loss `name` with `args` (checked against its LOSS_ARGS model) for a fold with `ctx`'s class counts."""
-    if name not in LOSSES:
-        raise PodiumError(f"Unknown loss '{name}'. Known: {', '.join(LOSSES)} (`podium list losses`).")
-    return LOSSES[name].build(LOSS_ARGS[name].model_validate(args), ctx)
+    if name not in ALL_LOSSES:
+        raise PodiumError(f"Unknown loss '{name}'. Known: {', '.join(ALL_LOSSES)} (`podium list losses`).")
+    return ALL_LOSSES[name].build(ALL_LOSS_ARGS[name].model_validate(args), ctx)
 
 
 def describe_losses() -> list[str]:
     """Lines for `podium list losses`: each loss, what it does, its parameters (train.loss_args) and defaults."""
     lines = []
-    for name, spec in LOSSES.items():
-        params = ", ".join(f"{k}={v!r}" for k, v in LOSS_ARGS[name]().model_dump().items()) or "no parameters"
+    for name, spec in ALL_LOSSES.items():
+        params = ", ".join(f"{k}={v!r}" for k, v in ALL_LOSS_ARGS[name]().model_dump().items()) or "no parameters"
         lines += [f"{name:<18} {spec.description}", f"{'':<18} loss_args: {params}"]
     return lines

@@ -74,6 +74,11 @@ def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_m
     if method not in POSTHOC or method == "none":
         raise PodiumError(f"Unknown post-hoc method '{method}'. Choose logit_adjust or prior (`podium list posthoc`).")
     run = Path(run)
+    if (run / "config.yaml").exists():
+        from podium.config import load_config
+        from podium.tasks import require_multiclass
+
+        require_multiclass(load_config(run / "config.yaml"), "podium posthoc")
     probs, y, classes, folds = read_oof(run)
     counts = np.bincount(y, minlength=len(classes))
     log_prior = np.log(np.maximum(counts, 1) / counts.sum())

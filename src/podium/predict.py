@@ -43,7 +43,7 @@ def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: i
         xf = to_float(x.to(device, non_blocking=True), module.mean, module.std)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = [net(view(xf)).float() for _, view in views]
-        out.append(combine(logits, how).double().cpu())
+        out.append(combine(logits, how, module.task.activation).double().cpu())
     return torch.cat(out).numpy()
 
 
@@ -51,20 +51,27 @@ def finished_folds(rd: Path) -> list[int]:
     return sorted(int(p.parent.name[4:]) for p in rd.glob("fold*/done.json"))
 
 
-def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: int):
+def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: int, task=None):
+    """Fold k's best checkpoint as a module for prediction; `task` (podium.tasks) default: the run's."""
+    from podium.tasks import run_task
     from podium.train import build_module
 
+    task = task or run_task(rd, cfg)
+    if len(task.outputs) != n_classes:
+        raise PodiumError(f"'{rd}/classes.json' lists {len(task.outputs)} outputs, not {n_classes}.")
     module = build_module(cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False, "weights": None})}),
-                          n_classes, channels, steps_per_epoch=1)
+                          task, channels, steps_per_epoch=1)
     state = torch.load(rd / f"fold{k}" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     return module
 
 
 def align_submission(template_path: Path, id_col: str, ids: np.ndarray, probs: np.ndarray,
-                     classes: list[str]) -> pd.DataFrame:
-    """Fill the competition's template with our predictions, keeping its id order and column names."""
+                     classes: list[str], task=None) -> pd.DataFrame:
+    """Fill the competition's template with our predictions, keeping its id order and column names; how the columns
+    are filled is the task's (default multiclass: class names or probabilities; podium.tasks)."""
     from podium.data.sources import read_csv
+    from podium.tasks import Multiclass
 
     template = read_csv(template_path, "data.sample_submission")
     if id_col not in template.columns:
@@ -79,16 +86,8 @@ def align_submission(template_path: Path, id_col: str, ids: np.ndarray, probs: n
                           f"template (first: {fmt_list(extra[:5])}). Point data.test_csv at the matching test list.")
     order = pd.Series(np.arange(len(ids)), index=ours).loc[template[id_col]].to_numpy()
     other = [c for c in template.columns if c != id_col]
-    sub = template[[id_col]].copy()
-    if set(other) == set(classes):  # one probability column per class
-        for c in other:
-            sub[c] = probs[order, classes.index(c)]
-    elif len(other) == 1:
-        sub[other[0]] = np.asarray(classes, dtype=object)[probs[order].argmax(1)]
-    else:
-        raise PodiumError(f"Cannot tell how to fill '{template_path}': besides '{id_col}' it has columns "
-                          f"{fmt_list(other)}, which are neither one label column nor the classes.")
-    return sub
+    task = task or Multiclass(None, classes)
+    return task.fill(template[[id_col]].copy(), other, probs[order], str(template_path))
 
 
 def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None = None, out: Path | None = None,
@@ -116,6 +115,7 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
         raise PodiumError("The run's config names no test data: set data.test_csv or data.test_dir, or pass --test-csv.")
     classes = json.loads((run / "classes.json").read_text())
     info = json.loads((run / "run.json").read_text())
+    task = _run_task(run, cfg, folds)  # with its decision: multi-label thresholds fitted on these folds' OOF
     out = Path(out) if out is not None else run / "submission.csv"
     if out.exists() and run.resolve() not in out.resolve().parents and not overwrite:
         raise PodiumError(f"'{out}' exists. Pass --overwrite to replace it, or choose another --out.")
@@ -124,8 +124,8 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     t0 = time.time()
     cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir())
     idx = np.arange(len(test))
-    probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"]), cache.images, idx,
-                                   cfg.train.eval_batch_size, names, how) for k in folds], axis=0)
+    probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"], task), cache.images,
+                                   idx, cfg.train.eval_batch_size, names, how) for k in folds], axis=0)
     if adjustment is not None:
         from podium.posthoc import apply_posthoc
 
@@ -134,9 +134,10 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     table[classes] = probs
     atomic_write_csv(run / "test_probs.csv", table)
     if cfg.data.sample_submission is not None:
-        sub = align_submission(Path(cfg.data.sample_submission), cfg.data.id_col, test["id"].to_numpy(), probs, classes)
+        sub = align_submission(Path(cfg.data.sample_submission), cfg.data.id_col, test["id"].to_numpy(), probs, classes,
+                               task)
     else:
-        sub = pd.DataFrame({cfg.data.id_col: test["id"], cfg.data.label_col: np.asarray(classes)[probs.argmax(1)]})
+        sub = task.fill(pd.DataFrame({cfg.data.id_col: test["id"]}), task.default_columns(), probs, "the submission")
     atomic_write_csv(out, sub)
     n_views = len(tta_views(names))
     result = {"submission": out, "test_probs": run / "test_probs.csv", "folds": folds, "tta": tta_key(names),
@@ -159,7 +160,7 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     returns the OOF scores without TTA (the run's oof.csv) and with it, over the same images, and the cost."""
     from podium.data.cache import build_cache
     from podium.data.sources import load_train
-    from podium.metrics import score_all
+    from podium.tasks import run_task
 
     run = Path(run)
     cfg = cfg or load_config(run / "config.yaml")
@@ -167,6 +168,8 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     names, how = parse_tta(tta), check_combine(how)
     classes = json.loads((run / "classes.json").read_text())
     channels = json.loads((run / "run.json").read_text())["channels"]
+    task = run_task(run, cfg)
+    task.set_decision(None)  # scored like metrics.json: multi-label at 0.5, before thresholds fitted on this OOF
     t0 = time.time()
     frame, _ = load_train(cfg)
     fold = _run_folds(run, frame["id"])
@@ -175,18 +178,17 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     for k in folds:
         va = np.flatnonzero(fold == k)
         part = pd.DataFrame({"id": frame["id"].to_numpy()[va], "fold": k, "label": frame["label"].to_numpy()[va]})
-        part[classes] = predict_probs(load_fold_module(cfg, run, k, len(classes), channels), cache.images, va,
+        part[classes] = predict_probs(load_fold_module(cfg, run, k, len(classes), channels, task), cache.images, va,
                                       cfg.train.eval_batch_size, names, how)
         parts.append(part)
     with_tta = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable")
     atomic_write_csv(run / oof_file(names, how), with_tta)
     plain = pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str}).set_index("id").loc[with_tta["id"]]
-    index = {c: i for i, c in enumerate(classes)}
-    y = with_tta["label"].map(index).to_numpy()
+    y = task.parse(with_tta["label"])
     n_views = len(tta_views(names))
     return {"file": oof_file(names, how), "n": len(with_tta), "folds": folds, "metric": cfg.cv.metric,
-            "plain": score_all(y, plain[classes].to_numpy(dtype=np.float64)),
-            "tta": score_all(y, with_tta[classes].to_numpy(dtype=np.float64)),
+            "plain": task.score(y, plain[classes].to_numpy(dtype=np.float64)),
+            "tta": task.score(y, with_tta[classes].to_numpy(dtype=np.float64)),
             "seconds": round(time.time() - t0, 1), "images_predicted": len(with_tta) * n_views}
 
 
@@ -199,6 +201,27 @@ def _run_folds(run: Path, ids: pd.Series) -> np.ndarray:
                           f"{len(recorded)} when trained; not in the run: {fmt_list(missing[:5].tolist())}): "
                           "the OOF with TTA needs the images the run was trained on. Pass --no-oof to skip it.")
     return recorded.loc[ids].to_numpy()
+
+
+def _run_task(run: Path, cfg: Config, folds: list[int]):
+    """The run's task with its decision; multi-label thresholds fitted on other folds than those predicting (or
+    never fitted) are fitted again on the OOF of the finished folds."""
+    from podium.tasks import run_task
+
+    task = run_task(run, cfg)
+    if cfg.data.task == "multilabel":
+        path = run / "thresholds.json"
+        if not path.exists() or json.loads(path.read_text())["folds"] != folds:
+            from rich.console import Console
+
+            from podium.train import fit_decision, merge_folds
+
+            Console(stderr=True).print(f"fitting thresholds on the OOF of folds {folds} ({path} was "
+                                       f"{'fitted on other folds' if path.exists() else 'missing'})")
+            merge_folds(run, cfg.cv.metric)
+            fit_decision(cfg, run)
+            task = run_task(run, cfg)
+    return task
 
 
 def _posthoc_params(run: Path, cfg: Config, folds: list[int]) -> dict | None:

@@ -33,10 +33,12 @@ from podium.samplers import EpochSampler, create_sampler
 class TrainData:
     """Everything a fold needs: the table, the classes, each row's fold and the decoded images."""
 
-    frame: pd.DataFrame  # id, path, label, target, fold
-    classes: list[str]
+    frame: pd.DataFrame  # id, path, label, target (one class index per row: what samplers balance), fold
+    classes: list[str]  # the network's outputs: classes | labels | task:class (podium.tasks)
     images: np.ndarray  # N x H x W x C uint8 memmap, rows aligned with frame
     channels: int
+    task: object = None  # podium.tasks task of data.task; None: multiclass over `classes`
+    targets: np.ndarray | None = None  # what the loss takes: class index N | multi-hot N x K | index per task N x T
 
 
 def make_loader(images, targets, indices, batch_size: int, seed: int | None,
@@ -63,7 +65,10 @@ def load_data(cfg: Config) -> TrainData:
     frame["fold"] = load_folds(cfg, frame)
     channels = resolve_channels(list(frame["path"]), cfg.data.channels)
     cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir())
-    return TrainData(frame, classes, cache.images, channels)
+    from podium.tasks import make_task
+
+    task = make_task(cfg.data, classes)
+    return TrainData(frame, classes, cache.images, channels, task, task.encode(frame))
 
 
 def run_dir(cfg: Config) -> Path:
@@ -111,25 +116,23 @@ def normalisation(cfg: Config, channels: int) -> tuple[tuple, tuple]:
     return tuple(mean), tuple(std)
 
 
-def build_module(cfg: Config, n_classes: int, channels: int, steps_per_epoch: int,
-                 class_counts: np.ndarray | None = None, init_state: dict | None = None):
-    """The LightningModule for one fold: network + head (+ weights of `init_state`) and, given the fold's training
-    class counts, its loss (without them the module can only predict)."""
+def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
+                 train_targets: np.ndarray | None = None, init_state: dict | None = None):
+    """The LightningModule for one fold: network with one output per `task.outputs` + head (+ weights of
+    `init_state`) and, given the fold's training targets, its loss (without them the module can only predict)."""
     from podium.engine import Classifier
     from podium.heads import attach_head, logit_scale
-    from podium.losses import LossContext, create_loss
     from podium.models import create_model
 
     in_chans = cfg.model.in_chans or channels
-    model = attach_head(create_model(cfg.model, n_classes, in_chans), cfg.model)
+    model = attach_head(create_model(cfg.model, len(task.outputs), in_chans), cfg.model)
     if init_state is not None:
         _start_from(model, init_state, cfg)
     mean, std = normalisation(cfg, in_chans)
     loss = None
-    if class_counts is not None:
-        ctx = LossContext(np.asarray(class_counts), cfg.train.epochs, logit_scale(cfg.model))
-        loss = create_loss(cfg.train.loss, cfg.train.loss_args, ctx)
-    return Classifier(cfg, model, mean, std, steps_per_epoch, loss)
+    if train_targets is not None:  # class counts etc. from the fold's training rows only, never validation's
+        loss = task.build_loss(cfg, np.asarray(train_targets), logit_scale(cfg.model))
+    return Classifier(cfg, model, mean, std, steps_per_epoch, loss, task)
 
 
 # ------------------------------------------------------------------------- classifier re-training (cRT)
@@ -213,7 +216,7 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     _quiet_lightning()
     gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
     accelerator = "gpu" if gpu else "cpu"
-    mode = metric_mode(cfg.cv.metric)
+    mode = metric_mode(cfg.cv.metric, cfg.data)
     callbacks = [ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_metric", mode=mode, save_last=True,
                                  save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
                  EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=False)]
@@ -232,20 +235,22 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
 def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> dict:
     from podium.engine import seed_everything
     from podium.predict import predict_probs
+    from podium.tasks import make_task
 
     fold_dir = rd / f"fold{k}"
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k
-    targets = data.frame["target"].to_numpy()
+    key = data.frame["target"].to_numpy()  # one class per row (multitask: the combination) for the sampler
+    task = data.task or make_task(cfg.data, data.classes)
+    targets = data.targets if data.targets is not None else key
     tr_idx, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     seed_everything(cfg.train.seed + k)  # weights init differs per fold, but is fixed by the seed
-    sampler = create_sampler(cfg.train.resolved_sampler(), targets[tr_idx], cfg.train.seed + k,
+    sampler = create_sampler(cfg.train.resolved_sampler(), key[tr_idx], cfg.train.seed + k,
                              cfg.train.repeat_threshold)
     train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler)
     val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None)
-    counts = np.bincount(targets[tr_idx], minlength=len(data.classes))  # the training rows' only, never validation's
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
-    module = build_module(cfg, len(data.classes), data.channels, len(train_loader), class_counts=counts,
+    module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
                           init_state=start)
     trainer = make_trainer(cfg, fold_dir, len(train_loader), fold=k)
     last = fold_dir / "last.ckpt"
@@ -270,26 +275,28 @@ def _best_epoch(rows: pd.DataFrame, metric: str) -> int:
     return int(rows["epoch"].iloc[col.idxmin() if metric == "logloss" else col.idxmax()])
 
 
-def merge_folds(rd: Path, cv_metric: str) -> dict:
-    """Merge every finished fold's OOF into oof.csv and score them into metrics.json."""
-    from podium.metrics import METRICS, score_all
+def merge_folds(rd: Path, cv_metric: str, task=None) -> dict:
+    """Merge every finished fold's OOF into oof.csv and score them (by `task`, default the run's) into metrics.json.
+    Multi-label scores use the 0.5 thresholds: the fitted ones (thresholds.json) would flatter the OOF."""
+    from podium.tasks import run_task
 
     classes = json.loads((rd / "classes.json").read_text())
+    task = task or run_task(rd)
+    task.set_decision(None)
     n_folds = pd.read_csv(rd / "folds.csv")["fold"].nunique()
     parts = [pd.read_csv(p, dtype={"id": str, "label": str}) for p in sorted(rd.glob("fold*/oof.csv"))
              if (p.parent / "done.json").exists()]
     if not parts:
         return {}
     oof = pd.concat(parts, ignore_index=True)
-    index = {c: i for i, c in enumerate(classes)}
 
     def scores(df: pd.DataFrame) -> dict:
-        s = score_all(df["label"].map(index).to_numpy(), df[classes].to_numpy(dtype=np.float64))
+        s = task.score(task.parse(df["label"]), df[classes].to_numpy(dtype=np.float64))
         return {**s, "cv": s[cv_metric]}
 
     per_fold = {f"fold{int(k)}": {**scores(df), "n": len(df)} for k, df in oof.groupby("fold")}
     fold_cv = [v["cv"] for v in per_fold.values()]
-    metrics = {"cv_metric": cv_metric, "higher_is_better": METRICS[cv_metric].higher_is_better,
+    metrics = {"cv_metric": cv_metric, "higher_is_better": task.metrics[cv_metric].higher_is_better,
                "folds_done": sorted(int(k) for k in oof["fold"].unique()), "n_folds": n_folds,
                "complete": oof["fold"].nunique() == n_folds, "oof": {**scores(oof), "n": len(oof)},
                "cv": scores(oof)["cv"], "cv_fold_std": float(np.std(fold_cv)), "folds": per_fold}
@@ -320,10 +327,27 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     metrics = merge_folds(rd, cfg.cv.metric)
     if cfg.posthoc.method != "none" and metrics:
         metrics = _fit_posthoc(cfg, rd)
+    if cfg.data.task == "multilabel" and metrics:
+        metrics = fit_decision(cfg, rd)
     from podium.tracking import log_run
 
     log_run(cfg, rd, metrics)
     return metrics
+
+
+def fit_decision(cfg: Config, rd: Path) -> dict:
+    """Multi-label: per-label thresholds fitted on the merged OOF for cv.metric (RUN/thresholds.json, used by
+    predict); returns metrics.json with the OOF score before and after."""
+    from podium.tasks import make_task
+    from podium.thresholds import fit_run_thresholds, summary
+
+    task = make_task(cfg.data, json.loads((rd / "classes.json").read_text()))
+    oof = pd.read_csv(rd / "oof.csv", dtype={"id": str, "label": str})
+    folds = sorted(int(k) for k in oof["fold"].unique())
+    params = fit_run_thresholds(rd, task, cfg.cv.metric, task.parse(oof["label"]),
+                                oof[task.outputs].to_numpy(np.float64), folds)
+    Console(stderr=True).print(summary(params))
+    return json.loads((rd / "metrics.json").read_text())
 
 
 def _fit_posthoc(cfg: Config, rd: Path) -> dict:

@@ -25,6 +25,7 @@ from podium.errors import PodiumError
 
 Tensor = torch.Tensor
 View = Callable[[Tensor], Tensor]  # (B, C, H, W) -> (B, C, H, W)
+Activation = Callable[[Tensor], Tensor]  # logits (.. x C) -> probabilities
 
 ZOOMS = (0.9, 1.1)  # multi-scale: content scaled by these factors, then cropped or padded back to H x W
 CROP = 0.875  # five-crop: side of each crop as a share of the image side (224 of 256, as ImageNet evaluation)
@@ -96,24 +97,28 @@ TTA: dict[str, TTAEntry] = {
 ALIASES = {"none": "identity"}  # `--tta none`: the plain prediction
 
 
-def _logits_mean(logits: Tensor) -> Tensor:
-    return logits.mean(0).softmax(-1)
+def _softmax(logits: Tensor) -> Tensor:
+    return logits.softmax(-1)
 
 
-def _probs_mean(logits: Tensor) -> Tensor:
-    return logits.softmax(-1).mean(0)
+def _logits_mean(logits: Tensor, activation: Activation) -> Tensor:
+    return activation(logits.mean(0))
+
+
+def _probs_mean(logits: Tensor, activation: Activation) -> Tensor:
+    return activation(logits).mean(0)
 
 
 @dataclass(frozen=True)
 class Combination:
-    fn: Callable[[Tensor], Tensor]  # logits of every view (V x B x C) -> probabilities (B x C)
+    fn: Callable[[Tensor, Activation], Tensor]  # logits of every view (V x B x C), activation -> probabilities (B x C)
     description: str
 
 
 COMBINE: dict[str, Combination] = {
-    "mean_probs": Combination(_probs_mean, "mean of the views' softmax probabilities: a saturated, over-confident "
+    "mean_probs": Combination(_probs_mean, "mean of the views' probabilities: a saturated, over-confident "
                                            "view counts no more than a probability of 1"),
-    "mean_logits": Combination(_logits_mean, "softmax of the views' mean logits (the renormalised geometric mean of "
+    "mean_logits": Combination(_logits_mean, "the probabilities of the views' mean logits (for softmax, the renormalised geometric mean of "
                                              "their probabilities): a confident view weighs more"),
 }
 
@@ -159,10 +164,11 @@ def tta_views(spec: str | list[str] | None) -> list[tuple[str, View]]:
     return list(views.items())
 
 
-def combine(logits: list[Tensor] | Tensor, how: str = "mean_probs") -> Tensor:
-    """Probabilities (B x C) from the logits of every view (V tensors of B x C), combined by COMBINE[how]."""
+def combine(logits: list[Tensor] | Tensor, how: str = "mean_probs", activation: Activation = _softmax) -> Tensor:
+    """Probabilities (B x C) from the logits of every view (V tensors of B x C), combined by COMBINE[how];
+    `activation` turns logits into probabilities (the task's: softmax, sigmoid per label, softmax per task)."""
     stacked = logits if isinstance(logits, Tensor) else torch.stack(list(logits))
-    return COMBINE[check_combine(how)].fn(stacked.float())
+    return COMBINE[check_combine(how)].fn(stacked.float(), activation)
 
 
 def describe_tta() -> list[str]:

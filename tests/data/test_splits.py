@@ -108,3 +108,66 @@ def test_subset_gets_its_own_folds_file(tmp_path):
     sub = cfg.model_copy(update={"data": cfg.data.model_copy(update={"subset": 12})})
     path, folds, _ = make_folds_file(sub)
     assert path.name == "folds_subset12.csv" and len(folds) == 12
+
+
+# ------------------------------------------------------------------------------- multi-label and multi-task
+
+
+def _multilabel_frame(n=400, k=8, seed=0):
+    rng = np.random.default_rng(seed)
+    hot = rng.random((n, k)) < np.linspace(0.03, 0.5, k)  # from rare to common labels
+    labels = [tuple(f"l{j}" for j in np.flatnonzero(row)) for row in hot]
+    return pd.DataFrame({"id": [f"img{i:04d}" for i in range(n)], "label": [" ".join(t) for t in labels],
+                         "labels": labels, "group": rng.integers(0, 60, size=n).astype(str)}), hot
+
+
+def test_multilabel_stratification_keeps_every_label_within_one_of_ideal():
+    frame, hot = _multilabel_frame()
+    folds = assign_folds(frame, CVConfig(strategy="multilabel", n_folds=5, seed=3))
+    fold = frame[["id"]].merge(folds, on="id")["fold"].to_numpy()
+    for j in range(hot.shape[1]):
+        per_fold = np.bincount(fold[hot[:, j]], minlength=5)
+        assert (np.abs(per_fold - hot[:, j].sum() / 5) <= 1).all(), (j, per_fold.tolist())
+    assert (np.abs(np.bincount(fold, minlength=5) - len(fold) / 5) <= 1).all()  # fold sizes too
+
+
+def _write(root, train: pd.DataFrame, data: dict, cv: dict):
+    (root / "images").mkdir(parents=True)
+    for ident in train["id"]:
+        Image.new("L", (4, 4)).save(root / "images" / f"{ident}.png")
+    train.to_csv(root / "train.csv", index=False)
+    return from_dict({"data": {"train_csv": str(root / "train.csv"), "image_dir": str(root / "images"), **data},
+                      "cv": {"n_folds": 4, "folds_file": str(root / "folds.csv"), **cv}})
+
+
+@pytest.mark.parametrize("strategy", ["group", "stratified_group", "stratified", "multilabel"])
+def test_group_and_stratified_strategies_work_for_multilabel_data(tmp_path, strategy):
+    frame, hot = _multilabel_frame(n=120, k=4)
+    train = pd.DataFrame(hot.astype(int), columns=["a", "b", "c", "d"]).assign(id=frame["id"], person=frame["group"])
+    cv = {"strategy": strategy, **({"group_col": "person"} if "group" in strategy else {})}
+    cfg = _write(tmp_path, train, {"task": "multilabel", "label_col": ["a", "b", "c", "d"]}, cv)
+    _, folds, _ = make_folds_file(cfg)
+    merged = train.merge(folds, on="id")
+    assert sorted(folds["fold"].unique()) == [0, 1, 2, 3]
+    if "group" in strategy:
+        assert (merged.groupby("person")["fold"].nunique() == 1).all()
+    else:  # every label's images spread over the folds, the rarest ones included
+        assert (merged.groupby("fold")[["a", "b", "c", "d"]].sum() > 0).all().all()
+
+
+@pytest.mark.parametrize("strategy", ["group", "stratified_group", "stratified"])
+def test_group_and_stratified_strategies_work_for_multitask_data(tmp_path, strategy):
+    rng = np.random.default_rng(0)
+    n = 144
+    train = pd.DataFrame({"id": [f"i{i:03d}" for i in range(n)], "mask": rng.integers(0, 3, n),
+                          "gender": rng.integers(0, 2, n), "person": rng.integers(0, 40, n)})
+    cv = {"strategy": strategy, **({"group_col": "person"} if "group" in strategy else {})}
+    cfg = _write(tmp_path, train, {"task": "multitask", "label_col": ["mask", "gender"]}, cv)
+    _, folds, _ = make_folds_file(cfg)
+    merged = train.astype({"id": str}).merge(folds, on="id")
+    if "group" in strategy:
+        assert (merged.groupby("person")["fold"].nunique() == 1).all()
+    if strategy == "stratified":  # stratified on the combined class: each of the 6 within one of ideal
+        for _, rows in merged.groupby(["mask", "gender"]):
+            per_fold = rows["fold"].value_counts().reindex(range(4), fill_value=0)
+            assert (abs(per_fold - len(rows) / 4) <= 1).all()

@@ -187,9 +187,15 @@ def _unlisted(cfg: Config, listed: set[str], report: CheckReport) -> None:
 
 def _summarise(cfg: Config, train: Table, test: Table | None, n_read: int, report: CheckReport) -> None:
     labels = train.frame["label"]
-    names = class_names(labels, cfg.data.classes)
-    counts = Counter(str(x) for x in labels.dropna())
-    report.classes = {c: counts.get(c, 0) for c in names}
+    if cfg.data.task == "multiclass":
+        names = class_names(labels, cfg.data.classes)
+        counts = Counter(str(x) for x in labels.dropna())
+        report.classes = {c: counts.get(c, 0) for c in names}
+    else:  # images per label (multilabel) or per task:class (multitask)
+        from podium.tasks import label_counts
+
+        report.classes = label_counts(train.frame, cfg.data)
+        names = list(report.classes)
     report.counts = {
         "train rows": len(train.frame),
         "test rows": 0 if test is None else len(test.frame),

@@ -1,7 +1,8 @@
 """Data sources: a CSV + image folder, or a folder per class; each becomes one table.
 
 The table has columns `id`, `path` (absolute, or None when the file is missing), `label` (class name as the
-user wrote it; None for test data), `group` (when cv.group_col is set) and `row` (the CSV line, 1-based,
+user wrote it; None for test data; multilabel/multitask: the labels joined by data.label_sep, with the tuples in
+`labels`, see podium.tasks), `group` (when cv.group_col is set) and `row` (the CSV line, 1-based,
 header = line 1, so a message can point at it). Problems a user must fix are collected as `Problem`s: the
 strict loaders raise them all at once; `podium data check` reports them with everything else it finds.
 """
@@ -124,13 +125,13 @@ def _resolve_paths(frame: pd.DataFrame, data: DataConfig, folder: Path, csv: Pat
 def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None, labelled: bool,
                group_col: str | None) -> Table:
     frame = read_csv(csv, "data.train_csv" if labelled else "data.test_csv")
-    keys = {data.id_col: "data.id_col", data.label_col: "data.label_col"}
+    keys = {data.id_col: "data.id_col", **{c: "data.label_col" for c in data.label_columns()}}
     needed = [data.id_col]
     if data.path_col:
         keys[data.path_col] = "data.path_col"
         needed.append(data.path_col)
     if labelled:
-        needed.append(data.label_col)
+        needed.extend(data.label_columns())
     if group_col:
         keys[group_col] = "cv.group_col"
         needed.append(group_col)
@@ -146,7 +147,15 @@ def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None
     # object dtype: pandas 3 would store a list of str as its string dtype and turn the None of a missing file into NaN
     out["path"] = pd.Series(_resolve_paths(out, data, folder, csv, problems), index=out.index, dtype=object)
     out = out.drop(columns=["_path"], errors="ignore")
-    out["label"] = frame[data.label_col].str.strip() if labelled else None
+    out["label"] = None
+    if labelled:  # the task reads its label column(s): text per row, plus label tuples for multilabel/multitask
+        from podium.tasks import TASKS
+
+        text, labels, label_problems = TASKS[data.task].read_labels(frame, data, csv)
+        out["label"] = text
+        if labels is not None:
+            out["labels"] = labels
+        problems.extend(label_problems)
     if group_col:
         out["group"] = frame[group_col]
     out["row"] = np.arange(2, len(out) + 2)
@@ -220,7 +229,8 @@ def train_table(cfg: Config) -> Table:
     else:
         raise PodiumError("No training data: set data.train_csv (+ data.image_dir) or data.train_dir.")
     _check_ids(table)
-    _check_labels(table, data.classes)
+    if data.task == "multiclass":  # the other tasks check their labels as they read them
+        _check_labels(table, data.classes)
     if cfg.cv.group_col:
         empty = table.frame["group"].isna()
         for row in table.frame.loc[empty, "row"]:
@@ -275,12 +285,18 @@ def load_train(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     """The training table ready for splitting and training: problems raised, subset applied, `target` added."""
     table = train_table(cfg)
     raise_problems(table, f"Training data '{table.source}'")
+    from podium.tasks import TASKS, make_task
+
     frame = table.frame
-    classes = class_names(frame["label"], cfg.data.classes)
+    classes = TASKS[cfg.data.task].outputs_of(frame, cfg.data)  # classes | labels | task:class names
+    task = make_task(cfg.data, classes)
+    if cfg.data.task != "multiclass":  # one class per image to stratify on (folds, data.subset); see podium.tasks
+        frame["stratify"] = task.stratify_key(frame)
+    key = frame["stratify"] if "stratify" in frame.columns else frame["label"]
     if cfg.data.subset:
-        frame = frame.iloc[stratified_subset(frame["label"].to_numpy(), cfg.data.subset, cfg.cv.seed)]
+        frame = frame.iloc[stratified_subset(key.to_numpy(), cfg.data.subset, cfg.cv.seed)]
     frame = frame.reset_index(drop=True)
-    frame["target"] = frame["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
+    frame["target"] = task.key(task.encode(frame))  # multiclass: the class index
     return frame, classes
 
 

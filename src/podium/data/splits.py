@@ -24,8 +24,14 @@ def _kfold(frame: pd.DataFrame, cv: CVConfig):
     return KFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame)
 
 
+def _key(frame: pd.DataFrame) -> pd.Series:
+    """What the stratified strategies balance: the class, or for multilabel / multitask data the `stratify` column
+    load_train adds (the rarest label an image holds / the combination of the tasks' classes; podium.tasks)."""
+    return frame["stratify"] if "stratify" in frame.columns else frame["label"]
+
+
 def _stratified(frame: pd.DataFrame, cv: CVConfig):
-    return StratifiedKFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, frame["label"])
+    return StratifiedKFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, _key(frame))
 
 
 def _group(frame: pd.DataFrame, cv: CVConfig):
@@ -34,7 +40,22 @@ def _group(frame: pd.DataFrame, cv: CVConfig):
 
 def _stratified_group(frame: pd.DataFrame, cv: CVConfig):
     splitter = StratifiedGroupKFold(cv.n_folds, shuffle=True, random_state=cv.seed)
-    return splitter.split(frame, frame["label"], groups=frame["group"])
+    return splitter.split(frame, _key(frame), groups=frame["group"])
+
+
+def _multilabel(frame: pd.DataFrame, cv: CVConfig):
+    """Iterative stratification (Sechidis et al. 2011; iterative-stratification's MultilabelStratifiedKFold): every
+    label's positives spread over the folds as evenly as possible, rarest labels first. Reads the `labels` tuples of
+    a multi-label table; a single-label table is the special case of one label per image."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    sets = frame["labels"] if "labels" in frame.columns else frame["label"].map(lambda x: (x,))
+    names = sorted({x for tup in sets for x in tup})
+    index = {c: i for i, c in enumerate(names)}
+    hot = np.zeros((len(frame), max(1, len(names))), dtype=int)
+    for i, tup in enumerate(sets):
+        hot[i, [index[x] for x in tup]] = 1
+    return MultilabelStratifiedKFold(n_splits=cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, hot)
 
 
 # name -> function yielding (train_idx, val_idx) per fold; `podium list` and tests iterate over this.
@@ -43,6 +64,7 @@ STRATEGIES: dict[str, Callable] = {
     "stratified": _stratified,
     "group": _group,
     "stratified_group": _stratified_group,
+    "multilabel": _multilabel,
 }
 
 

@@ -111,6 +111,9 @@ def load_run(path: Path | str) -> Run:
         raise PodiumError(f"Run '{path}' has no finished fold yet (no oof.csv / metrics.json). "
                           "Train at least one fold first (`podium train`).")
     cfg = load_config(path / "config.yaml")
+    from podium.tasks import require_multiclass
+
+    require_multiclass(cfg, "podium report / errors / compare")
     classes = json.loads((path / "classes.json").read_text())
     oof = pd.read_csv(path / "oof.csv", dtype={"id": str, "label": str})
     missing = [c for c in classes if c not in oof.columns]
