@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+
 from podium.config import load_config
 from podium.errors import PodiumError
 from podium.predict import predict_probs
+from podium.tasks import Multiclass
 from podium.tta import COMBINE, TTA, combine, parse_tta, tta_key, tta_views, zoom
 
 
@@ -83,11 +85,12 @@ class _Symmetric(torch.nn.Module):
 
 
 class _Module(torch.nn.Module):
-    """What predict_probs needs of a podium Classifier: normalisation buffers and eval_model()."""
+    """What predict_probs needs of a podium Classifier: normalisation buffers, eval_model() and the task."""
 
     def __init__(self, net, channels):
         super().__init__()
         self.net = net
+        self.task = Multiclass(None, [])  # softmax probabilities
         self.register_buffer("mean", torch.full((channels,), 0.5))
         self.register_buffer("std", torch.full((channels,), 0.5))
 

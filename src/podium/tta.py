@@ -25,7 +25,7 @@ from podium.errors import PodiumError
 
 Tensor = torch.Tensor
 View = Callable[[Tensor], Tensor]  # (B, C, H, W) -> (B, C, H, W)
-Activation = Callable[[Tensor], Tensor]  # logits (.. x C) -> probabilities
+Activation = Callable[[Tensor], Tensor]  # logits (B x C) -> probabilities (B x C)
 
 ZOOMS = (0.9, 1.1)  # multi-scale: content scaled by these factors, then cropped or padded back to H x W
 CROP = 0.875  # five-crop: side of each crop as a share of the image side (224 of 256, as ImageNet evaluation)
@@ -98,7 +98,7 @@ ALIASES = {"none": "identity"}  # `--tta none`: the plain prediction
 
 
 def _softmax(logits: Tensor) -> Tensor:
-    return logits.softmax(-1)
+    return logits.softmax(1)
 
 
 def _logits_mean(logits: Tensor, activation: Activation) -> Tensor:
@@ -106,7 +106,7 @@ def _logits_mean(logits: Tensor, activation: Activation) -> Tensor:
 
 
 def _probs_mean(logits: Tensor, activation: Activation) -> Tensor:
-    return activation(logits).mean(0)
+    return torch.stack([activation(view) for view in logits]).mean(0)  # activations take B x C
 
 
 @dataclass(frozen=True)
