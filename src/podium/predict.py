@@ -25,13 +25,15 @@ def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: i
     """Class probabilities (N x C, float64) for images[indices], averaged over the TTA views."""
     if tta not in TTA:
         raise PodiumError(f"Unknown TTA '{tta}'. Choose one of: {', '.join(TTA)}.")
+    from podium.augment import eval_pipeline
     from podium.train import make_loader
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module = module.to(device).eval()
     net = module.eval_model()
     out = []
-    for x, _ in make_loader(images, None, indices, batch_size, seed=None):
+    pipeline = eval_pipeline(module.cfg.augment, images.shape[-1])  # the edge channel when the model takes one
+    for x, _ in make_loader(images, None, indices, batch_size, seed=None, pipeline=pipeline):
         xf = to_float(x.to(device, non_blocking=True), module.mean, module.std)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             views = [net(view(xf)).float().softmax(1) for view in TTA[tta]]
@@ -46,8 +48,10 @@ def finished_folds(rd: Path) -> list[int]:
 def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: int):
     from podium.train import build_module
 
+    info = json.loads((rd / "run.json").read_text()) if (rd / "run.json").exists() else {}
+    stats = (tuple(info["mean"]), tuple(info["std"])) if "mean" in info else None  # as trained (augment.normalize)
     module = build_module(cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False, "weights": None})}),
-                          n_classes, channels, steps_per_epoch=1)
+                          n_classes, channels, steps_per_epoch=1, stats=stats)
     state = torch.load(rd / f"fold{k}" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     return module
@@ -108,7 +112,8 @@ def predict(run: Path, tta: str = "none", test_csv: Path | None = None, out: Pat
     if out.exists() and run.resolve() not in out.resolve().parents and not overwrite:
         raise PodiumError(f"'{out}' exists. Pass --overwrite to replace it, or choose another --out.")
     adjustment = _posthoc_params(run, cfg, folds) if posthoc else None  # refused before the work, not after
-    cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir())
+    cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir(),
+                        center_crop=cfg.data.center_crop)
     idx = np.arange(len(test))
     probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"]), cache.images, idx,
                                    cfg.train.eval_batch_size, tta) for k in folds], axis=0)
