@@ -79,7 +79,8 @@ def test_folds_merge_from_separate_invocations(tiny_competition):
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tiny_competition):
-    args = ["train.epochs=4", "cv.n_folds=3", "train.batch_size=4"]
+    # a preset with both augmentation stages: batch ops (vflip, rot90) and seeded per-image albumentations
+    args = ["train.epochs=4", "cv.n_folds=3", "train.batch_size=4", "augment.preset=documents", "augment.dropout=0.3"]
     reference = train(load_config(tiny_competition, [*args, "name=ref"]))
     cmd = podium_cmd("train", str(tiny_competition), *args, "name=killed", "--folds", "0")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
