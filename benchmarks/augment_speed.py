@@ -3,8 +3,9 @@
 Every preset trains the same model on the same random images through podium's own loop (make_loader with the
 per-image stage as train_fold builds it, Lightning, the batch stage in training_step). Rounds alternate presets
 (none, light, medium, heavy, documents, none, ...) in one process so machine noise hits all alike. Time per step =
-median gap between consecutive step starts, as in benchmarks/train_overhead.py. Also: the per-image stage alone,
-in ms per image.
+median gap between consecutive step starts, as in benchmarks/train_overhead.py, in wall time and in this process's
+CPU time (all its threads): on a shared, overloaded machine the wall time mostly measures waiting for a core, the
+CPU time still measures the work a step costs. Also: the per-image stage alone, in CPU ms per image.
 
     .venv/bin/python benchmarks/augment_speed.py [--steps 20] [--rounds 2] [--sizes 28,128]
 
@@ -39,12 +40,15 @@ RESULTS = HERE / "results" / "augment_speed.json"
 class StepClock(pl.Callback):
     def __init__(self):
         self.starts: list[float] = []
+        self.cpu: list[float] = []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         self.starts.append(time.perf_counter())
+        self.cpu.append(time.process_time())
 
 
-def preset_round(preset: str, images, targets, batch: int, steps: int, workdir: Path) -> float:
+def preset_round(preset: str, images, targets, batch: int, steps: int, workdir: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds per step, medians over the steps after the first two."""
     cfg = from_dict({"model": {"name": "podium_cnn", "pretrained": False}, "augment": {"preset": preset},
                      "train": {"batch_size": batch, "epochs": 10, "patience": 0}})
     seed_everything(0)
@@ -56,20 +60,20 @@ def preset_round(preset: str, images, targets, batch: int, steps: int, workdir: 
     trainer = make_trainer(cfg, workdir, len(loader), max_steps=steps, limit_val_batches=0)
     trainer.callbacks.append(clock)
     trainer.fit(module, loader)
-    return statistics.median(np.diff(clock.starts[2:]).tolist())
+    return statistics.median(np.diff(clock.starts[2:])), statistics.median(np.diff(clock.cpu[2:]))
 
 
 def image_stage_ms(preset: str, images: np.ndarray, reps: int = 3) -> float:
-    """ms per image of the per-image (CPU) stage alone; 0 when the preset has none."""
+    """CPU ms per image of the per-image stage alone; 0 when the preset has none."""
     cfg = from_dict({"augment": {"preset": preset}})
     pipe = train_pipeline(cfg.augment, images.shape[-1])
     if pipe is None:
         return 0.0
     times = []
     for r in range(reps):
-        t = time.perf_counter()
+        t = time.process_time()
         pipe(images, r)
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     return statistics.median(times) / len(images) * 1e3
 
 
@@ -90,27 +94,34 @@ def main() -> None:
             batch = args.batch if size <= 32 else max(16, args.batch // 4)
             images = rng.integers(0, 256, size=(batch * (args.steps + 4), size, size, channels), dtype=np.uint8)
             targets = rng.integers(0, 10, size=len(images))
-            per_step: dict[str, list[float]] = {p: [] for p in PRESETS}
+            wall: dict[str, list[float]] = {p: [] for p in PRESETS}
+            cpu: dict[str, list[float]] = {p: [] for p in PRESETS}
             for r in range(args.rounds):
                 for preset in PRESETS:
-                    per_step[preset].append(preset_round(preset, images, targets, batch, args.steps,
-                                                         Path(tmp) / f"{size}-{preset}-{r}"))
-                    print(f"{size} px round {r}: {preset:10s} {per_step[preset][-1] * 1e3:.1f} ms/step", flush=True)
-            ms = {p: statistics.median(v) * 1e3 for p, v in per_step.items()}
+                    w, c = preset_round(preset, images, targets, batch, args.steps, Path(tmp) / f"{size}-{preset}-{r}")
+                    wall[preset].append(w)
+                    cpu[preset].append(c)
+                    print(f"{size} px round {r}: {preset:10s} {w * 1e3:.1f} ms/step wall, {c * 1e3:.1f} ms CPU",
+                          flush=True)
+            ms = {p: statistics.median(v) * 1e3 for p, v in wall.items()}
+            cpu_ms = {p: statistics.median(v) * 1e3 for p, v in cpu.items()}
             result["sizes"][str(size)] = {
-                "channels": channels, "batch": batch, "ms_per_step": ms,
+                "channels": channels, "batch": batch, "ms_per_step": ms, "cpu_ms_per_step": cpu_ms,
                 "ratio_to_light": {p: ms[p] / ms["light"] for p in ms},
-                "image_stage_ms_per_image": {p: image_stage_ms(p, images[:batch]) for p in PRESETS},
-                "rounds_ms": {p: [x * 1e3 for x in v] for p, v in per_step.items()}}
+                "cpu_ratio_to_light": {p: cpu_ms[p] / cpu_ms["light"] for p in cpu_ms},
+                "image_stage_cpu_ms_per_image": {p: image_stage_ms(p, images[:batch]) for p in PRESETS},
+                "rounds_ms": {p: [x * 1e3 for x in v] for p, v in wall.items()},
+                "rounds_cpu_ms": {p: [x * 1e3 for x in v] for p, v in cpu.items()}}
     result["load_average_before"], result["load_average_after"] = load_before, os.getloadavg()
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print("\n| size | preset | ms/step | x light | image stage, ms/image |")
-    print("|---|---|---|---|---|")
+    print("\n| size | preset | ms/step (wall) | CPU ms/step | CPU x light | image stage, CPU ms/image |")
+    print("|---|---|---|---|---|---|")
     for size, r in result["sizes"].items():
         for p in PRESETS:
-            print(f"| {size} px, {r['channels']} ch, batch {r['batch']} | {p} | {r['ms_per_step'][p]:.1f} | "
-                  f"{r['ratio_to_light'][p]:.2f} | {r['image_stage_ms_per_image'][p]:.3f} |")
+            print(f"| {size} px, {r['channels']} ch, batch {r['batch']} | {p} | {r['ms_per_step'][p]:.0f} | "
+                  f"{r['cpu_ms_per_step'][p]:.0f} | {r['cpu_ratio_to_light'][p]:.2f} | "
+                  f"{r['image_stage_cpu_ms_per_image'][p]:.3f} |")
     print(f"load average before {load_before}, after {result['load_average_after']}; wrote {RESULTS}")
 
 
