@@ -65,3 +65,50 @@ def test_cli_passes_imbalance_through():
 
     res = CliRunner().invoke(app, ["datasets", "make", "digits", "out", "--imbalance", "10"])
     assert isinstance(res.exception, PodiumError) and "--imbalance does not apply to 'digits'" in str(res.exception)
+
+
+def test_fashion_noisy_keeps_train_clean_and_corrupts_test_from_the_seed(tmp_path, monkeypatch):
+    import podium.datasets as ds
+
+    rng = np.random.default_rng(0)
+    train_x, test_x = (rng.integers(0, 256, size=(k, 8, 8), dtype=np.uint8) for k in (30, 40))
+    train_y, test_y = np.arange(30) % 10, np.arange(40) % 10
+    monkeypatch.setattr(ds, "load_fashion_mnist", lambda: (train_x, train_y, test_x, test_y))
+    written = {}
+
+    def record(out, tx, ty, vx, vy, classes, prefix, seed):
+        written.update(tx=tx, ty=ty, vx=vx, vy=vy)
+        return []
+
+    monkeypatch.setattr(ds, "write_competition", record)
+    ds.make_dataset("fashion-noisy", tmp_path / "n", seed=1)
+    assert written["tx"] is train_x and written["vy"] is test_y  # clean train set, test labels kept for scoring
+    noisy = written["vx"]
+    assert noisy.shape == (40, 8, 8, 3) and noisy.dtype == np.uint8
+    assert np.array_equal(noisy, ds.corrupt_like_scans(test_x, 1))
+    assert not np.array_equal(noisy, ds.corrupt_like_scans(test_x, 2))
+    # each corrupted image is closest to one of the 8 rotations/flips of its original, and not always the original
+    views = lambda x: [np.rot90(v, k) for v in (x, x[:, ::-1]) for k in range(4)]
+    nearest = [int(np.argmin([np.abs(noisy[i].mean(-1) - v).mean() for v in views(test_x[i].astype(float))]))
+               for i in range(40)]
+    assert len(set(nearest)) >= 4
+    assert all(np.abs(noisy[i].mean(-1) - test_x[i]).mean() > 0 for i in range(40))
+
+
+def test_fashion_noisy_writes_a_competition_with_held_out_labels(tmp_path, monkeypatch):
+    import pandas as pd
+    from PIL import Image
+
+    import podium.datasets as ds
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(ds, "load_fashion_mnist", lambda: (rng.integers(0, 256, (12, 8, 8), dtype=np.uint8),
+                                                           np.arange(12) % 10,
+                                                           rng.integers(0, 256, (5, 8, 8), dtype=np.uint8),
+                                                           np.arange(5) % 10))
+    ds.make_dataset("fashion-noisy", tmp_path / "n")
+    test = pd.read_csv(tmp_path / "n" / "test.csv")
+    assert list(test.columns) == ["id"] and len(pd.read_csv(tmp_path / "n" / "test_labels.csv")) == 5
+    assert Image.open(tmp_path / "n" / "images" / f"{test['id'][0]}.png").mode == "RGB"
+    train = pd.read_csv(tmp_path / "n" / "train.csv")
+    assert Image.open(tmp_path / "n" / "images" / f"{train['id'][0]}.png").mode == "L"

@@ -78,10 +78,11 @@ def test_folds_merge_from_separate_invocations(tiny_competition):
     assert whole["cv"] == pytest.approx(merged["cv"], abs=1e-9)  # same seed, same folds -> same numbers on CPU
 
 
-@pytest.mark.parametrize("mixing", [[], ["augment.mixup_alpha=0.4", "augment.cutmix_alpha=1.0"]],
-                         ids=["plain", "mixup+cutmix"])
-def test_resume_after_sigkill_matches_uninterrupted(tiny_competition, mixing):
-    args = ["train.epochs=4", "cv.n_folds=3", "train.batch_size=4", *mixing]
+# augmented: both augmentation stages (batch ops: vflip, rot90; seeded per-image albumentations) and mixing
+@pytest.mark.parametrize("augment", [[], ["augment.preset=documents", "augment.dropout=0.3", "augment.mixup_alpha=0.4",
+                                          "augment.cutmix_alpha=1.0"]], ids=["plain", "augmented"])
+def test_resume_after_sigkill_matches_uninterrupted(tiny_competition, augment):
+    args = ["train.epochs=4", "cv.n_folds=3", "train.batch_size=4", *augment]
     reference = train(load_config(tiny_competition, [*args, "name=ref"]))
     cmd = podium_cmd("train", str(tiny_competition), *args, "name=killed", "--folds", "0")
     env = {**os.environ, "PYTHONHASHSEED": "0"}

@@ -1,18 +1,83 @@
-"""Batch transforms on uint8 tensors (B, C, H, W), run on the training device.
+"""Training augmentation: named presets (`podium list augment`), overridable one key at a time.
 
-The decode cache hands whole uint8 batches to the loop; normalising and augmenting the batch as tensors costs
-far less than per-image work in DataLoader workers (and runs on the GPU when there is one).
+Two stages. Per image, on the CPU, while the batch is read (`ItemPipeline`, albumentations on uint8 H x W x C):
+scale/rotate/perspective, colour, blur, noise, dropout, JPEG, and the optional Canny edge channel. Per batch, as
+tensors in `training_step` (`train_transform`, on the GPU when there is one): flips, rot90 and shift, which cost
+next to nothing there. A preset that needs no per-image operation (none, light) reads batches exactly as before.
+
+Reproducibility: the batch stage draws from torch's RNG, which the engine reseeds at every epoch's first batch;
+the image stage seeds albumentations per batch from (seed, fold, epoch, batch number), so an epoch replays
+identically after a resume and never depends on what ran before it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
+import numpy as np
 import torch
 
 from podium.config import AugmentConfig
 
 Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Every augmentation choice, resolved (units as in config.AugmentConfig, 0 / False = off)."""
+
+    hflip: bool = False
+    vflip: bool = False
+    rot90: bool = False
+    shift: float = 0.0
+    scale: float = 0.0
+    rotate: float = 0.0
+    perspective: float = 0.0
+    colour: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+    iso_noise: float = 0.0
+    dropout: float = 0.0
+    jpeg: float = 0.0
+
+    def per_item(self) -> bool:
+        """Whether any operation of the per-image (CPU) stage is on."""
+        return any(getattr(self, f.name) for f in fields(self) if f.name not in BATCH_OPS)
+
+
+BATCH_OPS = ("hflip", "vflip", "rot90", "shift")  # done on the batch tensor in training_step
+
+_LIGHT = Augmentation(hflip=True, shift=0.1)  # podium's augmentation before presets existed
+_MEDIUM = replace(_LIGHT, scale=0.1, colour=0.2, blur=0.2, dropout=0.3)
+
+# name -> (the choices, what it is for)
+PRESETS: dict[str, tuple[Augmentation, str]] = {
+    "none": (Augmentation(), "nothing: the images as decoded"),
+    "light": (_LIGHT, "horizontal flip, shift up to 10% (batch ops only: no per-image cost); the default"),
+    "medium": (_MEDIUM, "light + zoom +-10%, brightness/contrast (+ hue/saturation on RGB) +-0.2, blur (p 0.2), "
+                        "coarse dropout (p 0.3)"),
+    "heavy": (replace(_MEDIUM, scale=0.15, rotate=15.0, perspective=0.05, noise=0.08),
+              "medium + zoom +-15%, rotation +-15 deg, perspective 5%, Gaussian noise up to 8% of 255"),
+    "documents": (Augmentation(hflip=True, vflip=True, rot90=True, colour=0.3, blur=0.3, noise=0.1, iso_noise=0.3,
+                               jpeg=0.3),
+                  "scans (S2): rot90 all four ways, both flips, Gaussian (up to 10%) and ISO noise, blur, "
+                  "colour +-0.3, JPEG artefacts"),
+}
+
+
+def resolve(cfg: AugmentConfig) -> Augmentation:
+    """The preset's choices with every key the config sets (non-null) put in their place."""
+    base = PRESETS[cfg.preset][0]
+    return replace(base, **{f.name: getattr(cfg, f.name) for f in fields(base) if getattr(cfg, f.name) is not None})
+
+
+def describe_presets() -> list[tuple[str, str]]:
+    """(name, what it does) for `podium list augment`."""
+    return [(name, text) for name, (_, text) in PRESETS.items()]
+
+
+# ------------------------------------------------------------------------------------------- batch stage
 
 
 def to_float(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -24,6 +89,16 @@ def random_flip(x: Tensor, dim: int, p: float = 0.5) -> Tensor:
     """Flip each image along `dim` (3 = horizontal, 2 = vertical) with probability p."""
     mask = torch.rand(x.shape[0], device=x.device) < p
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(dim), x)
+
+
+def random_rot90(x: Tensor) -> Tensor:
+    """Rotate each (square) image by 0, 90, 180 or 270 degrees, each equally likely."""
+    k = torch.randint(0, 4, (x.shape[0],), device=x.device)
+    out = x.clone()
+    for turns in (1, 2, 3):
+        pick = k == turns
+        out[pick] = torch.rot90(x[pick], turns, dims=(2, 3))
+    return out
 
 
 def random_shift(x: Tensor, fraction: float) -> Tensor:
@@ -42,16 +117,143 @@ def random_shift(x: Tensor, fraction: float) -> Tensor:
 
 
 def train_transform(cfg: AugmentConfig) -> Callable[[Tensor], Tensor]:
-    """The training augmentation for a normalised float batch."""
+    """The batch stage of the training augmentation, for a normalised float batch."""
+    aug = resolve(cfg)
 
     def apply(x: Tensor) -> Tensor:
-        if cfg.hflip:
+        if aug.hflip:
             x = random_flip(x, 3)
-        if cfg.vflip:
+        if aug.vflip:
             x = random_flip(x, 2)
-        if cfg.shift > 0:
-            x = random_shift(x, cfg.shift)
+        if aug.rot90:
+            x = random_rot90(x)
+        if aug.shift > 0:
+            x = random_shift(x, aug.shift)
         return x
 
     return apply
+
+
+# ------------------------------------------------------------------------------------------- image stage
+
+
+def item_compose(aug: Augmentation, channels: int):
+    """The albumentations pipeline for one uint8 H x W x C image (C = 1 or 3); None when it would do nothing.
+    Colour operations that need RGB (hue, saturation, ISO noise) are left out for grayscale."""
+    import albumentations as A
+    import cv2
+
+    ops = []
+    if aug.scale or aug.rotate:
+        ops.append(A.Affine(scale=(1 - aug.scale, 1 + aug.scale), rotate=(-aug.rotate, aug.rotate),
+                            border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.7))
+    if aug.perspective:
+        ops.append(A.Perspective(scale=(0.0, aug.perspective), border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.5))
+    if aug.colour:
+        ops.append(A.RandomBrightnessContrast(brightness_limit=aug.colour, contrast_limit=aug.colour, p=0.8))
+        if channels == 3:
+            ops.append(A.ColorJitter(brightness=0, contrast=0, saturation=aug.colour, hue=aug.colour / 4, p=0.5))
+    if aug.blur:
+        ops.append(A.OneOf([A.GaussianBlur(sigma_limit=(0.3, 1.2)), A.MotionBlur(blur_limit=(3, 5))], p=aug.blur))
+    if aug.noise:
+        ops.append(A.GaussNoise(std_range=(0.0, aug.noise), p=0.5))
+    if aug.iso_noise and channels == 3:
+        ops.append(A.ISONoise(p=aug.iso_noise))
+    if aug.dropout:
+        ops.append(A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.05, 0.2),
+                                   hole_width_range=(0.05, 0.2), fill=0, p=aug.dropout))
+    if aug.jpeg:
+        ops.append(A.ImageCompression(quality_range=(30, 90), p=aug.jpeg))
+    return A.Compose(ops, seed=0) if ops else None
+
+
+def edge_map(image: np.ndarray) -> np.ndarray:
+    """Canny edges (H x W uint8, 0 or 255) of a uint8 H x W x C image; thresholds from Otsu's: (t/2, t)."""
+    import cv2
+
+    gray = image[..., 0] if image.shape[-1] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    gray = np.ascontiguousarray(gray)
+    t, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return cv2.Canny(gray, t / 2, t)
+
+
+def with_edges(batch: np.ndarray) -> np.ndarray:
+    """B x H x W x C uint8 -> B x H x W x (C + 1): each image's edge map appended as the last channel."""
+    return np.concatenate([batch, np.stack([edge_map(im) for im in batch])[..., None]], axis=-1)
+
+
+class ItemPipeline:
+    """The CPU stage for uint8 batches (B x H x W x C): per-image albumentations (training only), then the edge
+    channel when asked. `seed` None: no augmentation (validation, prediction)."""
+
+    def __init__(self, aug: Augmentation | None, channels: int, edges: bool):
+        self.compose = item_compose(aug, channels) if aug is not None else None
+        self.edges = edges
+
+    def __bool__(self) -> bool:
+        return self.compose is not None or self.edges
+
+    def __call__(self, batch: np.ndarray, seed: int | None) -> np.ndarray:
+        if self.compose is not None and seed is not None:
+            self.compose.set_random_seed(seed)
+            batch = np.stack([self.compose(image=im)["image"].reshape(im.shape) for im in batch])
+        return with_edges(batch) if self.edges else batch
+
+
+def train_pipeline(cfg: AugmentConfig, channels: int) -> ItemPipeline | None:
+    pipe = ItemPipeline(resolve(cfg), channels, cfg.edges)
+    return pipe if pipe else None
+
+
+def eval_pipeline(cfg: AugmentConfig, channels: int) -> ItemPipeline | None:
+    """What validation and prediction apply: the edge channel, never augmentation."""
+    return ItemPipeline(None, channels, True) if cfg.edges else None
+
+
+class AugmentedDataset(torch.utils.data.Dataset):
+    """A CachedDataset whose batches go through an ItemPipeline. Batch b of epoch e (the sampler's `epoch`, set by
+    Lightning before each epoch) is augmented with the seed drawn from (seed, e, b)."""
+
+    def __init__(self, base, pipeline: ItemPipeline, seed: int | None, sampler=None):
+        self.base, self.pipeline, self.seed, self.sampler = base, pipeline, seed, sampler
+        self._epoch, self._batch = None, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitems__(self, positions):
+        x, y = self.base.__getitems__(positions)
+        seed = None
+        if self.seed is not None:
+            epoch = getattr(self.sampler, "epoch", 0)
+            if epoch != self._epoch:
+                self._epoch, self._batch = epoch, 0
+            seed = int(np.random.SeedSequence([self.seed, epoch, self._batch]).generate_state(1)[0])
+            self._batch += 1
+        out = self.pipeline(x.permute(0, 2, 3, 1).numpy(), seed)
+        return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2), y
+
+
+# ---------------------------------------------------------------------------------------- normalisation
+
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+EDGE_STATS = (0.0, 1.0)  # the edge channel enters as 0 (no edge) or 1 (edge)
+
+
+def data_stats(images: np.ndarray, chunk: int = 1024) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of uint8 images (N x H x W x C), scaled to [0, 1]; read in chunks."""
+    from podium.data.cache import CachedDataset
+
+    reader = CachedDataset(images, None, np.arange(len(images)))
+    c = images.shape[-1]
+    total, squares, count = np.zeros(c), np.zeros(c), 0
+    for start in range(0, len(images), chunk):
+        x, _ = reader.__getitems__(range(start, min(start + chunk, len(images))))
+        x = x.permute(0, 2, 3, 1).reshape(-1, c).numpy().astype(np.float64)
+        total += x.sum(0)
+        squares += (x * x).sum(0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return tuple(float(m) for m in mean / 255), tuple(float(max(s, 1e-3)) for s in std / 255)
 

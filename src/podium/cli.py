@@ -26,6 +26,8 @@ app.add_typer(data_app, name="data")
 datasets_app = typer.Typer(no_args_is_help=True, help="Offline data sets written as competition folders.")
 app.add_typer(list_app, name="list")
 app.add_typer(datasets_app, name="datasets")
+augment_app = typer.Typer(no_args_is_help=True, help="See the training augmentation.")
+app.add_typer(augment_app, name="augment")
 
 _state = {"debug": False}
 OVERRIDES = typer.Argument(None, help="dotted key=value overrides, e.g. train.epochs=3", show_default=False)
@@ -303,6 +305,35 @@ def list_tta():
 
     for line in describe_tta():
         print(line)
+
+
+@list_app.command("augment")
+def list_augment():
+    """The presets augment.preset can name, and what each does (every choice overridable: `podium config show`)."""
+    from rich.table import Table
+
+    from podium.augment import describe_presets
+
+    table = Table(title="augment.preset")
+    table.add_column("preset")
+    table.add_column("what it does")
+    for name, text in describe_presets():
+        table.add_row(name, text)
+    Console().print(table)
+
+
+@augment_app.command("preview")
+def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
+                    n: int = typer.Option(16, "--n", help="number of training images in the grid"),
+                    out: Path = typer.Option(Path("augment_preview.png"), "--out", help="the PNG file written"),
+                    seed: int = typer.Option(0, "--seed", help="which images, and their augmentation"),
+                    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
+    """Write a PNG grid of augmented training images: what the model sees while training."""
+    from podium.preview import write_preview
+
+    res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite)
+    console.print(f"[green]wrote[/] {res['out']}: {res['n']} training images, augment.preset={res['preset']} "
+                  f"({res['size'][0]}x{res['size'][1]} px)")
 
 
 @list_app.command("posthoc")

@@ -41,6 +41,7 @@ class DataConfig(_Section):
     channels: Literal["auto", 1, 3] = "auto"  # 1 = grayscale, 3 = RGB; auto: 1 if every image is grayscale
     subset: int | None = None  # use a label-stratified subset of N training images (quick experiments)
     cache_dir: Path | None = None  # where decoded images are cached; default <output_dir>/cache
+    center_crop: float = 1.0  # keep this central fraction of each side before fitting to image_size (S4: 0.9 drops borders)
 
     @model_validator(mode="after")
     def _one_train_source(self):
@@ -73,6 +74,12 @@ class DataConfig(_Section):
                              "task's classes are its column's sorted values (remove data.classes)")
         if self.label_sep == "":
             raise ValueError("data.label_sep must be at least one character")
+        if not 0.0 < self.center_crop <= 1.0:
+            raise ValueError(f"data.center_crop must be in (0, 1], the central fraction of each side kept (1 = no "
+                             f"crop); got {self.center_crop}")
+        if self.center_crop < 1 and self.resize == "keep":
+            raise ValueError("data.center_crop < 1 changes the image size, which data.resize=keep refuses: set "
+                             "data.resize=resize (or pad)")
         return self
 
     def label_columns(self) -> list[str]:
@@ -118,10 +125,32 @@ class ModelConfig(_Section):
         return self
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class AugmentConfig(_Section):
-    hflip: bool = True  # random horizontal flip while training (turn off for text, digits, asymmetric objects)
-    vflip: bool = False  # random vertical flip while training
-    shift: float = 0.1  # random translation, as a fraction of the image side (0 = off)
+    """Training-time augmentation: a preset (`podium list augment`) whose every choice one key can override.
+
+    null keeps the preset's choice. Flips, rot90 and shift run on the whole batch as tensors (cheap); the other
+    operations run per image on the CPU with albumentations. Validation and prediction are never augmented.
+    """
+
+    preset: Literal["none", "light", "medium", "heavy", "documents"] = "light"  # `podium list augment`; light = flips + shift
+    hflip: bool | None = None  # random horizontal flip (turn off for text, digits, asymmetric objects)
+    vflip: bool | None = None  # random vertical flip (off for faces and scenes, S1)
+    rot90: bool | None = None  # random rotation by 0, 90, 180 or 270 degrees (scans, documents, S2)
+    shift: Annotated[float, Field(ge=0.0, lt=0.5)] | None = None  # random translation up to this fraction of the side
+    scale: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None  # random zoom by up to +-this fraction
+    rotate: Annotated[float, Field(ge=0.0, le=180.0)] | None = None  # random rotation up to +-this many degrees
+    perspective: Annotated[float, Field(ge=0.0, le=0.5)] | None = None  # random perspective: corners move up to this fraction
+    colour: Annotated[float, Field(ge=0.0, le=1.0)] | None = None  # brightness/contrast (+ saturation/hue on RGB) jitter up to +-this
+    blur: Fraction | None = None  # probability of a Gaussian or motion blur
+    noise: Annotated[float, Field(ge=0.0, le=1.0)] | None = None  # Gaussian noise of std up to this fraction of 255 (half the images)
+    iso_noise: Fraction | None = None  # probability of camera-sensor (ISO) noise; RGB only, skipped on grayscale
+    dropout: Fraction | None = None  # probability of blanking 1-3 random rectangles (coarse dropout)
+    jpeg: Fraction | None = None  # probability of JPEG artefacts (quality 30-90)
+    normalize: Literal["auto", "imagenet", "data"] = "auto"  # auto: the pretrained weights' stats, else 0.5 | ImageNet's | the training images' own (stored in run.json)
+    edges: bool = False  # append a Canny edge channel as an extra input (first conv gets one more input, S4)
     mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # mixup: blend image pairs, lam ~ Beta(alpha, alpha) per batch (0 = off; 0.2-0.4 usual)
     cutmix_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # cutmix: paste a box of the partner image, area share ~ Beta(alpha, alpha) (0 = off; 1.0 usual)
     mix_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # probability that a batch is mixed at all (with an alpha > 0)

@@ -106,6 +106,35 @@ def long_tail_indices(labels: np.ndarray, counts: list[int], seed: int) -> np.nd
     return rng.permutation(keep)
 
 
+def corrupt_like_scans(images: np.ndarray, seed: int) -> np.ndarray:
+    """S2's test corruption of grayscale images (N x H x W uint8, square) -> N x H x W x 3 uint8 RGB, drawn per image
+    from `seed`: a rotation by 0/90/180/270 degrees, a horizontal and a vertical flip (each p 0.5), contrast x 0.6-1.2
+    around mid-gray and brightness +-30, a colour cast (each channel x 0.8-1.2), Gaussian noise of std 5-25."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((*images.shape, 3), np.uint8)
+    for i, image in enumerate(images):
+        x = np.rot90(image, int(rng.integers(4)))
+        if rng.random() < 0.5:
+            x = x[:, ::-1]
+        if rng.random() < 0.5:
+            x = x[::-1]
+        x = (x.astype(np.float32) - 128.0) * rng.uniform(0.6, 1.2) + 128.0 + rng.uniform(-30, 30)
+        rgb = x[..., None] * rng.uniform(0.8, 1.2, size=3).astype(np.float32)
+        rgb += rng.normal(0.0, rng.uniform(5, 25), size=rgb.shape).astype(np.float32)
+        out[i] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return out
+
+
+def make_fashion_noisy(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
+    """S2 stand-in: clean grayscale Fashion-MNIST train set (n: a random n of it), the official 10,000 test images
+    corrupted by `corrupt_like_scans` (RGB), their labels held out in test_labels.csv."""
+    tx, ty, vx, vy = load_fashion_mnist()
+    if n:
+        keep = np.random.default_rng(seed).permutation(len(tx))[:n]
+        tx, ty = tx[keep], ty[keep]
+    return write_competition(out, tx, ty, corrupt_like_scans(vx, seed), vy, FASHION_CLASSES, "fn", seed)
+
+
 def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
     """scikit-learn's digits upscaled to 32x32 (the demo's data)."""
     from podium.demo import write_digits_competition
@@ -135,6 +164,8 @@ DATASETS: dict[str, tuple[Callable[..., list[Path]], str]] = {
                               "5,000 train (--n), a fifth as many test"),
     "profiles": (make_profiles, "S1/S4: 18 classes = mask x gender x age, 7 images per person (person column), "
                                 "2,100 train (--n), new persons in test"),
+    "fashion-noisy": (make_fashion_noisy, "Fashion-MNIST, clean 28x28 grayscale train set, test set rotated, flipped, "
+                                          "noisy and colour-shifted like S2's scans (RGB)"),
 }
 
 

@@ -135,7 +135,7 @@ def _read_offline_weights(name: str) -> tuple[torch.Tensor, ...]:
     return tuple(state.values())
 
 
-def _load_offline_weights(model: nn.Module, name: str, in_chans: int) -> None:
+def _load_offline_weights(model: nn.Module, name: str, in_chans: int, extra_chans: int = 0) -> None:
     """Copy the package's tensors onto `model` by position, checking every shape."""
     source = _read_offline_weights(name)
     target = model.state_dict()
@@ -145,8 +145,8 @@ def _load_offline_weights(model: nn.Module, name: str, in_chans: int) -> None:
     first_conv, head = _first_conv_keys(model), _classifier_keys(model)
     mapped = {}
     for (key, want), got in zip(target.items(), source):
-        if key in first_conv and in_chans != got.shape[1]:
-            got = timm.models.adapt_input_conv(in_chans, got)
+        if key in first_conv and in_chans + extra_chans != got.shape[1]:
+            got = fit_first_conv(got, in_chans, extra_chans)
         if key in head and got.shape != want.shape:
             got = want  # a new class count: the fresh classifier stays
         if got.shape != want.shape:
@@ -155,6 +155,17 @@ def _load_offline_weights(model: nn.Module, name: str, in_chans: int) -> None:
                               f"'{OFFLINE_WEIGHTS[name].package}' or check timm's version.")
         mapped[key] = got
     model.load_state_dict(mapped)
+
+
+def fit_first_conv(weight: torch.Tensor, in_chans: int, extra_chans: int = 0) -> torch.Tensor:
+    """A pretrained first-conv weight (out x C x k x k) for in_chans image channels (timm's adaptation: summed to
+    one for grayscale) plus extra_chans extra inputs (the edge channel) whose filters start at zero: the pretrained
+    network's output is unchanged at the first step, and the new filters learn from there."""
+    if weight.shape[1] != in_chans:
+        weight = timm.models.adapt_input_conv(in_chans, weight)
+    if extra_chans:
+        weight = torch.cat([weight, weight.new_zeros(weight.shape[0], extra_chans, *weight.shape[2:])], dim=1)
+    return weight
 
 
 def _first_conv_keys(model: nn.Module) -> set[str]:
@@ -177,9 +188,10 @@ def pretrained_stats(name: str) -> Stats | None:
 # -------------------------------------------------------------------------------------- the factory
 
 
-def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module:
-    """The network `cfg` names, with `in_chans` inputs and `num_classes` outputs, weights loaded."""
-    name = cfg.name
+def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, extra_chans: int = 0) -> nn.Module:
+    """The network `cfg` names, with `in_chans` image inputs (+ `extra_chans` more, e.g. the edge channel, whose
+    first-conv filters start at zero over pretrained weights) and `num_classes` outputs, weights loaded."""
+    name, in_chans, image_chans = cfg.name, in_chans + extra_chans, in_chans
     if name in PODIUM_MODELS:
         if cfg.pretrained and cfg.weights is None:
             log.info("%s has no pretrained weights: it trains from scratch (model.pretrained ignored).", name)
@@ -193,18 +205,18 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
                                   drop_rate=cfg.drop_rate)
         if cfg.pretrained and cfg.weights is None:
-            _load_offline_weights(model, name, in_chans)
+            _load_offline_weights(model, name, image_chans, extra_chans)
     else:
         known = list(PODIUM_MODELS) + timm.list_models()
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise PodiumError(f"Unknown model.name '{name}'.{hint} (`podium list models` shows the choices.)")
     if cfg.weights is not None:
-        load_weights(model, cfg.weights)
+        load_weights(model, cfg.weights, extra_chans)
     return model
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def load_weights(model: nn.Module, path: Path, extra_chans: int = 0) -> None:
     """Load a local .pth (tensors only, never pickled code) or .safetensors state dict into `model`.
 
     Accepts {'state_dict': ...} wrappers and 'model.' / 'module.' prefixes (Lightning, DataParallel).
@@ -235,7 +247,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     for key in list(state):
         if key in target and state[key].shape != target[key].shape:
             if key in first_conv and state[key].ndim == 4 and state[key].shape[0] == target[key].shape[0]:
-                state[key] = timm.models.adapt_input_conv(target[key].shape[1], state[key])
+                state[key] = fit_first_conv(state[key], target[key].shape[1] - extra_chans, extra_chans)
             elif key in head:
                 skipped.append(key)
                 state[key] = target[key]  # the model's fresh classifier stays

@@ -31,6 +31,7 @@ from podium.tta import check_combine, combine, parse_tta, tta_key, tta_views
 def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: int, tta: str | list[str] = "none",
                   how: str = "mean_probs") -> np.ndarray:
     """Class probabilities (N x C, float64) for images[indices]: the TTA views' outputs combined by `how`."""
+    from podium.augment import eval_pipeline
     from podium.train import make_loader
 
     views = tta_views(tta)
@@ -39,7 +40,8 @@ def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: i
     module = module.to(device).eval()
     net = module.eval_model()
     out = []
-    for x, _ in make_loader(images, None, indices, batch_size, seed=None):
+    pipeline = eval_pipeline(module.cfg.augment, images.shape[-1])  # the edge channel when the model takes one
+    for x, _ in make_loader(images, None, indices, batch_size, seed=None, pipeline=pipeline):
         xf = to_float(x.to(device, non_blocking=True), module.mean, module.std)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = [net(view(xf)).float() for _, view in views]
@@ -59,8 +61,10 @@ def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: in
     task = task or run_task(rd, cfg)
     if len(task.outputs) != n_classes:
         raise PodiumError(f"'{rd}/classes.json' lists {len(task.outputs)} outputs, not {n_classes}.")
+    info = json.loads((rd / "run.json").read_text()) if (rd / "run.json").exists() else {}
+    stats = (tuple(info["mean"]), tuple(info["std"])) if "mean" in info else None  # as trained (augment.normalize)
     module = build_module(cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False, "weights": None})}),
-                          task, channels, steps_per_epoch=1)
+                          task, channels, steps_per_epoch=1, stats=stats)
     state = torch.load(rd / f"fold{k}" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     return module
@@ -122,7 +126,8 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     adjustment = _posthoc_params(run, cfg, folds) if posthoc else None  # refused before the work, not after
     oof_result = oof_with_tta(run, names, how, cfg=cfg, folds=folds) if names and oof else None
     t0 = time.time()
-    cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir())
+    cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir(),
+                        center_crop=cfg.data.center_crop)
     idx = np.arange(len(test))
     probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"], task), cache.images,
                                    idx, cfg.train.eval_batch_size, names, how) for k in folds], axis=0)
@@ -173,7 +178,8 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     t0 = time.time()
     frame, _ = load_train(cfg)
     fold = _run_folds(run, frame["id"])
-    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir())
+    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
+                        center_crop=cfg.data.center_crop)
     parts = []
     for k in folds:
         va = np.flatnonzero(fold == k)

@@ -1,7 +1,7 @@
 """`podium train`: train the chosen folds of the persisted split into one run folder, then collect OOF.
 
 Run folder <output_dir>/<name>/:
-  config.yaml, folds.csv, classes.json      what the run was made from (run.json: input channels)
+  config.yaml, folds.csv, classes.json      what the run was made from (run.json: input channels, mean/std)
   fold<k>/best.ckpt, last.ckpt              Lightning checkpoints (written atomically)
   fold<k>/metrics.csv                       one row per epoch
   fold<k>/oof.csv, fold<k>/done.json        the fold's out-of-fold probabilities, and its finished marker
@@ -42,16 +42,21 @@ class TrainData:
 
 
 def make_loader(images, targets, indices, batch_size: int, seed: int | None,
-                sampler: torch.utils.data.Sampler | None = None) -> torch.utils.data.DataLoader:
+                sampler: torch.utils.data.Sampler | None = None, pipeline=None,
+                augment_seed: int | None = None) -> torch.utils.data.DataLoader:
     """Whole-batch reads from the memmap in the loop's own process (see benchmarks/data_loading.py).
 
     Order: `sampler` (positions in `indices`, see podium.samplers) when given; else shuffled from (seed, epoch);
-    else (seed None) in order."""
+    else (seed None) in order. `pipeline` (podium.augment.ItemPipeline): the per-image CPU stage each batch goes
+    through, augmenting from `augment_seed` (None: edge channel only, no augmentation)."""
+    from podium.augment import AugmentedDataset
     from podium.data.cache import CachedDataset
 
     ds = CachedDataset(images, targets, np.asarray(indices))
     if sampler is None and seed is not None:
         sampler = EpochSampler(len(ds), seed)
+    if pipeline is not None:
+        ds = AugmentedDataset(ds, pipeline, augment_seed, sampler)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False,
                                        num_workers=0, collate_fn=lambda batch: batch)
 
@@ -64,7 +69,8 @@ def load_data(cfg: Config) -> TrainData:
     frame, classes = load_train(cfg)
     frame["fold"] = load_folds(cfg, frame)
     channels = resolve_channels(list(frame["path"]), cfg.data.channels)
-    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir())
+    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
+                        center_crop=cfg.data.center_crop)
     from podium.tasks import make_task
 
     task = make_task(cfg.data, classes)
@@ -75,7 +81,8 @@ def run_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
-def _prepare_run(cfg: Config, data: TrainData, folds: list[int], resume: bool, overwrite: bool) -> Path:
+def _prepare_run(cfg: Config, data: TrainData, folds: list[int], resume: bool, overwrite: bool,
+                 stats: tuple[tuple, tuple]) -> Path:
     """Refuse to clobber a finished run; write config.yaml, folds.csv and classes.json."""
     rd = run_dir(cfg)
     saved = rd / "config.yaml"
@@ -101,34 +108,50 @@ def _prepare_run(cfg: Config, data: TrainData, folds: list[int], resume: bool, o
     atomic_write_text(saved, to_yaml(cfg))
     atomic_write_csv(rd / "folds.csv", data.frame[["id", "fold"]].sort_values("id"))
     atomic_write_json(classes_file, data.classes)
-    atomic_write_json(rd / "run.json", {"channels": data.channels, "n_train": len(data.frame)})
+    atomic_write_json(rd / "run.json", {"channels": data.channels, "n_train": len(data.frame),
+                                        "mean": list(stats[0]), "std": list(stats[1])})  # the model's input stats
     return rd
 
 
-def normalisation(cfg: Config, channels: int) -> tuple[tuple, tuple]:
-    """The mean/std the weights expect (ImageNet for pretrained nets), else 0.5/0.5; averaged for grayscale."""
+def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) -> tuple[tuple, tuple]:
+    """The per-channel mean/std of the model's input, by augment.normalize: auto = what the weights expect (the
+    pretrained stats, else 0.5/0.5), imagenet = ImageNet's, data = `images`' own (the training images); averaged
+    for grayscale; the edge channel (augment.edges) last, as (0, 1)."""
+    from podium.augment import EDGE_STATS, IMAGENET_STATS, data_stats
     from podium.models import pretrained_stats
 
-    stats = pretrained_stats(cfg.model.name) if (cfg.model.pretrained or cfg.model.weights) else None
-    mean, std = stats or ((0.5,) * 3, (0.5,) * 3)
+    mode = cfg.augment.normalize
+    if mode == "data":
+        if images is None:
+            raise PodiumError("augment.normalize=data needs the training images' statistics: they are stored in "
+                              "the run's run.json by `podium train`.")
+        mean, std = data_stats(images)
+    else:
+        stats = pretrained_stats(cfg.model.name) if (cfg.model.pretrained or cfg.model.weights) else None
+        mean, std = IMAGENET_STATS if mode == "imagenet" else stats or ((0.5,) * 3, (0.5,) * 3)
     if channels != len(mean):
         mean, std = (float(np.mean(mean)),) * channels, (float(np.mean(std)),) * channels
+    if cfg.augment.edges:
+        mean, std = (*mean, EDGE_STATS[0]), (*std, EDGE_STATS[1])
     return tuple(mean), tuple(std)
 
 
 def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
-                 train_targets: np.ndarray | None = None, init_state: dict | None = None):
+                 train_targets: np.ndarray | None = None, init_state: dict | None = None,
+                 stats: tuple[tuple, tuple] | None = None):
     """The LightningModule for one fold: network with one output per `task.outputs` + head (+ weights of
-    `init_state`) and, given the fold's training targets, its loss (without them the module can only predict)."""
+    `init_state`) and, given the fold's training targets, its loss (without them the module can only predict).
+    `stats`: the input's (mean, std), as in run.json; default `normalisation(cfg, ...)`."""
     from podium.engine import Classifier
     from podium.heads import attach_head, logit_scale
     from podium.models import create_model
 
     in_chans = cfg.model.in_chans or channels
-    model = attach_head(create_model(cfg.model, len(task.outputs), in_chans), cfg.model)
+    model = attach_head(create_model(cfg.model, len(task.outputs), in_chans, extra_chans=int(cfg.augment.edges)),
+                        cfg.model)
     if init_state is not None:
         _start_from(model, init_state, cfg)
-    mean, std = normalisation(cfg, in_chans)
+    mean, std = stats or normalisation(cfg, in_chans)
     loss = None
     if train_targets is not None:  # class counts etc. from the fold's training rows only, never validation's
         loss = task.build_loss(cfg, np.asarray(train_targets), logit_scale(cfg.model))
@@ -232,7 +255,8 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     return pl.Trainer(**{**settings, **overrides})
 
 
-def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> dict:
+def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, stats: tuple[tuple, tuple]) -> dict:
+    from podium.augment import eval_pipeline, train_pipeline
     from podium.engine import seed_everything
     from podium.predict import predict_probs
     from podium.tasks import make_task
@@ -247,11 +271,14 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool) -> 
     seed_everything(cfg.train.seed + k)  # weights init differs per fold, but is fixed by the seed
     sampler = create_sampler(cfg.train.resolved_sampler(), key[tr_idx], cfg.train.seed + k,
                              cfg.train.repeat_threshold)
-    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler)
-    val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None)
+    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler,
+                               pipeline=train_pipeline(cfg.augment, data.channels),
+                               augment_seed=cfg.train.seed * 1000 + k)
+    val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None,
+                             pipeline=eval_pipeline(cfg.augment, data.channels))
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
     module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
-                          init_state=start)
+                          init_state=start, stats=stats)
     trainer = make_trainer(cfg, fold_dir, len(train_loader), fold=k)
     last = fold_dir / "last.ckpt"
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
@@ -315,11 +342,12 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
         raise PodiumError(f"--folds {fmt_list(bad)} not in the split (folds {fmt_list(all_folds)}).")
     if cfg.train.stage == "classifier":
         check_init_run(cfg, data, folds)
-    rd = _prepare_run(cfg, data, folds, resume, overwrite)
+    stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
+    rd = _prepare_run(cfg, data, folds, resume, overwrite, stats)
     for k in folds:
         if resume and (rd / f"fold{k}" / "done.json").exists():
             continue
-        done = train_fold(cfg, data, rd, k, resume)
+        done = train_fold(cfg, data, rd, k, resume, stats)
         fold_metrics = merge_folds(rd, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
         if done and fold_metrics:
             Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "

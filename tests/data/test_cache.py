@@ -93,6 +93,18 @@ def test_settings_change_rebuilds(files, tmp_path, change):
                                                                       args["channels"]))
 
 
+def test_center_crop_is_decoded_and_fingerprinted(files, tmp_path):
+    from podium.data.images import crop_center, fit_image, read_image
+
+    whole = build_cache(files, SIZE, "resize", 3, tmp_path / "cache", progress=False)
+    crop = build_cache(files, SIZE, "resize", 3, tmp_path / "cache", progress=False, center_crop=0.5)
+    assert crop.fingerprint != whole.fingerprint and crop.dir != whole.dir and "-crop0.5-" in crop.dir.name
+    assert whole.fingerprint == fingerprint(files, SIZE, "resize", 3)  # no crop: caches built before still match
+    by_hand = np.stack([fit_image(crop_center(read_image(f, 3), 0.5), SIZE, "resize") for f in files])
+    np.testing.assert_array_equal(np.asarray(crop.images), by_hand)
+    assert crop_center(np.zeros((20, 14, 1)), 0.5).shape == (10, 7, 1)
+
+
 def test_leftover_building_folder_is_never_read(files, tmp_path):
     """A complete-looking folder under a temporary name (a build that died before its rename) is ignored."""
     cache_dir = tmp_path / "cache"

@@ -34,7 +34,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from podium.data.images import GRAY_MODES, ImageReadError, fit_image, read_image
+from podium.data.images import GRAY_MODES, ImageReadError, crop_center, fit_image, read_image
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_json
 
@@ -80,10 +80,12 @@ def resolve_channels(paths: Sequence[str | Path], setting: str | int) -> int:
 # ----------------------------------------------------------------------------------------- fingerprint
 
 
-def fingerprint(paths: Sequence[str | Path], image_size: int, resize: str, channels: int) -> str:
+def fingerprint(paths: Sequence[str | Path], image_size: int, resize: str, channels: int,
+                center_crop: float = 1.0) -> str:
     """sha256 over the decode settings and, per file in order, its absolute path, size and mtime (ns).
     A file rewritten in place with the same size and mtime is not noticed (rsync -t can do that)."""
-    h = hashlib.sha256(f"podium-cache {CACHE_FORMAT} {image_size} {resize} {channels}\n".encode())
+    crop = f" crop{center_crop!r}" if center_crop < 1 else ""  # absent when off: older caches still match
+    h = hashlib.sha256(f"podium-cache {CACHE_FORMAT} {image_size} {resize} {channels}{crop}\n".encode())
     for path in paths:
         path = os.path.abspath(path)
         try:
@@ -94,9 +96,11 @@ def fingerprint(paths: Sequence[str | Path], image_size: int, resize: str, chann
     return h.hexdigest()
 
 
-def cache_folder(cache_dir: Path, n: int, image_size: int, resize: str, channels: int, fp: str) -> Path:
-    """<cache_dir>/<N>x<size>-<resize>-c<channels>-<fingerprint[:16]>: readable when listing the folder."""
-    return Path(cache_dir) / f"{n}x{image_size}-{resize}-c{channels}-{fp[:16]}"
+def cache_folder(cache_dir: Path, n: int, image_size: int, resize: str, channels: int, fp: str,
+                 center_crop: float = 1.0) -> Path:
+    """<cache_dir>/<N>x<size>-<resize>[-crop<f>]-c<channels>-<fingerprint[:16]>: readable when listing the folder."""
+    crop = f"-crop{center_crop:g}" if center_crop < 1 else ""
+    return Path(cache_dir) / f"{n}x{image_size}-{resize}{crop}-c{channels}-{fp[:16]}"
 
 
 # ---------------------------------------------------------------------------------------------- build
@@ -110,11 +114,13 @@ def build_cache(
     cache_dir: Path,
     progress: bool = True,
     workers: int | None = None,
+    center_crop: float = 1.0,
 ) -> DecodedImages:
     """Decode `paths` into a cache under `cache_dir`, or return the complete cache that already matches.
 
     workers: decoding processes; default one per available core, and none (decode here) for under
-    64 images, where starting processes costs more than decoding. Two processes building the same cache
+    64 images, where starting processes costs more than decoding. center_crop: the central fraction of each
+    side kept before fitting (data.center_crop; 1 = all). Two processes building the same cache
     at once both decode; the first to finish publishes it and the other returns that one.
     """
     if resize not in RESIZE_POLICIES:
@@ -125,8 +131,8 @@ def build_cache(
         raise ValueError("build_cache needs at least one image path")
     paths = [os.fspath(p) for p in paths]
     shape = (len(paths), image_size, image_size, channels)
-    fp = fingerprint(paths, image_size, resize, channels)
-    final = cache_folder(cache_dir, len(paths), image_size, resize, channels, fp)
+    fp = fingerprint(paths, image_size, resize, channels, center_crop)
+    final = cache_folder(cache_dir, len(paths), image_size, resize, channels, fp, center_crop)
     found = _open_if_valid(final, fp, shape)
     if found is not None:
         return DecodedImages(found, fp, final, reused=True)
@@ -140,10 +146,11 @@ def build_cache(
     try:
         npy = tmp / "images.npy"
         np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape)  # sparse until written
-        _decode_all(paths, npy, image_size, resize, channels, progress, workers)
+        _decode_all(paths, npy, image_size, resize, channels, progress, workers, center_crop)
         with open(npy, "rb+") as f:
             os.fsync(f.fileno())  # a machine that dies after the rename must not leave zeros behind a valid meta
-        atomic_write_json(tmp / "meta.json", _meta(fp, shape, image_size, resize, channels))
+        atomic_write_json(tmp / "meta.json", {**_meta(fp, shape, image_size, resize, channels),
+                                              "center_crop": center_crop})
         _publish(tmp, final, fp, shape)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when published
@@ -227,7 +234,7 @@ def _check_free_space(cache_dir: Path, nbytes: int) -> None:
 
 
 def _decode_all(paths: list[str], npy: Path, image_size: int, resize: str, channels: int, progress: bool,
-                workers: int | None) -> None:
+                workers: int | None, center_crop: float = 1.0) -> None:
     n = len(paths)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = workers if workers is not None else (cores if n >= 64 else 1)
@@ -241,7 +248,8 @@ def _decode_all(paths: list[str], npy: Path, image_size: int, resize: str, chann
         task = bar.add_task(f"Decoding {n:,} images ({image_size}px, {resize})", total=n)
         if workers == 1:
             for s in starts:
-                _raise_failures(_decode_chunk(str(npy), paths[s:s + chunk], s, image_size, resize, channels))
+                _raise_failures(_decode_chunk(str(npy), paths[s:s + chunk], s, image_size, resize, channels,
+                                              center_crop))
                 bar.advance(task, min(chunk, n - s))
             return
         # fork starts workers in milliseconds and they only touch numpy/PIL/OpenCV; spawn (macOS, Windows)
@@ -249,7 +257,8 @@ def _decode_all(paths: list[str], npy: Path, image_size: int, resize: str, chann
         ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
         try:
-            pending = {pool.submit(_decode_chunk, str(npy), paths[s:s + chunk], s, image_size, resize, channels):
+            pending = {pool.submit(_decode_chunk, str(npy), paths[s:s + chunk], s, image_size, resize, channels,
+                                   center_crop):
                        min(chunk, n - s) for s in starts}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -267,14 +276,14 @@ def _init_worker() -> None:
 
 
 def _decode_chunk(npy: str, paths: list[str], first_row: int, image_size: int, resize: str,
-                  channels: int) -> list[tuple[str, str]]:
+                  channels: int, center_crop: float = 1.0) -> list[tuple[str, str]]:
     """Decode paths into rows first_row.. of the cache file; return (path, why) for each that failed.
     Usually runs in a worker process: it maps the file itself and writes only its own rows."""
     rows = np.load(npy, mmap_mode="r+")
     failures = []
     for k, path in enumerate(paths):
         try:
-            arr = read_image(path, channels)
+            arr = crop_center(read_image(path, channels), center_crop)
         except ImageReadError as exc:
             failures.append((path, f"{exc.kind}: {exc.detail}"))
             continue

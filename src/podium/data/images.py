@@ -111,6 +111,16 @@ def read_image(path: Path | str, channels: int) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def crop_center(arr: np.ndarray, fraction: float) -> np.ndarray:
+    """The central `fraction` of each side of H x W x C `arr` (data.center_crop; 1 returns arr itself)."""
+    if fraction >= 1:
+        return arr
+    h, w = arr.shape[:2]
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return arr[top:top + ch, left:left + cw]
+
+
 def fit_image(arr: np.ndarray, size: int, policy: str) -> np.ndarray:
     """Fit HxWxC uint8 to size x size by `policy`: 'resize' stretches, 'pad' letterboxes (black bars,
     aspect kept), 'keep' requires the image to be size x size already."""

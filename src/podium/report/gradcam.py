@@ -75,6 +75,10 @@ def gradcam(net: torch.nn.Module, x: torch.Tensor, classes: list[int], layer: to
 def explain(module, images: np.ndarray, classes: list[int]) -> np.ndarray:
     """Grad-CAM for uint8 images (N x H x W x C) through a podium Classifier (its normalisation and
     evaluation weights, on the CPU)."""
+    from podium.augment import with_edges
+
     module = module.cpu().eval()
+    if module.cfg.augment.edges:  # the model also takes the images' edge channel
+        images = with_edges(np.ascontiguousarray(images))
     x = to_float(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), module.mean, module.std)
     return gradcam(module.eval_model(), x, classes)

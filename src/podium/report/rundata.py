@@ -82,7 +82,7 @@ class Run:
 
     def images(self, ids, split: str = "train") -> dict[str, np.ndarray]:
         """The model's view (uint8 H x W x C) of each id whose image can be read."""
-        from podium.data.images import ImageReadError, fit_image, read_image
+        from podium.data.images import ImageReadError, crop_center, fit_image, read_image
 
         out = {}
         for ident in ids:
@@ -90,8 +90,8 @@ class Run:
             if path is None:
                 continue
             try:
-                out[str(ident)] = fit_image(read_image(path, self.channels), self.cfg.data.image_size,
-                                            self.cfg.data.resize)
+                out[str(ident)] = fit_image(crop_center(read_image(path, self.channels), self.cfg.data.center_crop),
+                                            self.cfg.data.image_size, self.cfg.data.resize)
             except (ImageReadError, ValueError):
                 continue
         return out
