@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 import podium.scenarios as scenarios
@@ -61,9 +60,10 @@ def test_letters_columns_and_10_to_15_distinct_letters(tmp_path):
     for ident in both["id"]:
         img = Image.open(out / "images" / f"{ident}.png")
         assert img.mode == "RGB" and img.size == (96, 96)
-    cfg = yaml.safe_load((out / "config.yaml").read_text())  # for the multi-label pipeline: not validated here
-    assert cfg["data"]["label_col"] == LETTERS and cfg["data"]["task"] == "multilabel"
-    assert cfg["data"]["train_csv"] == str(out / "train.csv")
+    cfg = load_config(out / "config.yaml")  # ready for the multi-label pipeline as written
+    assert cfg.data.label_col == LETTERS and cfg.data.task == "multilabel" and cfg.cv.strategy == "multilabel"
+    assert cfg.cv.metric == "per_label_accuracy" and cfg.train.loss == "bce"
+    assert cfg.data.train_csv == out / "train.csv"
 
 
 def test_letters_default_size_and_test_share(tmp_path):
