@@ -143,6 +143,8 @@ def item_compose(aug: Augmentation, channels: int):
     import albumentations as A
     import cv2
 
+    cv2.setNumThreads(1)  # as podium.data.images sets it: OpenCV's thread pool does not survive the decoders' fork
+
     ops = []
     if aug.scale or aug.rotate:
         ops.append(A.Affine(scale=(1 - aug.scale, 1 + aug.scale), rotate=(-aug.rotate, aug.rotate),

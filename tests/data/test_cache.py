@@ -268,3 +268,20 @@ def test_file_backed_dataset_pickles_as_a_file_name(numbered):
     assert len(blob) < numbered.nbytes  # the pixels are not copied into the pickle
     back = pickle.loads(blob)
     assert torch.equal(back.__getitems__([9, 1])[0], ds.__getitems__([9, 1])[0])
+
+
+def test_forked_decoders_survive_opencv_threads_used_before(files, tmp_path):
+    # albumentations' per-image ops run OpenCV in the training process; a decode worker forked after OpenCV had
+    # started its thread pool hung for good (seen in the suite). podium keeps OpenCV single-threaded.
+    script = f"""
+import cv2, numpy as np
+from albumentations import GaussianBlur
+from podium.data.cache import build_cache
+big = np.random.default_rng(0).integers(0, 255, (3000, 3000, 3), dtype=np.uint8)
+cv2.resize(big, (1500, 1500), interpolation=cv2.INTER_AREA)
+GaussianBlur(p=1.0)(image=big)
+build_cache({[str(p) for p in files]!r}, 16, "resize", 3, {str(tmp_path / "cache")!r}, progress=False, workers=2)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

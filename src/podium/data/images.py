@@ -13,6 +13,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+# OpenCV runs single-threaded in every podium process. Its thread pool, once started (albumentations' per-image
+# ops start it), does not survive fork: a decode worker forked afterwards hung for good in cv2.setNumThreads
+# (seen in the test suite). Torch already holds the cores while training, and decoding has one process per core.
+cv2.setNumThreads(1)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif", ".ppm", ".pgm")
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
