@@ -4,7 +4,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test bench bench-data bench-train bench-fashion bench-report fashion-mnist chromium clean
+.PHONY: demo test bench bench-data bench-train bench-fashion bench-report bench-noisy bench-ensemble bench-letters \
+        bench-leakage fashion-mnist chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,7 +29,7 @@ fashion-mnist:
 	test -d /usr/share/datasets/fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
 	  || (sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist)
 
-bench: bench-data bench-train bench-fashion bench-report
+bench: bench-data bench-train bench-fashion bench-report bench-noisy bench-ensemble bench-letters bench-leakage
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/data_loading.py
@@ -41,6 +42,18 @@ bench-fashion: $(STAMP) fashion-mnist
 
 bench-report: $(STAMP) fashion-mnist
 	$(BIN)/python benchmarks/report_speed.py
+
+bench-noisy: $(STAMP) fashion-mnist
+	$(BIN)/python benchmarks/noisy_test.py
+
+bench-ensemble: $(STAMP) fashion-mnist
+	$(BIN)/python benchmarks/ensemble.py --threads 1
+
+bench-letters: $(STAMP)
+	$(BIN)/python benchmarks/letters.py
+
+bench-leakage: $(STAMP)
+	$(BIN)/python benchmarks/leakage.py
 
 clean:
 	rm -rf $(VENV)
