@@ -6,7 +6,7 @@ One run: pretrained efficientnet_lite0 (offline ImageNet weights), images decode
 stratified 5-fold split, fold 0 trained (4,000 images, 1,000 validating), BCE-with-logits, per-class thresholds
 fitted on the OOF, then predicted on the 1,000 test images. Target (issue 4): per-label accuracy >= 0.95.
 
-    .venv/bin/python benchmarks/letters.py [--size 160] [--epochs 10] [--folds 0]
+    .venv/bin/python benchmarks/letters.py [--size 128] [--epochs 20] [--lr 3e-3] [--folds 0]
 
 Writes benchmarks/results/letters.json: OOF and test per-label accuracy, exact match, F1, timings.
 """
@@ -65,11 +65,11 @@ def test_scores(run: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=160)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--folds", default="0", help="comma-separated folds to train (all five: 0,1,2,3,4)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="the results file written")
     args = ap.parse_args()
