@@ -17,7 +17,7 @@ random horizontal flips only, so the vertical flip is a view they never saw); th
 predict --tta` computes. The check that matters for a competitor: does an OOF gain predict a test gain, in sign?
 Every difference comes with its paired standard error, so a sign flip can be told from noise.
 
-    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 10000] \
+    make fashion-mnist && .venv/bin/python benchmarks/ensemble.py [--epochs 4] [--subset 10000] \
         [--test-subset 10000] [--tta "hflip;hflip,vflip"] [--threads 1] [--reuse]
 
 Writes benchmarks/results/ensemble.json: every score, the blend weights, the sign checks, seconds, load average and

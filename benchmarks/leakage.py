@@ -14,7 +14,7 @@ Each row: CV (OOF accuracy over the folds), the true accuracy on the new test pe
 and the gap; plus the same split into mask / gender / age accuracy, and what `podium data check` says about the
 row's folds file (group-across-folds findings).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/leakage.py [--persons 200] [--size 48] [--epochs 10] [--n-folds 3]
+    .venv/bin/python benchmarks/leakage.py [--persons 200] [--size 48] [--epochs 10] [--n-folds 3]
 
 Writes benchmarks/results/leakage.json: both rows, the settings, the load average and the configs.
 """

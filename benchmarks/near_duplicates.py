@@ -9,7 +9,7 @@ On Fashion-MNIST's 60,000 training images (decoded once into memory, so only has
              proposes, and the share the two steps (d <= 6, correlation >= 0.99) report
   check      `podium data check` end to end on the decoded competition folder, with and without the search
 
-    make fashion-mnist && PYTHONPATH=src .venv/bin/python benchmarks/near_duplicates.py
+    make fashion-mnist && .venv/bin/python benchmarks/near_duplicates.py
 
 Writes benchmarks/results/near_duplicates.json.
 """

@@ -10,7 +10,7 @@ multitask   S1 in miniature: 18 classes = mask (3 glyphs) x gender (2 brightness
             data, folds, network and budget twice: one backbone with three heads (data.task=multitask) and one
             18-way head (data.task=multiclass on the combined column).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/tasks.py [--epochs 12] [--parts multilabel,multitask] [--people 150]
+    .venv/bin/python benchmarks/tasks.py [--epochs 12] [--parts multilabel,multitask] [--people 150]
 
 Writes benchmarks/results/tasks.json: every score, the seconds each run took, the load average and the configs
 (a part run alone replaces its own entry only).
