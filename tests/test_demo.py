@@ -23,6 +23,13 @@ def test_digits_competition_is_a_complete_folder_and_a_foreign_folder_is_refused
     with pytest.raises(PodiumError, match="not empty"):
         write_digits_competition(tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    assert write_digits_competition(tmp_path / "d")  # an earlier demo's folder is reused as it is
+    # a competition of the user's own (with its train.csv and test_labels.csv) is not taken for the digits
+    for name in ("train.csv", "test.csv", "test_labels.csv"):
+        (tmp_path / "other" / name).write_text("id,label\nmine,1\n")
+    with pytest.raises(PodiumError, match="not a digits folder"):
+        write_digits_competition(tmp_path / "other")
+    assert (tmp_path / "other" / "train.csv").read_text() == "id,label\nmine,1\n"
 
 
 def test_whole_loop_scores_on_held_out_labels_and_submits_what_oof_favours(tmp_path):

@@ -29,9 +29,10 @@ def write_digits_competition(out: Path | str) -> list[Path]:
 
     out = Path(out)
     if out.exists() and any(p.name not in ("images",) and not p.name.startswith(".") for p in out.iterdir()):
-        if (out / "train.csv").exists() and (out / "test_labels.csv").exists():
+        if _is_digits_folder(out):
             return sorted(out.glob("*.csv"))  # already written by an earlier demo: reuse it
-        raise PodiumError(f"'{out}' is not empty; the demo writes a fresh competition folder. Pick another folder.")
+        raise PodiumError(f"'{out}' is not empty and is not a digits folder an earlier demo wrote; the demo writes "
+                          "a fresh competition folder. Pick another folder.")
     digits = load_digits()
     images = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
     ids = np.array([f"digit_{i:04d}" for i in range(len(images))])
@@ -49,10 +50,20 @@ def write_digits_competition(out: Path | str) -> list[Path]:
     template = pd.DataFrame({"id": ids[test_idx], "label": 0}).sample(frac=1.0, random_state=SEED)
     atomic_write_csv(out / "sample_submission.csv", template)
     atomic_write_csv(out / "test_labels.csv", pd.DataFrame({"id": ids[test_idx], "label": labels[test_idx]}))
-    atomic_write_text(out / "README.txt", "scikit-learn digits as a competition: 10 classes, 32x32 grayscale PNGs.\n"
-                      "test_labels.csv holds the held-out answers (a real competition keeps them secret).\n")
+    atomic_write_text(out / "README.txt", _README)
     return sorted(out.glob("*.csv"))
 
+
+def _is_digits_folder(out: Path) -> bool:
+    """What `write_digits_competition` leaves: its README.txt and every CSV (a competition with a train.csv and
+    test_labels.csv of its own is not reused: the demo would call it the digits and train on it)."""
+    readme = out / "README.txt"
+    return (readme.is_file() and readme.read_text(errors="replace").startswith(_README[:40])
+            and all((out / name).is_file() for name in ("train.csv", "test.csv", "test_labels.csv")))
+
+
+_README = ("scikit-learn digits as a competition: 10 classes, 32x32 grayscale PNGs.\n"
+           "test_labels.csv holds the held-out answers (a real competition keeps them secret).\n")
 
 # The demo's model and budget: a small CNN suited to 32x32 grayscale, trained from scratch.
 DEMO_OVERRIDES = {
