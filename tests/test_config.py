@@ -153,6 +153,10 @@ def test_values_at_the_edge_of_their_range_are_accepted(override):
 def test_loss_args_and_head_margins_are_bounded():
     with pytest.raises(PodiumError, match=r"train\.loss_args\.tau"):
         load_config(None, ["train.loss=logit_adjusted", "train.loss_args={tau: -1}"])
+    with pytest.raises(PodiumError, match=r"train\.loss_args\.weights"):
+        load_config(None, ["train.loss=weighted_ce", "train.loss_args={weights: [1, -2]}"])
+    with pytest.raises(PodiumError, match=r"train\.loss_args\.pos_weight"):
+        load_config(None, ["data.task=multilabel", "data.label_col=[a, b]", "train.loss_args={pos_weight: [1, -2]}"])
     with pytest.raises(PodiumError, match=r"model\.head_margin"):
         load_config(None, ["model.head=cosface", "model.head_margin=-0.1"])
     with pytest.raises(PodiumError, match=r"model\.head_margin=2.0 .*below pi/2"):

@@ -177,7 +177,7 @@ class AugmentConfig(_Section):
 # validated against the chosen loss's model and stored with every default filled in, so a run's config.yaml says
 # exactly which loss made it.
 
-ClassWeights = Literal["inverse", "sqrt_inverse", "effective_number"] | list[float]
+ClassWeights = Literal["inverse", "sqrt_inverse", "effective_number"] | list[NonNegativeFloat]
 Smoothing = Annotated[float, Field(ge=0.0, lt=1.0)]
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -218,7 +218,7 @@ class LDAMArgs(_Section):
 
 
 class BCEArgs(_Section):
-    pos_weight: Literal["none", "balanced"] | list[float] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
+    pos_weight: Literal["none", "balanced"] | list[NonNegativeFloat] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
     label_smoothing: Smoothing = 0.0  # targets y -> y(1 - s) + s/2
 
 
@@ -388,13 +388,13 @@ class Config(_Section):
         if not name.strip():
             why = "it is empty"
         elif "/" in name or "\\" in name:
-            why = "it holds a '/' or '\\' (a run is one folder inside output_dir; set output_dir for another place)"
+            why = "it holds a '/' or '\\' (to put runs elsewhere, set output_dir)"
         elif name in (".", ".."):
             why = f"'{name}' is not a folder name"
         elif "\0" in name:
             why = "it holds a NUL character"
         elif os.path.isabs(name):
-            why = "it is an absolute path (set output_dir for another place)"
+            why = "it is an absolute path (to put runs elsewhere, set output_dir)"
         elif len(name.encode("utf-8", "surrogatepass")) > 255:
             why = f"it is {len(name.encode('utf-8', 'surrogatepass'))} bytes long; file systems allow 255"
         if why:
