@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from podium.errors import PodiumError, short_repr
+from podium.errors import PodiumError, short_repr, short_text
 
 
 class _Section(BaseModel):
@@ -526,7 +526,7 @@ class _StrictLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
-                None, None, f"found the alias '*{short_repr(event.anchor, 60)[1:-1]}': podium configs take no YAML "
+                None, None, f"found the alias '*{short_text(event.anchor, 60)}': podium configs take no YAML "
                 "anchors and aliases; write the value out where it is used", event.start_mark)
         return super().compose_node(parent, index)
 
@@ -543,9 +543,9 @@ def _refuse_duplicate_keys(loader: _StrictLoader, node: yaml.Node, prefix: str =
             dotted = f"{prefix}{key}"
             line = key_node.start_mark.line + 1
             if key is not None and key in first:
+                lines = f"lines {first[key]} and {line}" if first[key] != line else f"on line {line}"
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {short_repr(dotted, 100)} appears twice "
-                    f"({f'lines {first[key]} and {line}' if first[key] != line else f'on line {line}'}); keep one of them",
+                    None, None, f"the key '{short_text(dotted, 100)}' appears twice ({lines}); keep one of them",
                     key_node.start_mark)
             if key is not None:
                 first[key] = line

@@ -21,6 +21,13 @@ def short_repr(value, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text):,} characters)"
 
 
+def short_text(value, limit: int = 200) -> str:
+    """str(value) for quoting inside a message: control characters escaped, cut to `limit` characters with '...'."""
+    text = str(value)
+    cut = f"{text[:limit - 3]}..." if len(text) > limit else text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+
+
 class PodiumError(Exception):
     """A problem with the user's input (config, data, run folder), with a message saying how to fix it.
 

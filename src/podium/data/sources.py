@@ -17,7 +17,7 @@ import pandas as pd
 
 from podium.config import Config, DataConfig
 from podium.data.images import IMAGE_EXTENSIONS
-from podium.errors import PodiumError, fmt_list, short_repr
+from podium.errors import PodiumError, fmt_list, short_repr, short_text
 
 
 @dataclass
@@ -127,7 +127,7 @@ def _find_image(ident: str, rel, data: DataConfig, folder: Path, index: dict | N
             return None
         p = folder / rel
         if not p.is_file():
-            problems.append(Problem("missing-file", where, f"image '{short_repr(rel, 200)[1:-1]}' not found in {folder}"))
+            problems.append(Problem("missing-file", where, f"image '{short_text(rel)}' not found in {folder}"))
             return None
         return p
     if (why := _bad_name(str(ident), data.id_col)) is not None:
@@ -137,7 +137,7 @@ def _find_image(ident: str, rel, data: DataConfig, folder: Path, index: dict | N
     if not found and ident and (folder / str(ident)).is_file():  # the id is itself the file name
         found = [folder / str(ident)]
     if not found:
-        problems.append(Problem("missing-file", where, f"no image named '{short_repr(ident, 200)[1:-1]}.<ext>' in {folder}"))
+        problems.append(Problem("missing-file", where, f"no image named '{short_text(ident)}.<ext>' in {folder}"))
     elif len(found) > 1:
         problems.append(Problem("ambiguous-file", where,
                                 f"id '{ident}' matches several files ({fmt_list(q.name for q in found)}); "
@@ -160,12 +160,12 @@ def _resolve_paths(frame: pd.DataFrame, data: DataConfig, folder: Path, folder_k
         except (OSError, ValueError) as exc:  # a path the system refuses to look at (too long, no permission)
             what = rel if data.path_col else ident
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            problems.append(Problem("bad-name", where, f"cannot look up '{short_repr(what, 80)[1:-1]}' in {folder} "
+            problems.append(Problem("bad-name", where, f"cannot look up '{short_text(what, 80)}' in {folder} "
                                                        f"({reason}): fix the row"))
             resolved = None
         if resolved is not None and not data.allow_outside_image_dir and not _inside(resolved, root):
             shown = rel if data.path_col else str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p)
-            problems.append(outside_problem(where, short_repr(shown, 200)[1:-1], resolved, folder, folder_key))
+            problems.append(outside_problem(where, short_text(shown, 200), resolved, folder, folder_key))
             resolved = None
         paths.append(str(resolved) if resolved is not None else None)
     return paths
