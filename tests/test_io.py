@@ -101,6 +101,16 @@ def test_a_file_where_a_folder_should_be(tmp_path):
         atomic_write_json(tmp_path / "runs" / "x" / "run.json", {})
 
 
+def test_a_file_or_folder_in_the_way(tmp_path):
+    (tmp_path / "runs").write_text("a file")
+    with pytest.raises(PodiumError, match=r"Cannot write '.*runs/run\.json': a file stands where a folder is needed"):
+        atomic_write_json(tmp_path / "runs" / "run.json", {})
+    (tmp_path / "report.html").mkdir()
+    with pytest.raises(PodiumError, match=r"Cannot write '.*report\.html': a folder stands where the file should be"):
+        atomic_write_text(tmp_path / "report.html", "<html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "runs"]
+
+
 def test_long_names_still_fit_beside_their_temporary_file(tmp_path):
     name = "n" * 250 + ".csv"
     atomic_write_text(tmp_path / name, "x")

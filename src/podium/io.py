@@ -27,6 +27,8 @@ WRITE_ERRORS: dict[int, tuple[str, str]] = {
     errno.EDQUOT: ("your disk quota is used up", "free some space within your quota, or write elsewhere"),
     errno.ENAMETOOLONG: ("the path is too long for the file system", "use a shorter path or name"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "fix the path"),
+    errno.EEXIST: ("a file stands where a folder is needed", "move that file, or write elsewhere"),
+    errno.EISDIR: ("a folder stands where the file should be", "move that folder, or write elsewhere"),
 }
 
 _umask_lock = threading.Lock()

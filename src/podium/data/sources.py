@@ -131,7 +131,8 @@ def _find_image(ident: str, rel, data: DataConfig, folder: Path, index: dict | N
             return None
         return p
     if (why := _bad_name(str(ident), data.id_col)) is not None:
-        problems.append(Problem("bad-name", where, why + ": fix the row, or set data.path_col to a column of file names"))
+        problems.append(Problem("bad-name", where,
+                                why + ": fix the row, or set data.path_col to a column of file names"))
         return None
     found = index.get(str(ident), [])
     if not found and ident and (folder / str(ident)).is_file():  # the id is itself the file name

@@ -103,7 +103,8 @@ def read_folds(path: Path) -> pd.DataFrame:
         # every cell as text: ids like 'NA', 'null' or '007' stay what they are (train.csv is read the same way)
         folds = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PodiumError(f"Folds file '{path}' is not a readable CSV ({type(exc).__name__}: {exc}). {REMAKE}") from None
+        raise PodiumError(f"Folds file '{path}' is not a readable CSV ({type(exc).__name__}: {exc}). "
+                          f"{REMAKE}") from None
     if list(folds.columns[:2]) != ["id", "fold"]:
         raise PodiumError(f"Folds file '{path}' must have the columns id,fold (it has {fmt_list(folds.columns, 5)}). "
                           f"{REMAKE}")
