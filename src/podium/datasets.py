@@ -69,24 +69,37 @@ def write_competition(out: Path, train_x, train_y, test_x, test_y, classes: list
     return sorted(out.glob("*.csv"))
 
 
+def _check_n(n: int, have: int, name: str) -> None:
+    if not 1 <= n <= have:
+        raise PodiumError(f"--n {n}: {name} has {have:,} training images; give --n between 1 and {have} (or leave "
+                          "it out for all of them).")
+
+
 def train_subset(labels: np.ndarray, n: int | None, seed: int, name: str) -> np.ndarray:
     """Rows of the training set that --n keeps: all when n is None, else exactly n drawn label-stratified with
-    `seed` (each class keeps its share); refused when n is not between 1 and the training set's size."""
+    `seed` (each class keeps its share), sorted; refused when n is not between 1 and the training set's size."""
     if n is None:
         return np.arange(len(labels))
-    if not 1 <= n <= len(labels):
-        raise PodiumError(f"--n {n}: {name} has {len(labels):,} training images; give --n between 1 and "
-                          f"{len(labels)} (or leave it out for all of them).")
+    _check_n(n, len(labels), name)
     from podium.data.sources import stratified_subset
 
     return stratified_subset(np.asarray(labels), n, seed)
 
 
+def random_subset(size: int, n: int | None, seed: int, name: str) -> np.ndarray:
+    """Rows --n keeps: all when n is None, else a random n drawn with `seed` (the Fashion-MNIST sets: their
+    measured benchmarks were made with this draw); refused when n is not between 1 and `size`."""
+    if n is None:
+        return np.arange(size)
+    _check_n(n, size, name)
+    return np.random.default_rng(seed).permutation(size)[:n]
+
+
 def make_fashion_mnist(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    """Fashion-MNIST: 60,000 train / 10,000 test 28x28 grayscale, 10 named classes (n: a label-stratified n of the
-    train images, drawn with seed)."""
+    """Fashion-MNIST: 60,000 train / 10,000 test 28x28 grayscale, 10 named classes (n: a random n of the train
+    images, drawn with seed)."""
     tx, ty, vx, vy = load_fashion_mnist()
-    keep = train_subset(ty, n, seed, "fashion-mnist")
+    keep = random_subset(len(tx), n, seed, "fashion-mnist")
     return write_competition(out, tx[keep], ty[keep], vx, vy, FASHION_CLASSES, "fm", seed)
 
 
@@ -138,11 +151,11 @@ def corrupt_like_scans(images: np.ndarray, seed: int) -> np.ndarray:
 
 
 def make_fashion_noisy(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    """S2 stand-in: clean grayscale Fashion-MNIST train set (n: a label-stratified n of it), the official 10,000 test
-    images corrupted by `corrupt_like_scans` (RGB), their labels held out in test_labels.csv."""
+    """S2 stand-in: clean grayscale Fashion-MNIST train set (n: a random n of it), the official 10,000 test images
+    corrupted by `corrupt_like_scans` (RGB), their labels held out in test_labels.csv."""
     tx, ty, vx, vy = load_fashion_mnist()
     if n is not None:
-        keep = train_subset(ty, n, seed, "fashion-noisy")
+        keep = random_subset(len(tx), n, seed, "fashion-noisy")
         tx, ty = tx[keep], ty[keep]
     return write_competition(out, tx, ty, corrupt_like_scans(vx, seed), vy, FASHION_CLASSES, "fn", seed)
 
