@@ -240,3 +240,10 @@ def test_podium_error_messages_are_bounded():
 
 def test_overrides_are_read_with_the_strict_loader():
     assert parse_overrides(["data.classes={a: 1, a: 2}"]) == [("data.classes", "{a: 1, a: 2}")]  # kept as text
+
+
+def test_deeply_nested_yaml_is_one_message(tmp_path):
+    with pytest.raises(PodiumError, match="nests lists or mappings too deeply"):
+        load_config(_yaml(tmp_path, "name: " + "[" * 5000 + "]" * 5000))
+    with pytest.raises(PodiumError, match="data.classes"):  # an override too deep for YAML is taken as text
+        load_config(None, ["data.classes=" + "[" * 5000 + "]" * 5000])

@@ -576,7 +576,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         key, text = item.split("=", 1)
         try:
             value = load_yaml(text) if text != "" else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = text
         pairs.append((key.strip(), value))
     return pairs
