@@ -172,9 +172,6 @@ def _unwritable(cache_dir: Path, exc: OSError) -> PodiumError:
     error = write_error(cache_dir, exc, _WRITABLE)
     if error is not None:
         return error
-    if cache_dir.exists() and not cache_dir.is_dir():
-        return PodiumError(f"The decode cache folder '{cache_dir}' is a file, not a folder: move that file, or "
-                           f"{_WRITABLE}.")
     return PodiumError(f"Cannot make the decode cache in '{cache_dir}' ({exc.strerror or exc}). "
                        f"{_WRITABLE[0].upper()}{_WRITABLE[1:]}.")
 
