@@ -65,3 +65,44 @@ def tiny_competition(tmp_path) -> Path:
 def podium_cmd(*args: str) -> list[str]:
     """The CLI as a subprocess (exit codes, SIGKILL), with the interpreter running the tests."""
     return [sys.executable, "-c", "from podium.cli import main; main()", *args]
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """read_only(folder): make `folder` unwritable, as a read-only mount such as Kaggle's /kaggle/input is.
+
+    chmod 0555 stops everyone but root; as root (containers, CI) creating a file or folder inside it is refused
+    with EROFS instead, by wrapping the calls podium creates files and folders with. Undone after the test."""
+    import errno
+    import os
+    import tempfile
+
+    folders: list[Path] = []
+    real_mkstemp, real_mkdir = tempfile.mkstemp, os.mkdir
+
+    def inside(path) -> bool:
+        path = Path(os.path.abspath(path))
+        return any(path == f or f in path.parents for f in folders)
+
+    def mkstemp(*args, **kwargs):
+        folder = kwargs.get("dir") or (args[2] if len(args) > 2 else tempfile.gettempdir())
+        if inside(Path(folder) / "x"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder))
+        return real_mkstemp(*args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        if inside(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    def make(folder: Path) -> None:
+        folder = Path(os.path.abspath(folder))
+        folder.chmod(0o555)
+        folders.append(folder)
+        if os.geteuid() == 0 and len(folders) == 1:
+            monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+            monkeypatch.setattr(os, "mkdir", mkdir)
+
+    yield make
+    for folder in folders:
+        folder.chmod(0o755)

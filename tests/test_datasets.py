@@ -112,3 +112,79 @@ def test_fashion_noisy_writes_a_competition_with_held_out_labels(tmp_path, monke
     assert Image.open(tmp_path / "n" / "images" / f"{test['id'][0]}.png").mode == "RGB"
     train = pd.read_csv(tmp_path / "n" / "train.csv")
     assert Image.open(tmp_path / "n" / "images" / f"{train['id'][0]}.png").mode == "L"
+
+
+def _fake_fashion(monkeypatch, n_train: int = 600):
+    import podium.datasets as ds
+
+    train_y = np.repeat(np.arange(10), n_train // 10)
+    train_x = np.arange(n_train, dtype=np.uint32)[:, None]  # each image names its own row
+    monkeypatch.setattr(ds, "load_fashion_mnist", lambda: (train_x, train_y, np.zeros((5, 4, 4), np.uint8),
+                                                           np.arange(5)))
+    written = {}
+
+    def record(out, tx, ty, vx, vy, classes, prefix, seed):
+        written.update(tx=tx, ty=ty)
+        return []
+
+    monkeypatch.setattr(ds, "write_competition", record)
+    return written, train_y
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "fashion-noisy"])
+def test_n_keeps_exactly_n_seeded_rows(tmp_path, monkeypatch, name):
+    written, train_y = _fake_fashion(monkeypatch)
+    make_dataset(name, tmp_path / "a", n=60, seed=1)
+    first = written["tx"][:, 0].copy()
+    assert len(written["ty"]) == 60 and len(set(first)) == 60
+    assert (train_y[written["tx"][:, 0]] == written["ty"]).all()  # images stay with their labels
+    assert np.array_equal(first, np.random.default_rng(1).permutation(600)[:60])  # the draw the benchmarks used
+    make_dataset(name, tmp_path / "b", n=60, seed=1)
+    assert np.array_equal(written["tx"][:, 0], first)  # same seed, same rows
+    make_dataset(name, tmp_path / "c", n=60, seed=2)
+    assert not np.array_equal(written["tx"][:, 0], first)
+    make_dataset(name, tmp_path / "d")
+    assert len(written["ty"]) == 600  # no --n: all of them
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "fashion-noisy", "digits"])
+@pytest.mark.parametrize("n", [0, -5, 100_000])
+def test_n_that_cannot_be_honoured_is_refused(tmp_path, monkeypatch, name, n):
+    _fake_fashion(monkeypatch)
+    with pytest.raises(PodiumError, match=rf"--n {n}: {name} has [\d,]+ training images; give --n between 1 and"):
+        make_dataset(name, tmp_path / "x", n=n)
+    assert not (tmp_path / "x" / "train.csv").exists()
+
+
+def test_digits_n_writes_exactly_n_training_rows(tmp_path):
+    import pandas as pd
+
+    make_dataset("digits", tmp_path / "d", n=60, seed=3)
+    train, test = pd.read_csv(tmp_path / "d" / "train.csv"), pd.read_csv(tmp_path / "d" / "test.csv")
+    assert len(train) == 60 and sorted(train["label"].value_counts()) == [6] * 10 and len(test) == 360
+    assert len(list((tmp_path / "d" / "images").glob("*.png"))) == 60 + 360  # no image that no row names
+    make_dataset("digits", tmp_path / "e", n=60, seed=3)
+    assert pd.read_csv(tmp_path / "e" / "train.csv").equals(train)
+    with pytest.raises(PodiumError, match="already holds a competition"):
+        make_dataset("digits", tmp_path / "d", n=30)
+    make_dataset("digits", tmp_path / "all")
+    assert len(pd.read_csv(tmp_path / "all" / "train.csv")) == 1437
+
+
+def test_every_maker_writes_exactly_n_rows_or_refuses(tmp_path):
+    """--n on the scenario makers: n training rows, or a PodiumError; every registered maker is covered here."""
+    import pandas as pd
+
+    from podium.datasets import DATASETS
+    from podium.scenarios.letters import make_letters
+    from podium.scenarios.profiles import make_profiles
+
+    # digits, fashion-mnist, fashion-noisy: above; fashion-lt refuses --n (test_imbalance_is_refused_where_...)
+    assert set(DATASETS) == {"digits", "fashion-mnist", "fashion-noisy", "fashion-lt", "letters", "profiles"}
+    make_letters(tmp_path / "letters", 14, 0, n_test=1)
+    make_profiles(tmp_path / "profiles", 14, 0, size=32)
+    for name in ("letters", "profiles"):
+        assert len(pd.read_csv(tmp_path / name / "train.csv")) == 14, name
+    for name, n in (("letters", 0), ("profiles", 0), ("profiles", 15)):
+        with pytest.raises(PodiumError, match=f"--n (must be a positive number .* got )?{n}"):
+            make_dataset(name, tmp_path / f"bad-{name}-{n}", n=n)

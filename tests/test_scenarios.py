@@ -74,7 +74,10 @@ def test_letters_default_size_and_test_share(tmp_path):
 
 def test_profiles_labels_persons_and_mask_states(tmp_path):
     out = tmp_path / "profiles"
-    make_profiles(out, n=5 * 7 + 3, size=32)  # 5 persons: the 3 extra images are dropped
+    with pytest.raises(PodiumError, match="--n 38 is not a whole number of persons .* give --n 35 or --n 42"):
+        make_profiles(out, n=5 * 7 + 3, size=32)  # not rounded down in silence
+    assert not out.exists()
+    make_profiles(out, n=5 * 7, size=32)  # 5 persons
     train, test, sub, truth = (_csv(out, name) for name in CSVS)
     cols = ["id", "person", "mask", "gender", "age", "label"]
     assert list(train.columns) == cols and list(truth.columns) == cols

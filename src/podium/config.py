@@ -8,17 +8,27 @@ Relative paths are kept as written and resolved against the working directory wh
 from __future__ import annotations
 
 import difflib
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from podium.errors import PodiumError
+from podium.errors import PodiumError, short_repr, short_text
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # floats are finite
+
+
+# bounds shared by several keys
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy, scikit-learn and Lightning take unsigned 32-bit seeds
 
 
 class DataConfig(_Section):
@@ -42,6 +52,7 @@ class DataConfig(_Section):
     subset: int | None = None  # use a label-stratified subset of N training images (quick experiments)
     cache_dir: Path | None = None  # where decoded images are cached; default <output_dir>/cache
     center_crop: float = 1.0  # keep this central fraction of each side before fitting to image_size (S4: 0.9 drops borders)
+    allow_outside_image_dir: bool = False  # accept ids / path_col values that resolve (symlinks too) outside the image folder
 
     @model_validator(mode="after")
     def _one_train_source(self):
@@ -90,7 +101,7 @@ class DataConfig(_Section):
 class CVConfig(_Section):
     strategy: Literal["kfold", "stratified", "group", "stratified_group", "multilabel"] = "stratified"  # how folds are drawn (multilabel: iterative stratification of every label; unset: multilabel for data.task=multilabel)
     n_folds: int = 5  # number of folds (K)
-    seed: int = 42  # seed of the fold shuffle (and of data.subset)
+    seed: Seed = 42  # seed of the fold shuffle (and of data.subset)
     group_col: str | None = None  # column whose values never span two folds (person, patient, session)
     folds_file: Path | None = None  # where folds.csv lives; default: next to the training data
     metric: str = "accuracy"  # the metric reported as `cv` (`podium list metrics`); unset: per_label_accuracy for data.task=multilabel
@@ -108,13 +119,13 @@ class ModelConfig(_Section):
     name: str = "efficientnet_lite0"  # any timm architecture, or a podium one (`podium list models`)
     pretrained: bool = True  # start from ImageNet weights found offline (`podium list models` shows which)
     weights: Path | None = None  # a local .pth / .safetensors to start from instead (state dict)
-    in_chans: int | None = None  # input channels; default: the data's (1 grayscale, 3 RGB)
-    drop_rate: float = 0.0  # dropout before the classifier (0.2 suits EfficientNets; costs podium_cnn ~0.5 pt)
+    in_chans: PositiveInt | None = None  # input channels; default: the data's (1 grayscale, 3 RGB)
+    drop_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # dropout before the classifier (0.2 suits EfficientNets; costs podium_cnn ~0.5 pt)
     freeze: Literal["none", "backbone", "backbone_until"] = "none"  # train all | head only | head first
-    freeze_epochs: int = 1  # with freeze=backbone_until: epochs trained with the backbone frozen
+    freeze_epochs: NonNegativeInt = 1  # with freeze=backbone_until: epochs trained with the backbone frozen
     head: Literal["linear", "cosine", "arcface", "cosface"] = "linear"  # the classifier (`podium list heads`)
     head_scale: float = 30.0  # cosine heads: logits = head_scale x cos(angle between features and class weights)
-    head_margin: float | None = None  # arcface (radians) / cosface margin on the true class while training; None: 0.5 / 0.35
+    head_margin: NonNegativeFloat | None = None  # arcface (radians) / cosface margin on the true class while training; None: 0.5 / 0.35
 
     @model_validator(mode="after")
     def _head(self):
@@ -122,6 +133,9 @@ class ModelConfig(_Section):
             raise ValueError("model.head_scale must be positive (30 is usual for cosine heads)")
         if self.head_margin is not None and self.head not in ("arcface", "cosface"):
             raise ValueError(f"model.head_margin applies to model.head=arcface|cosface, not {self.head}")
+        if self.head == "arcface" and self.head_margin is not None and self.head_margin >= math.pi / 2:
+            raise ValueError(f"model.head_margin={self.head_margin} is an angle in radians for arcface: it must be "
+                             "below pi/2 (0.5 is usual)")
         return self
 
 
@@ -163,7 +177,7 @@ class AugmentConfig(_Section):
 # validated against the chosen loss's model and stored with every default filled in, so a run's config.yaml says
 # exactly which loss made it.
 
-ClassWeights = Literal["inverse", "sqrt_inverse", "effective_number"] | list[float]
+ClassWeights = Literal["inverse", "sqrt_inverse", "effective_number"] | list[NonNegativeFloat]
 Smoothing = Annotated[float, Field(ge=0.0, lt=1.0)]
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -193,7 +207,7 @@ class BalancedSoftmaxArgs(_Section):
 
 
 class LogitAdjustedArgs(_Section):
-    tau: float = 1.0  # logits + tau x log(class prior) while training (Menon et al. 2021; 1 = balanced softmax)
+    tau: NonNegativeFloat = 1.0  # logits + tau x log(class prior) while training (Menon et al. 2021; 1 = balanced softmax)
     label_smoothing: Smoothing = 0.0  # as cross_entropy's
 
 
@@ -204,7 +218,7 @@ class LDAMArgs(_Section):
 
 
 class BCEArgs(_Section):
-    pos_weight: Literal["none", "balanced"] | list[float] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
+    pos_weight: Literal["none", "balanced"] | list[NonNegativeFloat] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
     label_smoothing: Smoothing = 0.0  # targets y -> y(1 - s) + s/2
 
 
@@ -243,39 +257,39 @@ def resolve_loss_args(loss: str, args: dict) -> dict:
                 problems.append(f"train.loss_args.{key}: loss '{loss}' has no parameter '{key}'.{hint} "
                                 f"Its parameters: {valid} (`podium list losses`)")
             else:
-                problems.append(f"train.loss_args.{key}: {err['msg']} (got {err.get('input')!r})")
+                problems.append(f"train.loss_args.{key}: {err['msg']} (got {short_repr(err.get('input'))})")
         raise ValueError("; ".join(dict.fromkeys(problems))) from None
 
 
 class TrainConfig(_Section):
-    epochs: int = 10  # passes over the training folds
-    batch_size: int = 64  # images per forward pass
-    lr: float = 1e-3  # peak learning rate, reached after warmup
-    weight_decay: float = 0.05  # decoupled weight decay (never on norms and biases)
+    epochs: PositiveInt = 10  # passes over the training folds
+    batch_size: PositiveInt = 64  # images per forward pass
+    lr: PositiveFloat = 1e-3  # peak learning rate, reached after warmup
+    weight_decay: NonNegativeFloat = 0.05  # decoupled weight decay (never on norms and biases)
     optimizer: str = "adamw"  # any timm optimizer name (timm.optim.create_optimizer_v2)
     scheduler: str = "cosine"  # any timm scheduler name (timm.scheduler.create_scheduler_v2), stepped per batch
-    warmup_epochs: int = 1  # epochs of linear warmup from warmup_lr to lr
-    warmup_lr: float = 1e-5  # learning rate at the first step of warmup
-    min_lr: float = 1e-6  # floor of the cosine decay
+    warmup_epochs: NonNegativeInt = 1  # epochs of linear warmup from warmup_lr to lr
+    warmup_lr: NonNegativeFloat = 1e-5  # learning rate at the first step of warmup
+    min_lr: NonNegativeFloat = 1e-6  # floor of the cosine decay
     loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args; unset: bce for data.task=multilabel
-    task_weights: list[float] | None = None  # data.task=multitask: loss = sum_t w_t x loss_t, one weight per task in data.label_col order; None: all 1
+    task_weights: list[NonNegativeFloat] | None = None  # data.task=multitask: loss = sum_t w_t x loss_t, one weight per task in data.label_col order; None: all 1
     loss_args: dict[str, Any] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; unset ones take defaults
     sampler: Literal["auto", "random", "class_balanced", "sqrt", "repeat_factor"] = "auto"  # `podium list samplers`; auto: random, class_balanced when stage=classifier
     repeat_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # sampler=repeat_factor: a class holding a share f < t of the images is drawn sqrt(t/f) times as often
     stage: Literal["full", "classifier"] = "full"  # full: train everything | classifier: retrain only the classifier of init_from's folds (cRT)
     init_from: Path | None = None  # stage=classifier: the trained run whose fold<k>/best.ckpt fold k starts from
     reinit_classifier: bool = True  # stage=classifier: start the classifier afresh (Kang et al. 2020) or from the trained one
-    patience: int = 5  # early stopping: epochs without a better validation metric (0 = never stop early)
+    patience: NonNegativeInt = 5  # early stopping: epochs without a better validation metric (0 = never stop early)
     ema: bool = False  # keep an exponential moving average of the weights and validate/predict with it
-    ema_decay: float = 0.999  # EMA decay per optimizer step
-    accumulate: int = 1  # batches whose gradients add up before one optimizer step
-    grad_clip: float | None = None  # clip the gradient norm to this value (None = off)
-    layer_decay: float | None = None  # layer-wise lr decay: each earlier block gets lr x this (None = off)
+    ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999  # EMA decay per optimizer step
+    accumulate: PositiveInt = 1  # batches whose gradients add up before one optimizer step
+    grad_clip: PositiveFloat | None = None  # clip the gradient norm to this value (None = off)
+    layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # layer-wise lr decay: each earlier block gets lr x this (None = off)
     precision: Literal["auto", "32", "bf16", "16"] = "auto"  # auto: fp32 on CPU, bf16/fp16 mixed on GPU
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"  # where to train
-    devices: int = 1  # GPUs (DDP when > 1)
-    seed: int = 42  # seeds weights, data order and augmentation; same seed -> same metrics on CPU
-    eval_batch_size: int = 256  # images per forward pass when validating and predicting
+    devices: PositiveInt = 1  # GPUs (DDP when > 1)
+    seed: Seed = 42  # seeds weights, data order and augmentation; same seed -> same metrics on CPU
+    eval_batch_size: PositiveInt = 256  # images per forward pass when validating and predicting
 
     @model_validator(mode="before")
     @classmethod
@@ -300,6 +314,15 @@ class TrainConfig(_Section):
             raise ValueError("train.init_from is read by train.stage=classifier only (set both, or neither)")
         return self
 
+    @model_validator(mode="after")
+    def _lr_order(self):
+        checks = [("min_lr", self.min_lr)] + ([("warmup_lr", self.warmup_lr)] if self.warmup_epochs else [])
+        for key, value in checks:
+            if value > self.lr:
+                raise ValueError(f"train.{key}={value:g} is above train.lr={self.lr:g}, the peak learning rate: set "
+                                 f"train.{key} below it (e.g. train.{key}={self.lr / 100:g})")
+        return self
+
     def resolved_sampler(self) -> str:
         """The sampler `auto` stands for: class-balanced when retraining the classifier (cRT), else random."""
         if self.sampler != "auto":
@@ -309,7 +332,7 @@ class TrainConfig(_Section):
 
 class PosthocConfig(_Section):
     method: Literal["none", "logit_adjust", "prior"] = "none"  # fitted on OOF after training, applied by predict (`podium list posthoc`)
-    tau: float | None = None  # logit_adjust: this tau; None: the tau in 0, 0.05, ..., tau_max that maximises cv.metric on OOF
+    tau: NonNegativeFloat | None = None  # logit_adjust: this tau; None: the tau in 0, 0.05, ..., tau_max that maximises cv.metric on OOF
     tau_max: Annotated[float, Field(gt=0.0)] = 2.0  # logit_adjust: top of the tau search
 
 
@@ -356,6 +379,28 @@ class Config(_Section):
 
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        """The run folder is <output_dir>/<name>: a name must not climb out of output_dir or nest folders."""
+        why = None
+        if not name.strip():
+            why = "it is empty"
+        elif "/" in name or "\\" in name:
+            why = "it holds a '/' or '\\' (to put runs elsewhere, set output_dir)"
+        elif name in (".", ".."):
+            why = f"'{name}' is not a folder name"
+        elif "\0" in name:
+            why = "it holds a NUL character"
+        elif os.path.isabs(name):
+            why = "it is an absolute path (to put runs elsewhere, set output_dir)"
+        elif len(name.encode("utf-8", "surrogatepass")) > 255:
+            why = f"it is {len(name.encode('utf-8', 'surrogatepass'))} bytes long; file systems allow 255"
+        if why:
+            raise ValueError(f"name must be one folder name, the run's folder inside output_dir, but {why}. "
+                             "Use e.g. name=my-run")
+        return name
 
     @model_validator(mode="before")
     @classmethod
@@ -474,6 +519,54 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader refusing aliases (*name): a few hundred bytes of nested aliases expand to gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"found the alias '*{short_text(event.anchor, 60)}': podium configs take no YAML "
+                "anchors and aliases; write the value out where it is used", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _refuse_duplicate_keys(loader: _StrictLoader, node: yaml.Node, prefix: str = "") -> None:
+    """A key twice in one mapping is an error naming its dotted key and both lines (SafeLoader keeps the last)."""
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            _refuse_duplicate_keys(loader, child, prefix)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            dotted = f"{prefix}{key}"
+            line = key_node.start_mark.line + 1
+            if key is not None and key in first:
+                lines = f"lines {first[key]} and {line}" if first[key] != line else f"on line {line}"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{short_text(dotted, 100)}' appears twice ({lines}); keep one of them",
+                    key_node.start_mark)
+            if key is not None:
+                first[key] = line
+            _refuse_duplicate_keys(loader, value_node, dotted + ".")
+
+
+def load_yaml(text: str, name: str = "<string>") -> Any:
+    """YAML `text` read like yaml.safe_load, but refusing duplicate keys and aliases; `name` (a file's path) is
+    what error messages point at."""
+    loader = _StrictLoader(text)
+    loader.name = name
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(loader, node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     """`a.b=3` → ('a.b', 3); values are read as YAML, so 3 is an int, [a, b] a list and null None."""
     pairs = []
@@ -482,8 +575,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
             raise PodiumError(f"Override '{item}' is not of the form key=value (e.g. train.epochs=3).")
         key, text = item.split("=", 1)
         try:
-            value = yaml.safe_load(text) if text != "" else None
-        except yaml.YAMLError:
+            value = load_yaml(text) if text != "" else None
+        except (yaml.YAMLError, RecursionError):
             value = text
         pairs.append((key.strip(), value))
     return pairs
@@ -498,7 +591,7 @@ def from_dict(raw: dict, source: str = "config") -> Config:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             got = err.get("input")
-            got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+            got_txt = "" if isinstance(got, dict) else f" (got {short_repr(got)})"
             lines.append(f"  {key or '(top level)'}: {err['msg']}{got_txt}")
         raise PodiumError(f"Invalid {source}:\n" + "\n".join(lines)) from None
 
@@ -511,9 +604,11 @@ def load_config(path: Path | str | None, overrides: list[str] = ()) -> Config:
         if not path.is_file():
             raise PodiumError(f"Config file '{path}' does not exist. Pass the path of a YAML file.")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = load_yaml(path.read_text(), str(path)) or {}
         except yaml.YAMLError as exc:
             raise PodiumError(f"Config file '{path}' is not valid YAML: {exc}") from None
+        except RecursionError:
+            raise PodiumError(f"Config file '{path}' nests lists or mappings too deeply to be a config.") from None
         if not isinstance(raw, dict):
             raise PodiumError(f"Config file '{path}' must hold a mapping of keys (name: ..., data: {{...}}).")
     for key, value in parse_overrides(list(overrides)):

@@ -69,13 +69,38 @@ def write_competition(out: Path, train_x, train_y, test_x, test_y, classes: list
     return sorted(out.glob("*.csv"))
 
 
+def _check_n(n: int, have: int, name: str) -> None:
+    if not 1 <= n <= have:
+        raise PodiumError(f"--n {n}: {name} has {have:,} training images; give --n between 1 and {have} (or leave "
+                          "it out for all of them).")
+
+
+def train_subset(labels: np.ndarray, n: int | None, seed: int, name: str) -> np.ndarray:
+    """Rows of the training set that --n keeps: all when n is None, else exactly n drawn label-stratified with
+    `seed` (each class keeps its share), sorted; refused when n is not between 1 and the training set's size."""
+    if n is None:
+        return np.arange(len(labels))
+    _check_n(n, len(labels), name)
+    from podium.data.sources import stratified_subset
+
+    return stratified_subset(np.asarray(labels), n, seed)
+
+
+def random_subset(size: int, n: int | None, seed: int, name: str) -> np.ndarray:
+    """Rows --n keeps: all when n is None, else a random n drawn with `seed` (the Fashion-MNIST sets: their
+    measured benchmarks were made with this draw); refused when n is not between 1 and `size`."""
+    if n is None:
+        return np.arange(size)
+    _check_n(n, size, name)
+    return np.random.default_rng(seed).permutation(size)[:n]
+
+
 def make_fashion_mnist(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    """Fashion-MNIST: 60,000 train / 10,000 test 28x28 grayscale, 10 named classes (n: first n train images)."""
+    """Fashion-MNIST: 60,000 train / 10,000 test 28x28 grayscale, 10 named classes (n: a random n of the train
+    images, drawn with seed)."""
     tx, ty, vx, vy = load_fashion_mnist()
-    if n:
-        keep = np.random.default_rng(seed).permutation(len(tx))[:n]
-        tx, ty = tx[keep], ty[keep]
-    return write_competition(out, tx, ty, vx, vy, FASHION_CLASSES, "fm", seed)
+    keep = random_subset(len(tx), n, seed, "fashion-mnist")
+    return write_competition(out, tx[keep], ty[keep], vx, vy, FASHION_CLASSES, "fm", seed)
 
 
 def long_tail_counts(n_max: int, imbalance: float, n_classes: int) -> list[int]:
@@ -129,17 +154,20 @@ def make_fashion_noisy(out: Path, n: int | None = None, seed: int = 0) -> list[P
     """S2 stand-in: clean grayscale Fashion-MNIST train set (n: a random n of it), the official 10,000 test images
     corrupted by `corrupt_like_scans` (RGB), their labels held out in test_labels.csv."""
     tx, ty, vx, vy = load_fashion_mnist()
-    if n:
-        keep = np.random.default_rng(seed).permutation(len(tx))[:n]
+    if n is not None:
+        keep = random_subset(len(tx), n, seed, "fashion-noisy")
         tx, ty = tx[keep], ty[keep]
     return write_competition(out, tx, ty, corrupt_like_scans(vx, seed), vy, FASHION_CLASSES, "fn", seed)
 
 
 def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    """scikit-learn's digits upscaled to 32x32 (the demo's data)."""
+    """scikit-learn's digits upscaled to 32x32 (the demo's data): 1,437 train / 360 test (n: a label-stratified n
+    of the train images, drawn with seed; the test set stays the same)."""
     from podium.demo import write_digits_competition
 
-    return write_digits_competition(out)
+    if (Path(out) / "train.csv").exists():
+        raise PodiumError(f"'{out}' already holds a competition (train.csv). Pick an empty folder.")
+    return write_digits_competition(out, n, seed)
 
 
 def make_letters(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
@@ -156,8 +184,8 @@ def make_profiles(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
 
 # name -> (maker, one-line description); makers take (out, n, seed), long-tailed ones also imbalance=
 DATASETS: dict[str, tuple[Callable[..., list[Path]], str]] = {
-    "digits": (make_digits, "scikit-learn digits, 1,797 images 32x32 grayscale, 10 classes (the demo)"),
-    "fashion-mnist": (make_fashion_mnist, "Fashion-MNIST 60,000/10,000 28x28 grayscale, 10 named classes"),
+    "digits": (make_digits, "scikit-learn digits, 1,437 train (--n) / 360 test 32x32 grayscale, 10 classes (the demo)"),
+    "fashion-mnist": (make_fashion_mnist, "Fashion-MNIST 60,000 (--n)/10,000 28x28 grayscale, 10 named classes"),
     "fashion-lt": (make_fashion_lt, "long-tailed Fashion-MNIST (--imbalance 100: 6,000 down to 60 per class, "
                                     "14,886 images), balanced 10,000-image test set held out"),
     "letters": (make_letters, "S0: which of a-z (10-15 per image) appear, 256x256 RGB, 26 0/1 columns; "

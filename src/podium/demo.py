@@ -22,8 +22,9 @@ TEST_FRACTION = 0.2  # share of the images held out as the competition's test se
 SEED = 0  # fixes which images are test images
 
 
-def write_digits_competition(out: Path | str) -> list[Path]:
-    """Write the digits competition into `out`; refuses to write into a folder holding other files."""
+def write_digits_competition(out: Path | str, n: int | None = None, seed: int = 0) -> list[Path]:
+    """Write the digits competition into `out`; refuses to write into a folder holding other files.
+    n: keep a label-stratified n of the 1,437 training images (drawn with seed); the test set is unchanged."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -40,8 +41,11 @@ def write_digits_competition(out: Path | str) -> list[Path]:
     train_idx, test_idx = train_test_split(
         np.arange(len(ids)), test_size=TEST_FRACTION, stratify=labels, random_state=SEED
     )
+    from podium.datasets import train_subset
+
+    train_idx = train_idx[train_subset(labels[train_idx], n, seed, "digits")]
     (out / "images").mkdir(parents=True, exist_ok=True)
-    for i in range(len(ids)):
+    for i in np.concatenate([train_idx, test_idx]):
         img = Image.fromarray(images[i], "L").resize((DEMO_SIZE, DEMO_SIZE), Image.BICUBIC)
         img.save(out / "images" / f"{ids[i]}.png")
     atomic_write_csv(out / "train.csv", pd.DataFrame({"id": ids[train_idx], "label": labels[train_idx]}))

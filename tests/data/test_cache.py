@@ -285,3 +285,23 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_an_unwritable_cache_folder_says_to_set_data_cache_dir(files, tmp_path, read_only):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    read_only(folder)
+    for cache_dir in (folder, folder / "cache"):  # the folder itself, or one to be made inside it
+        with pytest.raises(PodiumError) as exc:
+            build_cache(files, 8, "resize", 3, cache_dir, progress=False, workers=1)
+        text = str(exc.value)
+        assert f"Cannot write '{cache_dir}'" in text and "set data.cache_dir=" in text
+    assert list(folder.iterdir()) == []
+
+
+def test_a_file_in_place_of_the_cache_folder_says_to_set_data_cache_dir(files, tmp_path):
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(PodiumError, match=r"'.*cache': a file stands where a folder is needed\. Move that file, or write elsewhere: set data\.cache_dir="):
+        build_cache(files, 8, "resize", 3, tmp_path / "cache", progress=False, workers=1)
+    with pytest.raises(PodiumError, match=r"Cannot write '.*cache/sub': a part of the path is a file.*set data\.cache_dir="):
+        build_cache(files, 8, "resize", 3, tmp_path / "cache" / "sub", progress=False, workers=1)

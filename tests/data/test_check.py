@@ -224,3 +224,27 @@ def test_structural_errors_raise_before_reading(tmp_path):
     (tmp_path / "test.csv").write_text("image\nt0\n")
     with pytest.raises(PodiumError, match="has no column 'id'"):
         check_data(_cfg(tmp_path / "cfg.yaml"))
+
+
+def test_images_outside_the_image_folder_are_problems_and_never_read(tmp_path, monkeypatch, capsys):
+    cfg_path = make_clean(tmp_path / "comp")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(_rgb(90)).save(outside / "secret.png")
+    (tmp_path / "comp" / "images" / "link.png").symlink_to(outside / "secret.png")
+    with open(tmp_path / "comp" / "train.csv", "a") as f:
+        f.write("../../elsewhere/secret.png,a\nlink,b\n" + "x" * 400 + ",a\n")
+    read = []
+    import podium.data.check as check
+
+    real = check._probe
+    monkeypatch.setattr(check, "_probe", lambda path, *a: read.append(path) or real(path, *a))
+    report = check_data(_cfg(cfg_path))
+    assert [(p.kind, p.where.rsplit(" ", 1)[-1]) for p in report.problems] == [
+        ("outside-image-dir", "16"), ("outside-image-dir", "17"), ("bad-name", "18")]
+    assert read and not any("elsewhere" in p for p in read)
+    code, text = _main(monkeypatch, capsys, "data", "check", str(cfg_path))
+    assert code == 2 and "data.allow_outside_image_dir=true" in text and "Traceback" not in text
+    code, text = _main(monkeypatch, capsys, "split", str(cfg_path))
+    assert code == 2 and "outside the image folder" in text and "File name too long" not in text
+    assert not (tmp_path / "comp" / "folds.csv").exists()

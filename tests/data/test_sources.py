@@ -244,3 +244,96 @@ def test_stratified_subset_always_returns_n_distinct_indices(n):
     assert len(idx) == n and len(set(idx)) == n and np.all(np.diff(idx) > 0)
     if n >= 5:
         assert set(labels[idx]) == {0, 1, 2, 3, 4}  # every class kept when there is room
+
+
+# ------------------------------------------------------------------------- images stay in the image folder
+
+
+def _outside(tmp_path: Path) -> tuple[Path, Path]:
+    """An image folder with a.png and a symlink `link.png` to `elsewhere/secret.png`, beside it."""
+    img = tmp_path / "comp" / "images"
+    _img(img / "a.png")
+    secret = _img(tmp_path / "elsewhere" / "secret.png", 1)
+    (img / "link.png").symlink_to(secret)
+    return img, secret
+
+
+@pytest.mark.parametrize(
+    "text, path_col, bad",
+    [
+        ("id,label\na,x\n../../elsewhere/secret.png,y\n", None, "../../elsewhere/secret.png"),
+        ("id,label\na,x\nlink,y\n", None, "link.png"),  # a symlink inside the folder, to a file outside it
+        ("id,file,label\na,a.png,x\nb,{secret},y\n", "file", "{secret}"),  # an absolute path_col
+        ("id,file,label\na,a.png,x\nb,../../elsewhere/secret.png,y\n", "file", "../../elsewhere/secret.png"),
+        ("id,label\na,x\n{secret},y\n", None, "{secret}"),  # an absolute id that is a file name
+    ],
+    ids=["dotdot-id", "symlink", "absolute-path-col", "dotdot-path-col", "absolute-id"],
+)
+def test_images_outside_the_image_folder_are_a_problem_unless_allowed(tmp_path, text, path_col, bad):
+    img, secret = _outside(tmp_path)
+    csv = _csv(tmp_path / "comp" / "train.csv", text.format(secret=secret))
+    extra = {"path_col": path_col} if path_col else {}
+    table = train_table(_cfg(train_csv=csv, image_dir=img, **extra))
+    assert _kinds(table) == ["outside-image-dir"]
+    problem = table.problems[0]
+    assert problem.where == f"{csv} row 3" and f"'{bad.format(secret=secret)}'" in problem.message
+    assert str(secret) in problem.message and "data.allow_outside_image_dir=true" in problem.message
+    assert table.frame["path"].iloc[1] is None  # never read
+    with pytest.raises(PodiumError, match=r"row 3: image .* outside the image folder"):
+        load_train(_cfg(train_csv=csv, image_dir=img, **extra))
+    allowed = train_table(_cfg(train_csv=csv, image_dir=img, allow_outside_image_dir=True, **extra))
+    assert allowed.problems == [] and allowed.frame["path"].iloc[1] == str(secret)
+
+
+def test_outside_images_of_test_csv_and_folder_sources(tmp_path):
+    img, secret = _outside(tmp_path)
+    _img(tmp_path / "train" / "cat" / "1.png")
+    (tmp_path / "train" / "cat" / "2.png").symlink_to(secret)
+    table = train_table(_cfg(train_dir=tmp_path / "train"))
+    assert _kinds(table) == ["outside-image-dir"] and table.frame["id"].tolist() == ["cat/1"]
+    assert "cat/2.png" in table.problems[0].where and "(data.train_dir)" in table.problems[0].message
+    assert train_table(_cfg(train_dir=tmp_path / "train", allow_outside_image_dir=True)).problems == []
+    csv = _csv(tmp_path / "test.csv", "id\na\nlink\n")
+    cfg = _cfg(train_dir=tmp_path / "train", test_csv=csv, test_image_dir=img, allow_outside_image_dir=False)
+    assert [(p.kind, p.where) for p in read_test_table(cfg).problems] == [("outside-image-dir", f"{csv} row 3")]
+    assert "(data.test_image_dir)" in read_test_table(cfg).problems[0].message
+    (img.parent / "test").mkdir()
+    (img.parent / "test" / "t.png").symlink_to(secret)
+    assert _kinds(read_test_table(_cfg(train_dir=tmp_path / "train", test_dir=img.parent / "test"))) == [
+        "outside-image-dir"]
+
+
+def test_a_symlinked_image_folder_is_fine(tmp_path):
+    img, _ = _outside(tmp_path)
+    (tmp_path / "link_to_images").symlink_to(img)
+    csv = _csv(tmp_path / "train.csv", "id,label\na,x\n")
+    assert train_table(_cfg(train_csv=csv, image_dir=tmp_path / "link_to_images")).problems == []
+
+
+@pytest.mark.parametrize(
+    "ident, match",
+    [
+        ("x" * 300, r"column 'id' holds a name of 300 bytes \('x{10,}\.\.\. \(302 characters\)\); file systems allow 255"),
+        ("/".join(["y" * 200] * 30), r"cannot look up '.*' in .* \(File name too long\): fix the row"),
+        ("a\0b", r"column 'id' holds a NUL character \('a\\x00b'\)"),
+    ],
+    ids=["300-chars", "6000-char-path", "nul"],
+)
+def test_ids_that_cannot_name_a_file_are_a_problem_not_a_traceback(tmp_path, ident, match):
+    img = tmp_path / "img"
+    _img(img / "a.png")
+    csv = tmp_path / "train.csv"
+    csv.write_text(f"id,label\na,x\n{ident},y\n")
+    table = train_table(_cfg(train_csv=csv, image_dir=img))
+    assert _kinds(table) == ["bad-name"] and table.problems[0].where == f"{csv} row 3"
+    assert len(table.problems[0].message) < 700
+    with pytest.raises(PodiumError, match=match):
+        load_train(_cfg(train_csv=csv, image_dir=img))
+
+
+def test_path_col_values_that_cannot_name_a_file(tmp_path):
+    img = tmp_path / "img"
+    _img(img / "a.png")
+    csv = _csv(tmp_path / "train.csv", f"id,file,label\na,a.png,x\nb,{'z' * 256}.png,y\n")
+    table = train_table(_cfg(train_csv=csv, image_dir=img, path_col="file"))
+    assert _kinds(table) == ["bad-name"] and "column 'file' holds a name of 260 bytes" in table.problems[0].message

@@ -171,3 +171,81 @@ def test_group_and_stratified_strategies_work_for_multitask_data(tmp_path, strat
         for _, rows in merged.groupby(["mask", "gender"]):
             per_fold = rows["fold"].value_counts().reindex(range(4), fill_value=0)
             assert (abs(per_fold - len(rows) / 4) <= 1).all()
+
+
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ("000,0\n001,1\n000,2\n", r"lists 1 id\(s\) more than once: '000' \(lines 2, 4\)"),
+        ("000,0\n000,0\n001,1\n", r"lists 1 id\(s\) more than once: '000' \(lines 2, 3\)"),
+        ("000,0\n001,-1\n", r"not non-negative integers: line 3 \('-1'\)"),
+        ("000,0\n001,1.5\n", r"not non-negative integers: line 3 \('1.5'\)"),
+        ("000,0\n001,\n", r"not non-negative integers: line 3 \(''\)"),
+        ("000,zero\n", r"not non-negative integers: line 2 \('zero'\)"),
+    ],
+)
+def test_bad_folds_files_name_the_file_the_rows_and_the_fix(tmp_path, rows, match):
+    from podium.data.splits import read_folds
+
+    path = tmp_path / "folds.csv"
+    path.write_text("id,fold\n" + rows)
+    with pytest.raises(PodiumError, match=match) as err:
+        read_folds(path)
+    assert str(path) in str(err.value) and "podium split CONFIG --overwrite" in str(err.value)
+
+
+def test_duplicate_id_in_the_folds_file_is_refused_before_training(tmp_path):
+    cfg = _competition(tmp_path)
+    path, _, _ = make_folds_file(cfg)
+    text = path.read_text().splitlines()
+    text.append(text[1].split(",")[0] + ",2")  # the first id again, in another fold
+    path.write_text("\n".join(text) + "\n")
+    from podium.data.sources import load_train
+
+    frame, _ = load_train(cfg)
+    with pytest.raises(PodiumError, match=r"lists 1 id\(s\) more than once: '000'"):
+        load_folds(cfg, frame)
+
+
+def test_ids_that_pandas_would_read_as_missing_stay_ids(tmp_path):
+    from podium.data.splits import read_folds
+
+    path = tmp_path / "folds.csv"
+    pd.DataFrame({"id": ["NA", "null", "007", "nan"], "fold": [0, 1, 0, 1]}).to_csv(path, index=False)
+    folds = read_folds(path)
+    assert folds["id"].tolist() == ["NA", "null", "007", "nan"] and folds["fold"].tolist() == [0, 1, 0, 1]
+
+
+def test_read_only_data_folder_says_to_set_cv_folds_file(tmp_path, monkeypatch, capsys, read_only):
+    data = tmp_path / "input"
+    data.mkdir()
+    cfg = _competition(data)
+    read_only(data)
+    with pytest.raises(PodiumError) as err:  # podium split
+        make_folds_file(cfg)
+    text = str(err.value)
+    assert f"Cannot write '{data / 'folds.csv'}'" in text and "set cv.folds_file=/a/writable/folder/folds.csv" in text
+    from podium.data.sources import load_train
+
+    frame, _ = load_train(cfg)
+    with pytest.raises(PodiumError, match=r"Cannot write .*folds\.csv.*set cv\.folds_file="):  # podium train
+        load_folds(cfg, frame)
+    # the way out works: folds written where cv.folds_file says
+    moved = cfg.model_copy(update={"cv": cfg.cv.model_copy(update={"folds_file": tmp_path / "work" / "folds.csv"})})
+    assert make_folds_file(moved)[2] == "wrote"
+    # and the CLI prints one message, exit 2
+    import sys
+
+    from podium import cli
+
+    (tmp_path / "cfg.yaml").write_text(
+        f"data: {{train_csv: '{data / 'train.csv'}', image_dir: '{data / 'images'}'}}\ncv: {{n_folds: 3}}\n")
+    monkeypatch.setattr(sys, "argv", ["podium", "split", str(tmp_path / "cfg.yaml")])
+    monkeypatch.setitem(cli._state, "debug", False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    out = " ".join((captured.out + captured.err).split())
+    assert exc.value.code == 2 and "set cv.folds_file=" in out and "Traceback" not in out
+    assert not (data / "folds.csv").exists() and not list(data.glob(".folds.csv*"))

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from podium.data.images import GRAY_MODES, ImageReadError, crop_center, fit_image, read_image
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_json
+from podium.io import atomic_write_json, write_error
 
 CACHE_FORMAT = 1  # bump when the layout or the decoding changes: every older cache then stops matching
 RESIZE_POLICIES = ("resize", "pad", "keep")
@@ -44,6 +44,7 @@ CHUNK_MAX = 256  # images per worker task: the progress bar moves at least this 
 _BUILDING = ".building-"  # prefix of folders being built (never read)
 _STALE = ".stale-"  # prefix of invalid folders moved aside before deletion (never read)
 _FIX = "Run `podium data check CONFIG` to list every unreadable image, then fix or remove those files."
+_WRITABLE = "set data.cache_dir=/a/writable/folder (its default is <output_dir>/cache)"
 
 
 @dataclass(frozen=True)
@@ -138,19 +139,25 @@ def build_cache(
         return DecodedImages(found, fp, final, reused=True)
 
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned(cache_dir)
-    _check_free_space(cache_dir, math.prod(shape))
-    tmp = cache_dir / f"{_BUILDING}{final.name}@{socket.gethostname()}@{os.getpid()}@{secrets.token_hex(4)}"
-    tmp.mkdir()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(cache_dir)
+        _check_free_space(cache_dir, math.prod(shape))
+        tmp = cache_dir / f"{_BUILDING}{final.name}@{socket.gethostname()}@{os.getpid()}@{secrets.token_hex(4)}"
+        tmp.mkdir()
+    except OSError as exc:
+        raise _unwritable(cache_dir, exc) from None
     try:
         npy = tmp / "images.npy"
-        np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape)  # sparse until written
+        try:
+            np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape)  # sparse until written
+        except OSError as exc:
+            raise _unwritable(cache_dir, exc) from None
         _decode_all(paths, npy, image_size, resize, channels, progress, workers, center_crop)
         with open(npy, "rb+") as f:
             os.fsync(f.fileno())  # a machine that dies after the rename must not leave zeros behind a valid meta
         atomic_write_json(tmp / "meta.json", {**_meta(fp, shape, image_size, resize, channels),
-                                              "center_crop": center_crop})
+                                              "center_crop": center_crop}, hint=_WRITABLE)
         _publish(tmp, final, fp, shape)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when published
@@ -158,6 +165,15 @@ def build_cache(
     if images is None:  # someone removed or damaged it between our rename and this read
         raise PodiumError(f"The decode cache '{final}' changed while it was being opened. Run the command again.")
     return DecodedImages(images, fp, final, reused=False)
+
+
+def _unwritable(cache_dir: Path, exc: OSError) -> PodiumError:
+    """The PodiumError for a decode cache folder that cannot be made or written: names it and the key to set."""
+    error = write_error(cache_dir, exc, _WRITABLE)
+    if error is not None:
+        return error
+    return PodiumError(f"Cannot make the decode cache in '{cache_dir}' ({exc.strerror or exc}). "
+                       f"{_WRITABLE[0].upper()}{_WRITABLE[1:]}.")
 
 
 def _meta(fp: str, shape: tuple, image_size: int, resize: str, channels: int) -> dict:

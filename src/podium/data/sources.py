@@ -17,7 +17,7 @@ import pandas as pd
 
 from podium.config import Config, DataConfig
 from podium.data.images import IMAGE_EXTENSIONS
-from podium.errors import PodiumError, fmt_list
+from podium.errors import PodiumError, fmt_list, short_repr, short_text
 
 
 @dataclass
@@ -87,38 +87,88 @@ def _need_dir(path: Path | None, key: str) -> Path:
     return path
 
 
-def _resolve_paths(frame: pd.DataFrame, data: DataConfig, folder: Path, csv: Path, problems: list) -> list:
-    """Each row's image path: image_dir/<path_col> or the file named <id>.<any image ext> in image_dir."""
+MAX_NAME_BYTES = 255  # the longest file name (one path part) Linux, macOS and Windows file systems allow
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path` lies in folder `root` (both resolved: symlinks followed, '..' gone)."""
+    return path == root or root in path.parents
+
+
+def outside_problem(where: str, shown: str, resolved: Path, folder: Path, folder_key: str) -> Problem:
+    return Problem(
+        "outside-image-dir", where,
+        f"image '{shown}' is '{resolved}', outside the image folder {folder} ({folder_key}): fix the row (or the "
+        "symlink), or set data.allow_outside_image_dir=true if images are meant to live elsewhere")
+
+
+def _bad_name(name: str, col: str) -> str | None:
+    """Why `name` (an id or path_col value) cannot name a file, or None."""
+    if "\0" in name:
+        return f"column '{col}' holds a NUL character ({short_repr(name, 80)}), which no file name can"
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in name.replace("\\", "/").split("/")),
+                  default=0)
+    if longest > MAX_NAME_BYTES:
+        return (f"column '{col}' holds a name of {longest} bytes ({short_repr(name, 80)}); file systems allow "
+                f"{MAX_NAME_BYTES}")
+    return None
+
+
+def _find_image(ident: str, rel, data: DataConfig, folder: Path, index: dict | None, where: str,
+                problems: list) -> Path | None:
+    """The image file of one row (image_dir/<path_col>, or the file named <id>.<any image ext>), or None after
+    adding the problem that stops it being found."""
+    if data.path_col:
+        if not (isinstance(rel, str) and rel.strip()):
+            problems.append(Problem("missing-file", where, f"column '{data.path_col}' is empty"))
+            return None
+        if (why := _bad_name(rel, data.path_col)) is not None:
+            problems.append(Problem("bad-name", where, why + ": fix the row"))
+            return None
+        p = folder / rel
+        if not p.is_file():
+            problems.append(Problem("missing-file", where, f"image '{short_text(rel)}' not found in {folder}"))
+            return None
+        return p
+    if (why := _bad_name(str(ident), data.id_col)) is not None:
+        problems.append(Problem("bad-name", where,
+                                why + ": fix the row, or set data.path_col to a column of file names"))
+        return None
+    found = index.get(str(ident), [])
+    if not found and ident and (folder / str(ident)).is_file():  # the id is itself the file name
+        found = [folder / str(ident)]
+    if not found:
+        problems.append(Problem("missing-file", where, f"no image named '{short_text(ident)}.<ext>' in {folder}"))
+    elif len(found) > 1:
+        problems.append(Problem("ambiguous-file", where,
+                                f"id '{ident}' matches several files ({fmt_list(q.name for q in found)}); "
+                                "set data.path_col to a column holding each file's name"))
+    return found[0] if len(found) == 1 else None
+
+
+def _resolve_paths(frame: pd.DataFrame, data: DataConfig, folder: Path, folder_key: str, csv: Path,
+                   problems: list) -> list:
+    """Each row's image path, resolved; None (and a Problem) when it is missing, ambiguous, cannot be a file name,
+    or lies outside `folder` (after symlinks) without data.allow_outside_image_dir."""
     paths: list[str | None] = []
     index = None if data.path_col else index_folder(folder)
+    root = folder.resolve()
     for i, (ident, rel) in enumerate(zip(frame["id"], frame["_path"] if data.path_col else frame["id"])):
-        row = i + 2
-        if data.path_col:
-            p = folder / rel if isinstance(rel, str) and rel.strip() else None
-            if p is None:
-                problems.append(Problem("missing-file", f"{csv} row {row}", f"column '{data.path_col}' is empty"))
-            elif not p.is_file():
-                problems.append(Problem("missing-file", f"{csv} row {row}", f"image '{rel}' not found in {folder}"))
-                p = None
-        else:
-            found = index.get(str(ident), [])
-            if not found and ident and (folder / str(ident)).is_file():  # the id is itself the file name
-                found = [folder / str(ident)]
-            p = found[0] if len(found) == 1 else None
-            if not found:
-                problems.append(
-                    Problem("missing-file", f"{csv} row {row}", f"no image named '{ident}.<ext>' in {folder}")
-                )
-            elif len(found) > 1:
-                problems.append(
-                    Problem(
-                        "ambiguous-file",
-                        f"{csv} row {row}",
-                        f"id '{ident}' matches several files ({fmt_list(q.name for q in found)}); "
-                        "set data.path_col to a column holding each file's name",
-                    )
-                )
-        paths.append(str(p.resolve()) if p is not None else None)
+        where = f"{csv} row {i + 2}"
+        try:
+            p = _find_image(ident, rel, data, folder, index, where, problems)
+            resolved = p.resolve() if p is not None else None
+        except (OSError, ValueError) as exc:  # a path the system refuses to look at (too long, no permission)
+            what = rel if data.path_col else ident
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems.append(Problem("bad-name", where, f"cannot look up '{short_text(what, 80)}' in {folder} "
+                                                       f"({reason}): fix the row"))
+            resolved = None
+        if resolved is not None and not data.allow_outside_image_dir and not _inside(resolved, root):
+            shown = rel if data.path_col else str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p)
+            problems.append(outside_problem(where, short_text(shown, 200), resolved, folder, folder_key))
+            resolved = None
+        paths.append(str(resolved) if resolved is not None else None)
     return paths
 
 
@@ -145,7 +195,8 @@ def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None
         problems.append(Problem("empty-id", f"{csv} row {i + 2}", f"column '{data.id_col}' is empty"))
     out["id"] = out["id"].fillna("").str.strip()
     # object dtype: pandas 3 would store a list of str as its string dtype and turn the None of a missing file into NaN
-    out["path"] = pd.Series(_resolve_paths(out, data, folder, csv, problems), index=out.index, dtype=object)
+    out["path"] = pd.Series(_resolve_paths(out, data, folder, folder_key, csv, problems), index=out.index,
+                            dtype=object)
     out = out.drop(columns=["_path"], errors="ignore")
     out["label"] = None
     if labelled:  # the task reads its label column(s): text per row, plus label tuples for multilabel/multitask
@@ -162,24 +213,31 @@ def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None
     return Table(out, str(csv), problems)
 
 
-def _folder_table(folder_key: str, folder: Path | None, labelled: bool) -> Table:
+def _folder_table(folder_key: str, folder: Path | None, labelled: bool, allow_outside: bool = False) -> Table:
     folder = _need_dir(folder, folder_key)
-    rows = []
+    found: list[tuple[str, Path, str | None]] = []  # (id, file, label)
     if labelled:
         class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not class_dirs:
             raise PodiumError(f"'{folder}' ({folder_key}) has no sub-folders: it needs one folder per class.")
         for d in class_dirs:
             for key, paths in index_folder(d).items():
-                rows += [(f"{d.name}/{key}", str(p.resolve()), d.name) for p in paths]
+                found += [(f"{d.name}/{key}", p, d.name) for p in paths]
     else:
         for key, paths in index_folder(folder).items():
-            rows += [(key, str(p.resolve()), None) for p in paths]
-    if not rows:
+            found += [(key, p, None) for p in paths]
+    if not found:
         raise PodiumError(f"'{folder}' ({folder_key}) holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+    root, rows, problems = folder.resolve(), [], []
+    for ident, p, label in found:
+        resolved = p.resolve()
+        if not allow_outside and not _inside(resolved, root):  # a symlink pointing out of the folder
+            problems.append(outside_problem(str(p), str(p.relative_to(folder)), resolved, folder, folder_key))
+            continue
+        rows.append((ident, str(resolved), label))
     frame = pd.DataFrame(rows, columns=["id", "path", "label"])
     frame["row"] = 0
-    return Table(frame, str(folder))
+    return Table(frame, str(folder), problems)
 
 
 def _check_ids(table: Table) -> None:
@@ -225,7 +283,7 @@ def train_table(cfg: Config) -> Table:
     elif data.train_dir is not None:
         if cfg.cv.group_col:
             raise PodiumError("cv.group_col needs a CSV source (data.train_csv) that holds the group column.")
-        table = _folder_table("data.train_dir", data.train_dir, True)
+        table = _folder_table("data.train_dir", data.train_dir, True, data.allow_outside_image_dir)
     else:
         raise PodiumError("No training data: set data.train_csv (+ data.image_dir) or data.train_dir.")
     _check_ids(table)
@@ -246,7 +304,7 @@ def test_table(cfg: Config) -> Table | None:
         key = "data.test_image_dir" if data.test_image_dir else "data.image_dir"
         table = _csv_table(data, Path(data.test_csv), key, folder, False, None)
     elif data.test_dir is not None:
-        table = _folder_table("data.test_dir", data.test_dir, False)
+        table = _folder_table("data.test_dir", data.test_dir, False, data.allow_outside_image_dir)
     else:
         return None
     _check_ids(table)

@@ -93,14 +93,41 @@ def folds_path(cfg: Config) -> Path:
     return base / (f"folds_subset{cfg.data.subset}.csv" if cfg.data.subset else "folds.csv")
 
 
+REMAKE = "Remake it with `podium split CONFIG --overwrite`."
+
+
 def read_folds(path: Path) -> pd.DataFrame:
+    """The (id, fold) table of a folds file: every id once, every fold a non-negative integer, or a PodiumError
+    naming the file, the rows and how to remake it."""
     try:
-        folds = pd.read_csv(path, dtype={"id": str})
-    except Exception as exc:
-        raise PodiumError(f"Folds file '{path}' is not a readable CSV ({exc}). Remake it with `podium split`.") from None
-    if list(folds.columns[:2]) != ["id", "fold"] or not pd.api.types.is_integer_dtype(folds["fold"]):
-        raise PodiumError(f"Folds file '{path}' must have columns id,fold with integer folds. Remake it with `podium split`.")
+        # every cell as text: ids like 'NA', 'null' or '007' stay what they are (train.csv is read the same way)
+        folds = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PodiumError(f"Folds file '{path}' is not a readable CSV ({type(exc).__name__}: {exc}). "
+                          f"{REMAKE}") from None
+    if list(folds.columns[:2]) != ["id", "fold"]:
+        raise PodiumError(f"Folds file '{path}' must have the columns id,fold (it has {fmt_list(folds.columns, 5)}). "
+                          f"{REMAKE}")
+    text = folds["fold"].str.strip()
+    bad = ~text.str.fullmatch(r"\d{1,9}")
+    if bad.any():
+        rows = [f"line {i + 2} ({v!r})" for i, v in zip(np.flatnonzero(bad), folds["fold"][bad])]
+        raise PodiumError(f"Folds file '{path}' has folds that are not non-negative integers: {fmt_list(rows, 5)}. "
+                          f"{REMAKE}")
+    folds["fold"] = text.astype(np.int64)
+    twice = folds["id"].duplicated(keep=False)
+    if twice.any():
+        ids = [f"'{i}' (lines {', '.join(str(k + 2) for k in np.flatnonzero(folds['id'] == i))})"
+               for i in folds.loc[twice, "id"].unique()[:5]]
+        n = folds.loc[twice, "id"].nunique()
+        raise PodiumError(f"Folds file '{path}' lists {n} id(s) more than once: {fmt_list(ids, 5)}"
+                          f"{f' (+{n - 5} more)' if n > 5 else ''}. An image must be in exactly one fold. {REMAKE}")
     return folds
+
+
+def _folds_hint(path: Path) -> str:
+    return (f"set cv.folds_file=/a/writable/folder/{path.name} (a data folder may be read-only, like Kaggle's "
+            "/kaggle/input)")
 
 
 def _id_diff(have: pd.Series, want: pd.Series) -> tuple[list, list]:
@@ -126,7 +153,7 @@ def make_folds_file(cfg: Config, overwrite: bool = False) -> tuple[Path, pd.Data
                    else "it was made with other settings (strategy, n_folds or seed)")
             raise PodiumError(f"Folds file '{path}' exists and {why}. Runs trained on it would no longer be comparable. "
                               "Pass --overwrite to replace it, or set cv.folds_file to a new path.")
-    atomic_write_csv(path, folds)
+    atomic_write_csv(path, folds, hint=_folds_hint(path))
     return path, folds, "replaced" if existed else "wrote"
 
 
@@ -136,7 +163,7 @@ def load_folds(cfg: Config, frame: pd.DataFrame, create: bool = True) -> np.ndar
     if not path.exists():
         if not create:
             raise PodiumError(f"No folds file at '{path}'. Run `podium split CONFIG` first.")
-        atomic_write_csv(path, assign_folds(frame, cfg.cv))
+        atomic_write_csv(path, assign_folds(frame, cfg.cv), hint=_folds_hint(path))
     folds = read_folds(path)
     added, removed = _id_diff(folds["id"], frame["id"])
     if added or removed:

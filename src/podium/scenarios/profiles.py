@@ -118,11 +118,15 @@ def _split(seed: int, out: Path, kind: int, persons: range, prefix: str, size: i
 
 def make_profiles(out: Path, n: int | None = None, seed: int = 0, size: int = SIZE, n_test_persons: int | None = None,
                   workers: int | None = None) -> list[Path]:
-    """The S1/S4 stand-in: --n train images (default 2,100: 300 persons x 7; rounded down to whole persons), and
+    """The S1/S4 stand-in: --n train images (default 2,100: 300 persons x 7; a whole number of persons), and
     a third as many new persons in test."""
     n = positive_count(n, N_TRAIN, "train images")
     if n < len(MASKS):
         raise PodiumError(f"--n {n} is fewer than one person's {len(MASKS)} pictures: give at least {len(MASKS)}.")
+    if n % len(MASKS):
+        low = n - n % len(MASKS)
+        raise PodiumError(f"--n {n} is not a whole number of persons of {len(MASKS)} pictures each: give --n {low} "
+                          f"or --n {low + len(MASKS)}.")
     out = fresh_folder(out)
     n_train = n // len(MASKS)
     n_test = n_test_persons if n_test_persons is not None else max(1, n_train // TEST_SHARE)
