@@ -89,6 +89,11 @@ def _evil_checkpoint(path: Path, marker: Path) -> None:
     torch.save(good, path)
 
 
+def _path_column(w: World, name: str) -> None:
+    frame = pd.read_csv(w.comp / name, dtype=str)
+    frame.assign(file=frame["id"] + ".png").to_csv(w.comp / name, index=False)
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
@@ -176,10 +181,8 @@ CASES = [
     Case("id-escapes-image-folder-split", lambda w: ["split", w.cfg, "cv.folds_file=f2.csv"], "row 2",
          setup=lambda w: w.edit_csv("train.csv", 0, "id", "../train")),
     Case("path-col-absolute", lambda w: ["data", "check", w.cfg, "data.path_col=file"], "row 3",
-         setup=lambda w: (pd.read_csv(w.comp / "train.csv", dtype=str)
-                          .assign(file=lambda f: f["id"] + ".png")
-                          .pipe(lambda f: f.assign(file=f["file"].where(f.index != 1, str(w.comp / "train.csv"))))
-                          .to_csv(w.comp / "train.csv", index=False))),
+         setup=lambda w: (_path_column(w, "test.csv"), _path_column(w, "train.csv"),
+                          w.edit_csv("train.csv", 1, "file", str(w.comp / "train.csv")))),
     Case("symlink-out-of-image-folder", lambda w: ["data", "check", w.cfg], "row 2",
          setup=lambda w: ((w.comp / "images" / "000.png").unlink(),
                           (w.root / "elsewhere.png").write_bytes((w.comp / "images" / "001.png").read_bytes()),
