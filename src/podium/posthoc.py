@@ -59,7 +59,9 @@ def fit_tau(probs: np.ndarray, y: np.ndarray, log_prior: np.ndarray, metric: str
 
 def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
     """(probs N x C, class index per row, classes, folds) from RUN/oof.csv."""
-    classes = json.loads((run / "classes.json").read_text())
+    from podium.run import RunDir
+
+    classes = RunDir(run).classes()
     path = run / "oof.csv"
     if not path.exists():
         raise PodiumError(f"'{run}' has no oof.csv: train at least one fold first (`podium train`).")
