@@ -117,17 +117,19 @@ def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_correc
                                   "ensemble into a run", "compare over the test CSV", "errors into the run",
                                   "errors into the images", "preview over an image"])
 def test_no_out_writes_over_data_or_into_a_run(runs, capsys, case):
+    """The bug report's cases (report over data/train.csv, predict over RUN/metrics.json, ensemble A B --out A)
+    and their kin; none needs --overwrite to do the damage before the fix."""
     a, b = runs
     comp = a.parent.parent
     args, victim, says = {
-        "report over the train CSV": (["report", str(a), "--out", str(comp / "train.csv"), "--overwrite"],
+        "report over the train CSV": (["report", str(a), "--out", str(comp / "train.csv")],
                                       comp / "train.csv", "data.train_csv"),
-        "predict over the run's metrics": (["predict", str(a), "--out", str(a / "metrics.json"), "--overwrite"],
+        "predict over the run's metrics": (["predict", str(a), "--out", str(a / "metrics.json")],
                                            a / "metrics.json", "the run folder"),
-        "ensemble into a run": (["ensemble", str(a), str(b), "--out", str(a), "--overwrite"], a / "oof.csv",
+        "ensemble into a run": (["ensemble", str(a), str(b), "--out", str(a)], a / "oof.csv",
                                 "the run"),
-        "compare over the test CSV": (["report", "--compare", str(a), str(b), "--out", str(comp / "test.csv"),
-                                       "--overwrite"], comp / "test.csv", "data.test_csv"),
+        "compare over the test CSV": (["report", "--compare", str(a), str(b), "--out", str(comp / "test.csv")],
+                                      comp / "test.csv", "data.test_csv"),
         "errors into the run": (["errors", str(a), str(a / "errors"), "--all"], a / "errors", "the run folder"),
         "errors into the images": (["errors", str(a), str(comp / "images" / "errors"), "--all"],
                                    comp / "images" / "errors", "data.image_dir"),
