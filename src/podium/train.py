@@ -138,8 +138,9 @@ def _note(text: str) -> None:
 
 
 def _trains_on_this_rank() -> bool:
-    """False in the extra processes a multi-device run starts (they re-run the command): the first one locks."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    """False in the extra processes of a multi-device run (Lightning's launcher, torchrun and SLURM start one per
+    device, each running the command): the first one holds the fold locks for all of them."""
+    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) -> tuple[tuple, tuple]:
