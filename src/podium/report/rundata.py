@@ -133,5 +133,5 @@ def load_run(path: Path | str) -> Run:
     test_file = path / "test_probs.csv"
     return Run(path=path, cfg=cfg, config_text=(path / "config.yaml").read_text(), classes=classes,
                metrics=rd.metrics(), oof=oof, y=y,
-               probs=oof[classes].to_numpy(dtype=np.float64), folds=folds, channels=int(info.get("channels", 3)),
+               probs=oof[classes].to_numpy(dtype=np.float64), folds=folds, channels=info["channels"],
                test_probs=pd.read_csv(test_file, dtype={"id": str}) if test_file.exists() else None)
