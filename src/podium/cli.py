@@ -5,6 +5,7 @@ Every user-fixable problem is a PodiumError: printed in one message, exit code 2
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -99,7 +100,9 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
              optimize: bool = typer.Option(False, "--optimize", help="fit weights on the joined OOF (weighted)"),
              weights: Optional[str] = typer.Option(None, "--weights", help="explicit weights, e.g. 0.6,0.4"),
              files: Optional[list[Path]] = typer.Option(None, "--files", help="combine these CSVs instead (repeat)"),
-             out: Optional[Path] = typer.Option(None, "--out", help="output folder (runs) or CSV file (--files)")):
+             out: Optional[Path] = typer.Option(None, "--out", help="output folder (runs) or CSV file (--files)"),
+             overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out (an earlier "
+                                            "ensemble folder, or the --files CSV)")):
     """Blend runs on their out-of-fold predictions (scored), then on test; or combine anyone's CSV files."""
     from rich.table import Table
 
@@ -108,12 +111,11 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
     if files:
         if out is None:
             raise PodiumError("--files needs --out FILE.csv for the combined submission.")
-        if out.exists():
-            raise PodiumError(f"'{out}' exists; choose another --out.")
-        res = ensemble_files(files, out, _floats(weights))
+        res = ensemble_files(files, out, _floats(weights), overwrite=overwrite)
         console.print(f"[green]wrote[/] {res['out']}: {res['n']} rows, {res['kind']} of {len(files)} files")
         return
-    res = ensemble_runs(runs or [], method=method, optimize=optimize, weights=_floats(weights), out=out)
+    res = ensemble_runs(runs or [], method=method, optimize=optimize, weights=_floats(weights), out=out,
+                        overwrite=overwrite)
     table = Table(title=f"OOF {res['metric']} ({res['method']})")
     table.add_column("predictions")
     table.add_column(res["metric"], justify="right")
@@ -129,13 +131,16 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
 
 
 @app.command("diff")
-def diff(a: Path, b: Path, out: Optional[Path] = typer.Option(None, "--out", help="also write the list as CSV")):
+def diff(a: Path, b: Path, out: Optional[Path] = typer.Option(None, "--out", help="also write the list as CSV"),
+         overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
     """List the ids where two submissions (or probability files) disagree, with both labels."""
     from rich.table import Table
 
     from podium.ensemble import diff_submissions
-    from podium.io import atomic_write_csv
+    from podium.io import atomic_write_csv, check_out
 
+    if out is not None:  # refused before the work
+        check_out(out, overwrite, {"file A": a, "file B": b})
     rows = diff_submissions(a, b)
     table = Table(title=f"{len(rows)} disagreement(s): a = {a}, b = {b}")
     for col in rows.columns:
@@ -168,7 +173,7 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
     from podium.train import train as run_training
 
     cfg = _cfg(config, overrides)
-    metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite)
+    metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite, config_path=config)
     print_metrics(metrics, Path(cfg.output_dir) / cfg.name)
 
 
@@ -331,7 +336,7 @@ def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
     """Write a PNG grid of augmented training images: what the model sees while training."""
     from podium.preview import write_preview
 
-    res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite)
+    res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite, config_path=config)
     console.print(f"[green]wrote[/] {res['out']}: {res['n']} training images, augment.preset={res['preset']} "
                   f"({res['size'][0]}x{res['size'][1]} px)")
 
@@ -371,14 +376,15 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
            compare: bool = typer.Option(False, "--compare", help="compare two runs (or submission/OOF files)"),
            out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default RUN/report.html)"),
            gallery: int = typer.Option(24, "--gallery", help="highest-loss OOF images shown"),
-           gradcam: int = typer.Option(8, "--gradcam", help="of those, how many get Grad-CAM overlays (0 = off)")):
+           gradcam: int = typer.Option(8, "--gradcam", help="of those, how many get Grad-CAM overlays (0 = off)"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
     """Write one self-contained HTML page on what a run gets wrong (or, with --compare, how two runs differ)."""
     if compare:
         if len(runs) != 2:
             raise PodiumError(f"--compare takes two runs or prediction files, got {len(runs)}.")
         from podium.report.compare import compare as run_compare
 
-        res = run_compare(runs[0], runs[1], out=out)
+        res = run_compare(runs[0], runs[1], out=out, overwrite=overwrite)
         for name, scores in res["scores"].items():
             console.print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if v == v))
         console.print(f"{res['n_differ']} of {res['n']} ids predicted differently; [green]wrote[/] {res['out']}")
@@ -387,7 +393,7 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
         raise PodiumError(f"podium report takes one run folder (got {len(runs)}); to compare two, add --compare.")
     from podium.report.build import build_report
 
-    console.print(f"[green]wrote[/] {build_report(runs[0], out=out, gallery=gallery, gradcam=gradcam)}")
+    console.print(f"[green]wrote[/] {build_report(runs[0], out=out, gallery=gallery, gradcam=gradcam, overwrite=overwrite)}")
 
 
 @app.command("errors")
@@ -404,15 +410,39 @@ def errors(run: Path, out: Path,
 
 @app.command("runs")
 def runs_leaderboard(output_dir: Path = typer.Argument(Path("runs"), help="the output_dir holding the runs"),
-                     csv: Optional[Path] = typer.Option(None, "--csv", help="CSV path (default OUTPUT_DIR/leaderboard.csv)")):
+                     csv: Optional[Path] = typer.Option(None, "--csv", help="CSV path (default OUTPUT_DIR/leaderboard.csv)"),
+                     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --csv file")):
     """A leaderboard of every run under OUTPUT_DIR, best CV first: printed, and written as CSV."""
     from podium.report.runs import list_runs
 
-    list_runs(output_dir, csv=csv, console=Console())
+    list_runs(output_dir, csv=csv, console=Console(), overwrite=overwrite)
+
+
+# errno -> (what went wrong, how to fix it): the OS errors a user can fix
+_OS_PROBLEMS = {
+    errno.EACCES: ("permission denied", "check its permissions, or write elsewhere (output_dir=..., --out ...)"),
+    errno.EPERM: ("operation not permitted", "check its permissions, or write elsewhere (output_dir=..., --out ...)"),
+    errno.EROFS: ("the file system is read-only", "write to another disk (output_dir=..., --out ...)"),
+    errno.ENOSPC: ("no space left on the disk", "free space there, or set output_dir=... (and data.cache_dir=...) "
+                   "to a disk with room"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space there, or set output_dir=... to another disk"),
+    errno.ENAMETOOLONG: ("the file name is too long", "use a shorter name= or output_dir=..."),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line naming the file and the problem, for the OS errors a user can fix; None for the others (and for a
+    missing file that the error does not name: nothing to tell the user)."""
+    if exc.errno not in _OS_PROBLEMS or (exc.errno == errno.ENOENT and not exc.filename):
+        return None
+    problem, fix = _OS_PROBLEMS[exc.errno]
+    files = " -> ".join(f"'{f}'" for f in (exc.filename, exc.filename2) if f)
+    return f"{files}: {problem}. Fix: {fix}." if files else f"{problem[0].upper()}{problem[1:]}. Fix: {fix}."
 
 
 def main() -> None:
-    """Entry point: turn PodiumErrors into one message and exit code 2."""
+    """Entry point: turn PodiumErrors (and the OS errors a user can fix) into one message and exit code 2."""
     try:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
@@ -425,6 +455,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
+    except OSError as exc:  # last resort: a disk or permission problem a step of podium did not translate itself
+        message = os_error_message(exc)
+        if message is None or _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        sys.exit(2)
     except Exception as exc:  # usage errors from typer's click: they know how to show themselves
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()

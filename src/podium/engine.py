@@ -8,9 +8,8 @@ saved in every checkpoint as well.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
+import shutil
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -22,7 +21,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from podium.augment import to_float, train_transform
 from podium.config import Config
 from podium.heads import margin_logits
-from podium.io import atomic_write_csv
+from podium.errors import PodiumError
+from podium.io import atomic_path, atomic_write_csv
 from podium.metrics import get_metric
 from podium.mixing import NO_MIX, draw_mix, mix_images, mixed_loss, mixing_enabled
 
@@ -147,19 +147,36 @@ def seed_everything(seed: int) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temp file in the same folder, then rename: a kill never leaves half a file."""
+    """Write each checkpoint to a temp file in the same folder, then rename: a kill never leaves half a file.
+    Read them through podium.run.load_checkpoint (Lightning's resume included): never pickled code."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
         try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            with atomic_path(path) as tmp:  # the temp file is removed whatever fails
+                torch.save(checkpoint, tmp)
+        except (OSError, RuntimeError) as exc:
+            # torch's zip writer reports a full disk as a RuntimeError from inline_container ("unexpected pos")
+            if isinstance(exc, RuntimeError) and "inline_container" not in str(exc) and "StreamWriter" not in str(exc):
+                raise
+            raise PodiumError(f"Could not write the checkpoint '{path}' ({_why(exc, path.parent)}). Free space on "
+                              "that disk, or set output_dir=... to a folder with room that you can write to; then "
+                              "continue with --resume.") from None
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        from podium.run import load_checkpoint
+
+        return load_checkpoint(path)  # whatever Lightning or the environment asks: weights only
+
+
+def _why(exc: BaseException, folder: Path) -> str:
+    """The OS's reason, and the free space where the file was going."""
+    reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1][:120]
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return reason
+    return f"{reason}; {free / 2**20:.0f} MiB free there"
 
 
 class EpochMetricsCSV(pl.Callback):

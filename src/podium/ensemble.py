@@ -7,7 +7,7 @@ OOF for the configured metric, then applies them to the runs' test probabilities
 
 from __future__ import annotations
 
-import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +20,7 @@ from scipy.stats import rankdata
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv, atomic_write_json
 from podium.metrics import get_metric
+from podium.run import RunDir
 
 
 def _vote(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -104,7 +105,7 @@ def load_run(run: Path) -> RunPredictions:
     require_multiclass(load_config(run / "config.yaml"), "podium ensemble")
     test = run / "test_probs.csv"
     oof_file = _oof_matching_test(run)
-    return RunPredictions(run.name, json.loads((run / "classes.json").read_text()),
+    return RunPredictions(run.name, RunDir(run).classes(),
                           pd.read_csv(run / oof_file, dtype={"id": str, "label": str}),
                           pd.read_csv(test, dtype={"id": str}) if test.exists() else None,
                           pd.read_csv(run / "folds.csv", dtype={"id": str}), load_config(run / "config.yaml"), oof_file)
@@ -113,8 +114,8 @@ def load_run(run: Path) -> RunPredictions:
 def _oof_matching_test(run: Path) -> str:
     """The OOF made like test_probs.csv: when the last `podium predict` used TTA and re-predicted the OOF with it
     (RUN/predict.json), that file (over every finished fold), so weights are fitted on what they are applied to."""
-    record = json.loads((run / "predict.json").read_text()) if (run / "predict.json").exists() else {}
-    oof = record.get("oof") or {}
+    record = RunDir(run).read_json("predict.json") if (run / "predict.json").exists() else {}
+    oof = (record.get("oof") if isinstance(record, dict) else None) or {}
     done = sorted(int(p.parent.name[4:]) for p in run.glob("fold*/done.json"))
     if oof.get("file") and (run / oof["file"]).exists() and oof.get("folds") == done:
         return oof["file"]
@@ -134,9 +135,37 @@ def _check_compatible(runs: list[RunPredictions]) -> None:
                               "predictions cannot be blended fairly. Train both from the same folds.csv.")
 
 
+def ensemble_folder(out: Path, overwrite: bool, protected: dict[str, Path]) -> Path:
+    """Make `out` the (empty, marked) ensemble folder. Refused: a run of `podium train`, a folder podium did not make,
+    one inside a run folder or one that is (or lies inside) `protected` (label -> path); an earlier ensemble folder
+    unless `overwrite` (then it is replaced)."""
+    from podium.io import check_out
+    from podium.run.marker import MARKER, marker_kind, write_marker
+
+    check_out(out, overwrite, protected, what="--out", folder=True)
+    target = out.resolve()
+    if target.exists():
+        kind = marker_kind(target) or ("ensemble" if (target / "ensemble.json").is_file() else None)
+        if not target.is_dir() or (kind is None and any(target.iterdir())):
+            raise PodiumError(f"--out '{out}' exists and was not made by `podium ensemble` (no {MARKER} marker): "
+                              "podium never writes into it. Choose another --out folder.")
+        if kind not in (None, "ensemble") or (target / "config.yaml").exists():
+            raise PodiumError(f"--out '{out}' is a run made by `podium {kind}`: blending into it would replace its "
+                              "OOF and submission. Choose another --out folder.")
+        if kind == "ensemble":
+            if not overwrite:
+                raise PodiumError(f"--out '{out}' holds an earlier ensemble. Pass --overwrite to replace it, or choose "
+                                  "another --out folder.")
+            shutil.rmtree(target)  # podium's own ensemble folder: replaced whole, so no stale file survives
+    write_marker(out, "ensemble")
+    return out
+
+
 def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False, weights: list[float] | None = None,
-                  out: Path | None = None) -> dict:
-    """Blend runs on OOF (scored) and on test (written as a submission when every run has test_probs.csv)."""
+                  out: Path | None = None, overwrite: bool = False) -> dict:
+    """Blend runs on OOF (scored) and on test (written as a submission when every run has test_probs.csv) into
+    `out` (default <output_dir>/ensemble-<method>-<runs>, replaced when it exists; an existing --out needs
+    `overwrite`)."""
     if method not in METHODS:
         raise PodiumError(f"Unknown --method '{method}'. Choose one of: {', '.join(METHODS)}.")
     if len(runs) < 2:
@@ -163,8 +192,13 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
     scores["blend"] = fn(y, blend_oof)
     result = {"metric": metric, "method": method, "weights": dict(zip([p.name for p in preds], w.round(4).tolist())),
               "oof_scores": scores, "runs": [str(r) for r in runs], "oof_files": {p.name: p.oof_file for p in preds}}
-    out = Path(out) if out else Path(preds[0].cfg.output_dir) / f"ensemble-{method}-{'-'.join(p.name for p in preds)}"
-    out.mkdir(parents=True, exist_ok=True)
+    default = Path(preds[0].cfg.output_dir) / f"ensemble-{method}-{'-'.join(p.name for p in preds)}"
+    from podium.run.guard import data_paths
+
+    protected = {f"the run '{r}'": Path(r) for r in runs}
+    for p in preds:
+        protected.update({f"{key} of run '{p.name}'": path for key, path in data_paths(p.cfg).items()})
+    out = ensemble_folder(Path(out) if out else default, overwrite or out is None, protected)
     oof = pd.DataFrame({"id": ids, "label": np.asarray(classes)[y]})
     oof[classes] = blend_oof
     atomic_write_csv(out / "oof.csv", oof)
@@ -206,8 +240,11 @@ def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], 
     return frame.rename(columns={id_col: "id"}), None, others, id_col
 
 
-def ensemble_files(files: list[Path], out: Path, weights: list[float] | None = None) -> dict:
+def ensemble_files(files: list[Path], out: Path, weights: list[float] | None = None, overwrite: bool = False) -> dict:
     """Combine teammates' CSVs: probability files are averaged (soft), label files are voted (hard)."""
+    from podium.io import check_out
+
+    check_out(out, overwrite, {f"input file '{f}'": Path(f) for f in files})
     loaded = [_read_predictions(f) for f in files]
     ids = loaded[0][0]["id"].to_numpy()
     for (frame, _, _, _), f in zip(loaded, files):

@@ -59,7 +59,9 @@ def fit_tau(probs: np.ndarray, y: np.ndarray, log_prior: np.ndarray, metric: str
 
 def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
     """(probs N x C, class index per row, classes, folds) from RUN/oof.csv."""
-    classes = json.loads((run / "classes.json").read_text())
+    from podium.run import RunDir
+
+    classes = RunDir(run).classes()
     path = run / "oof.csv"
     if not path.exists():
         raise PodiumError(f"'{run}' has no oof.csv: train at least one fold first (`podium train`).")
@@ -91,12 +93,19 @@ def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_m
               "class_counts": counts.tolist(), "log_prior": log_prior.tolist(), "folds": folds, "n_oof": len(y),
               "oof_before": score_all(y, probs), "oof_after": score_all(y, adjust(probs, log_prior, tau)),
               "search": {str(t): s for t, s in search.items()}}
+    metrics = _run_metrics(run)  # read before anything is written: a damaged file stops the command first
     atomic_write_json(run / "posthoc.json", params)
-    if (run / "metrics.json").exists():  # the run's scores say what the correction does to them
-        metrics = json.loads((run / "metrics.json").read_text())
+    if metrics is not None:  # the run's scores say what the correction does to them
         metrics["posthoc"] = {k: params[k] for k in ("method", "tau", "metric", "oof_before", "oof_after")}
         atomic_write_json(run / "metrics.json", metrics)
     return params
+
+
+def _run_metrics(run: Path) -> dict | None:
+    """RUN/metrics.json when the run has one (a PodiumError naming it when it is damaged)."""
+    from podium.run import RunDir
+
+    return RunDir(run).metrics() if (run / "metrics.json").exists() else None
 
 
 def load_posthoc(run: Path) -> dict | None:

@@ -5,7 +5,8 @@ with the same views by that fold's model (the one that never saw them), so the o
 TTA is known before anything reaches a leaderboard: RUN/oof_tta-<views>.csv, and RUN/predict.json records the
 setting, both OOF scores, the time it took and the files written. metrics.json and oof.csv stay the plain run's.
 
-Checkpoints are read with `torch.load(weights_only=True)`: loading one never runs pickled code.
+Checkpoints are read through podium.run.load_checkpoint (`torch.load(weights_only=True)`): loading one never runs
+pickled code.
 The submission copies the competition template (`data.sample_submission`): same id order, same columns;
 a label column gets the class names as the user wrote them, one column per class gets probabilities.
 """
@@ -23,7 +24,9 @@ import torch
 from podium.augment import to_float
 from podium.config import Config, load_config
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv, atomic_write_json
+from podium.io import atomic_write_csv, atomic_write_json, check_out
+from podium.run import RunDir, load_checkpoint
+from podium.run.guard import data_paths
 from podium.tta import check_combine, combine, parse_tta, tta_key, tta_views
 
 
@@ -58,15 +61,21 @@ def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: in
     from podium.tasks import run_task
     from podium.train import build_module
 
+    run = RunDir(rd)
     task = task or run_task(rd, cfg)
     if len(task.outputs) != n_classes:
-        raise PodiumError(f"'{rd}/classes.json' lists {len(task.outputs)} outputs, not {n_classes}.")
-    info = json.loads((rd / "run.json").read_text()) if (rd / "run.json").exists() else {}
+        raise PodiumError(f"'{run.classes_file}' lists {len(task.outputs)} outputs, not {n_classes}.")
+    info = run.info() if run.run_json.exists() else {}
     stats = (tuple(info["mean"]), tuple(info["std"])) if "mean" in info else None  # as trained (augment.normalize)
     module = build_module(cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False, "weights": None})}),
                           task, channels, steps_per_epoch=1, stats=stats)
-    state = torch.load(rd / f"fold{k}" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    state = load_checkpoint(run.best_ckpt(k))["state_dict"]
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:  # another shape than the config's model: classes.json or config.yaml was edited
+        raise PodiumError(f"'{run.best_ckpt(k)}' does not fit the model of '{run.config}' with the "
+                          f"{len(task.outputs)} outputs of '{run.classes_file}' ({str(err).splitlines()[0]}). Restore "
+                          "those files as `podium train` wrote them, or retrain the run.") from None
     return module
 
 
@@ -117,12 +126,11 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     test = load_test(cfg)
     if test is None:
         raise PodiumError("The run's config names no test data: set data.test_csv or data.test_dir, or pass --test-csv.")
-    classes = json.loads((run / "classes.json").read_text())
-    info = json.loads((run / "run.json").read_text())
+    classes = RunDir(run).classes()
+    info = RunDir(run).info()
     task = _run_task(run, cfg, folds)  # with its decision: multi-label thresholds fitted on these folds' OOF
-    out = Path(out) if out is not None else run / "submission.csv"
-    if out.exists() and run.resolve() not in out.resolve().parents and not overwrite:
-        raise PodiumError(f"'{out}' exists. Pass --overwrite to replace it, or choose another --out.")
+    out = check_out(out if out is not None else run / "submission.csv", overwrite,
+                    {"the run folder": run, **data_paths(cfg)}, allowed=(run / "submission.csv",))
     adjustment = _posthoc_params(run, cfg, folds) if posthoc else None  # refused before the work, not after
     oof_result = oof_with_tta(run, names, how, cfg=cfg, folds=folds) if names and oof else None
     t0 = time.time()
@@ -171,8 +179,8 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     cfg = cfg or load_config(run / "config.yaml")
     folds = folds if folds is not None else finished_folds(run)
     names, how = parse_tta(tta), check_combine(how)
-    classes = json.loads((run / "classes.json").read_text())
-    channels = json.loads((run / "run.json").read_text())["channels"]
+    classes = RunDir(run).classes()
+    channels = RunDir(run).info()["channels"]
     task = run_task(run, cfg)
     task.set_decision(None)  # scored like metrics.json: multi-label at 0.5, before thresholds fitted on this OOF
     t0 = time.time()

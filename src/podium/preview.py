@@ -79,17 +79,19 @@ def make_grid(images: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def write_preview(cfg: Config, out: Path, n: int = 16, seed: int = 0, overwrite: bool = False) -> dict:
-    """Write the grid of n augmented training images to `out` (PNG, atomically); refuse to replace a file."""
+def write_preview(cfg: Config, out: Path, n: int = 16, seed: int = 0, overwrite: bool = False,
+                  config_path: Path | None = None) -> dict:
+    """Write the grid of n augmented training images to `out` (PNG, atomically); refuse to replace a file unless
+    `overwrite`, and ever to write over the config (`config_path`) or the data it names, or into a run folder."""
     from PIL import Image
 
-    from podium.io import atomic_path
+    from podium.io import atomic_path, check_out
+    from podium.run.guard import data_paths
 
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise PodiumError(f"--out '{out}' must name a .png file.")
-    if out.exists() and not overwrite:
-        raise PodiumError(f"'{out}' exists. Pass --overwrite to replace it, or choose another --out.")
+    check_out(out, overwrite, data_paths(cfg, config_path))
     images = augmented_samples(cfg, n, seed)
     grid = make_grid(images)
     picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)

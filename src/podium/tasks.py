@@ -429,7 +429,9 @@ def run_task(run: Path, cfg: Config | None = None) -> Multiclass:
 
     run = Path(run)
     cfg = cfg or load_config(run / "config.yaml")
-    task = make_task(cfg.data, json.loads((run / "classes.json").read_text()))
+    from podium.run import RunDir
+
+    task = make_task(cfg.data, RunDir(run).classes())
     decision = run / "thresholds.json"
     if decision.exists():
         task.set_decision(json.loads(decision.read_text()))

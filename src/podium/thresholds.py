@@ -13,7 +13,6 @@ and `thresholds` records the OOF score before and after.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +88,9 @@ def fit_run_thresholds(run: Path, task, metric: str, y: np.ndarray, probs: np.nd
     params = {**decision, "metric": metric, "folds": folds, "n_oof": len(y), "oof_before": before, "oof_after": after}
     atomic_write_json(run / "thresholds.json", params)
     if (run / "metrics.json").exists():
-        metrics = json.loads((run / "metrics.json").read_text())
+        from podium.run import RunDir
+
+        metrics = RunDir(run).metrics()
         metrics["thresholds"] = {"metric": metric, "oof_before": before[metric], "oof_after": after[metric]}
         atomic_write_json(run / "metrics.json", metrics)
     return params

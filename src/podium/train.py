@@ -1,6 +1,8 @@
 """`podium train`: train the chosen folds of the persisted split into one run folder, then collect OOF.
 
-Run folder <output_dir>/<name>/:
+Run folder <output_dir>/<name>/ (podium.run.RunDir):
+  .podium-run                               the marker: podium made it (only a marked folder is ever removed)
+  locks/fold<k>.lock                        held while a process trains fold k: one writer per fold
   config.yaml, folds.csv, classes.json      what the run was made from (run.json: input channels, mean/std)
   fold<k>/best.ckpt, last.ckpt              Lightning checkpoints (written atomically)
   fold<k>/metrics.csv                       one row per epoch
@@ -13,6 +15,7 @@ re-merges whatever folds are finished.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from rich.console import Console
 from podium.config import Config, to_yaml
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from podium.run import RunDir, fold_locks, load_checkpoint
 from podium.samplers import EpochSampler, create_sampler
 
 
@@ -81,36 +85,62 @@ def run_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
-def _prepare_run(cfg: Config, data: TrainData, folds: list[int], resume: bool, overwrite: bool,
-                 stats: tuple[tuple, tuple]) -> Path:
-    """Refuse to clobber a finished run; write config.yaml, folds.csv and classes.json."""
-    rd = run_dir(cfg)
-    saved = rd / "config.yaml"
+def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], resume: bool, overwrite: bool,
+                 stats: tuple[tuple, tuple], held: list[dict]) -> Path:
+    """Refuse to clobber a finished run; write config.yaml, folds.csv and classes.json. `rd` is checked and marked
+    (podium.run.guard.open_run); `held`: the fold locks this process holds."""
+    from podium.run.guard import clear_run
+    from podium.run.lock import live_holders
+
+    saved = rd.config
     if saved.exists() and saved.read_text() != to_yaml(cfg):
-        if not overwrite:
-            raise PodiumError(f"Run folder '{rd}' holds a run made with a different config. Pass --overwrite to "
+        if not overwrite and rd.has_progress():
+            raise PodiumError(f"Run folder '{rd.path}' holds a run made with a different config. Pass --overwrite to "
                               f"replace it, or set name=... to train a new run.")
-        shutil.rmtree(rd)
-    started = [k for k in folds if (rd / f"fold{k}").exists()]
+        busy = live_holders(rd.path, held)
+        if busy:  # replacing the run would pull the folder from under another machine's training
+            lock, holder = busy[0]
+            raise PodiumError(f"Run folder '{rd.path}' holds a run made with a different config, and process "
+                              f"{holder.get('pid')} on host {holder.get('host')} is training it (lock file '{lock}'). "
+                              "Set name=... to train a new run; if that process is gone, delete the lock file.")
+        if not overwrite:  # it failed before its first checkpoint: nothing is lost, and the corrected config reruns
+            _note(f"replacing '{rd.path}': it was started with a different config and never got a checkpoint")
+        clear_run(rd)
+    started = [k for k in folds if rd.fold(k).exists()]
     if started and not (resume or overwrite):
-        done = [k for k in started if (rd / f"fold{k}" / "done.json").exists()]
-        raise PodiumError(f"Run folder '{rd}' already holds fold(s) {fmt_list(started)} (finished: "
+        done = [k for k in started if rd.done_json(k).exists()]
+        raise PodiumError(f"Run folder '{rd.path}' already holds fold(s) {fmt_list(started)} (finished: "
                           f"{fmt_list(done) or 'none'}). Pass --resume to continue unfinished folds, --overwrite to "
                           "retrain them, or set name=... for a new run.")
     if overwrite:
         for k in started:
-            shutil.rmtree(rd / f"fold{k}")
-    classes_file = rd / "classes.json"
-    if classes_file.exists() and json.loads(classes_file.read_text()) != data.classes:
-        raise PodiumError(f"'{classes_file}' lists other classes than the data ({fmt_list(data.classes)}). "
-                          "Pass --overwrite or use a new name=.")
-    rd.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(rd.fold(k))
+    if rd.classes_file.exists():
+        try:
+            recorded = rd.classes()
+        except PodiumError:
+            if not overwrite:
+                raise
+            recorded = data.classes  # damaged, and rewritten below from the data
+        if recorded != data.classes:
+            raise PodiumError(f"'{rd.classes_file}' lists other classes than the data ({fmt_list(data.classes)}). "
+                              "Pass --overwrite or use a new name=.")
     atomic_write_text(saved, to_yaml(cfg))
-    atomic_write_csv(rd / "folds.csv", data.frame[["id", "fold"]].sort_values("id"))
-    atomic_write_json(classes_file, data.classes)
-    atomic_write_json(rd / "run.json", {"channels": data.channels, "n_train": len(data.frame),
-                                        "mean": list(stats[0]), "std": list(stats[1])})  # the model's input stats
-    return rd
+    atomic_write_csv(rd.folds_csv, data.frame[["id", "fold"]].sort_values("id"))
+    atomic_write_json(rd.classes_file, data.classes)
+    atomic_write_json(rd.run_json, {"channels": data.channels, "n_train": len(data.frame),
+                                    "mean": list(stats[0]), "std": list(stats[1])})  # the model's input stats
+    return rd.path
+
+
+def _note(text: str) -> None:
+    Console(stderr=True).print(text, highlight=False, markup=False)
+
+
+def _trains_on_this_rank() -> bool:
+    """False in the extra processes of a multi-device run (Lightning's launcher, torchrun and SLURM start one per
+    device, each running the command): the first one holds the fold locks for all of them."""
+    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) -> tuple[tuple, tuple]:
@@ -163,7 +193,7 @@ def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
 
 def fold_weights(run: Path, k: int) -> dict:
     """The network weights fold k of `run` predicts with (its EMA when it kept one), keys without prefix."""
-    state = torch.load(Path(run) / f"fold{k}" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    state = load_checkpoint(RunDir(run).best_ckpt(k))["state_dict"]
     prefix = "ema.module." if any(key.startswith("ema.module.") for key in state) else "model."
     return {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
 
@@ -190,7 +220,7 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
     if init.resolve() == run_dir(cfg).resolve():
         raise PodiumError(f"train.init_from is this run's own folder '{init}': give the classifier stage its own "
                           f"name, e.g. name={cfg.name}-crt.")
-    classes = json.loads((init / "classes.json").read_text())
+    classes = RunDir(init).classes()
     if classes != data.classes:
         raise PodiumError(f"train.init_from: '{init}' was trained on classes {fmt_list(classes)}, this data has "
                           f"{fmt_list(data.classes)}.")
@@ -284,8 +314,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
     if trainer.global_rank != 0:
         return {}
-    state = torch.load(fold_dir / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    module.load_state_dict(load_checkpoint(fold_dir / "best.ckpt")["state_dict"])
     probs = predict_probs(module, data.images, va_idx, cfg.train.eval_batch_size, tta="none")
     oof = pd.DataFrame({"id": data.frame["id"].to_numpy()[va_idx], "fold": k,
                         "label": data.frame["label"].to_numpy()[va_idx]})
@@ -307,7 +336,7 @@ def merge_folds(rd: Path, cv_metric: str, task=None) -> dict:
     Multi-label scores use the 0.5 thresholds: the fitted ones (thresholds.json) would flatter the OOF."""
     from podium.tasks import run_task
 
-    classes = json.loads((rd / "classes.json").read_text())
+    classes = RunDir(rd).classes()
     task = task or run_task(rd)
     task.set_decision(None)
     n_folds = pd.read_csv(rd / "folds.csv")["fold"].nunique()
@@ -332,8 +361,14 @@ def merge_folds(rd: Path, cv_metric: str, task=None) -> dict:
     return metrics
 
 
-def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False) -> dict:
-    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics."""
+def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False,
+          config_path: Path | str | None = None) -> dict:
+    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics.
+    `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
+    from podium.run.guard import check_location, check_writable, open_run
+
+    check_location(cfg, config_path)  # before anything is read or written
+    check_writable(cfg.output_dir)
     data = load_data(cfg)
     all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
     folds = all_folds if folds is None else folds
@@ -343,23 +378,25 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     if cfg.train.stage == "classifier":
         check_init_run(cfg, data, folds)
     stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
-    rd = _prepare_run(cfg, data, folds, resume, overwrite, stats)
-    for k in folds:
-        if resume and (rd / f"fold{k}" / "done.json").exists():
-            continue
-        done = train_fold(cfg, data, rd, k, resume, stats)
-        fold_metrics = merge_folds(rd, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
-        if done and fold_metrics:
-            Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
-                                       f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
-    metrics = merge_folds(rd, cfg.cv.metric)
-    if cfg.posthoc.method != "none" and metrics:
-        metrics = _fit_posthoc(cfg, rd)
-    if cfg.data.task == "multilabel" and metrics:
-        metrics = fit_decision(cfg, rd)
+    rd = open_run(cfg, config_path, note=_note)
+    with fold_locks(rd.path, folds if _trains_on_this_rank() else [], note=_note) as held:
+        _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held)
+        for k in folds:
+            if resume and rd.done_json(k).exists():
+                continue
+            done = train_fold(cfg, data, rd.path, k, resume, stats)
+            fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
+            if done and fold_metrics:
+                Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
+                                           f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
+        metrics = merge_folds(rd.path, cfg.cv.metric)
+        if cfg.posthoc.method != "none" and metrics:
+            metrics = _fit_posthoc(cfg, rd.path)
+        if cfg.data.task == "multilabel" and metrics:
+            metrics = fit_decision(cfg, rd.path)
     from podium.tracking import log_run
 
-    log_run(cfg, rd, metrics)
+    log_run(cfg, rd.path, metrics)
     return metrics
 
 
@@ -369,7 +406,7 @@ def fit_decision(cfg: Config, rd: Path) -> dict:
     from podium.tasks import make_task
     from podium.thresholds import fit_run_thresholds, summary
 
-    task = make_task(cfg.data, json.loads((rd / "classes.json").read_text()))
+    task = make_task(cfg.data, RunDir(rd).classes())
     oof = pd.read_csv(rd / "oof.csv", dtype={"id": str, "label": str})
     folds = sorted(int(k) for k in oof["fold"].unique())
     params = fit_run_thresholds(rd, task, cfg.cv.metric, task.parse(oof["label"]),

@@ -174,8 +174,8 @@ def gradcam_section(run: Run, rows: np.ndarray) -> str:
     folds = run.oof["fold"].to_numpy()[rows]
     tiles = {}
     for k in np.unique(folds):
-        if not (run.path / f"fold{k}" / "best.ckpt").exists():
-            continue
+        if not (run.path / f"fold{k}" / "done.json").exists():
+            continue  # an unfinished fold's OOF rows are not in the report; a finished one's best.ckpt must load
         module = load_fold_module(run.cfg, run.path, int(k), len(run.classes), run.channels)
         mine = rows[folds == k]
         batch = np.stack([pictures[run.oof["id"].iloc[r]] for r in mine])
@@ -206,11 +206,16 @@ def calibration_section(run: Run) -> str:
 
 
 def build_report(run_path: Path | str, out: Path | str | None = None, gallery: int = 24, per_pair: int = 4,
-                 gradcam: int = 8) -> Path:
-    """Write the run's report (default RUN/report.html) and return its path."""
+                 gradcam: int = 8, overwrite: bool = False) -> Path:
+    """Write the run's report (default RUN/report.html, replaced; another existing `out` only with `overwrite`)
+    and return its path."""
+    from podium.io import check_out
+    from podium.run.guard import data_paths
+
     t0 = time.time()
     run = load_run(run_path)
-    out = Path(out) if out is not None else run.path / "report.html"
+    out = check_out(out if out is not None else run.path / "report.html", overwrite,
+                    {"the run folder": run.path, **data_paths(run.cfg)}, allowed=(run.path / "report.html",))
     cm = analysis.confusion(run.y, run.pred, len(run.classes))
     worst = analysis.top_losses(run.y, run.probs, gallery)
     sections = [

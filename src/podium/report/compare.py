@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_text
+from podium.io import atomic_write_text, check_out
 from podium.report import analysis
 from podium.report.html import esc, figure, page, table
 from podium.report.rundata import Run, is_run, load_run
@@ -179,12 +179,17 @@ def _per_class(a: Side, b: Side, ids: pd.Index, classes: list[str]) -> str:
     return table(["class", f"predicted by {a.name}", f"predicted by {b.name}", "Δ (B − A)"], rows)
 
 
-def compare(path_a: Path | str, path_b: Path | str, out: Path | str | None = None, examples: int = EXAMPLES) -> dict:
-    """Write the comparison page (default: beside A, compare-<A>-vs-<B>.html); returns its path and figures."""
+def compare(path_a: Path | str, path_b: Path | str, out: Path | str | None = None, examples: int = EXAMPLES,
+            overwrite: bool = False) -> dict:
+    """Write the comparison page (default: beside A, compare-<A>-vs-<B>.html, replaced; another existing `out` only
+    with `overwrite`); returns its path and figures."""
     from podium.metrics import METRICS
 
     t0 = time.time()
     a, b = read_side(path_a), read_side(path_b)
+    base = a.run.path if a.run is not None and is_run(Path(path_a)) else Path(path_a).parent
+    default = base / f"compare-{_safe(a.name)}-vs-{_safe(b.name)}.html"
+    out = check_out(out if out is not None else default, overwrite, _inputs(path_a, path_b, a, b), allowed=(default,))
     if a.split != b.split:
         raise PodiumError(f"Cannot compare out-of-fold predictions ({a.name if a.split == 'train' else b.name}) with "
                           f"test predictions ({b.name if a.split == 'train' else a.name}): give two runs, two OOF "
@@ -220,13 +225,21 @@ def compare(path_a: Path | str, path_b: Path | str, out: Path | str | None = Non
             sections.append(("test-disagreements", "Test predictions: where they disagree",
                              _disagreement_section(ta, tb, tids, examples)[0]))
     sections.insert(0, ("summary", "Summary", table(["", ""], summary, left=2)))
-    if out is None:
-        base = a.run.path if a.run is not None and is_run(Path(path_a)) else Path(path_a).parent
-        out = base / f"compare-{_safe(a.name)}-vs-{_safe(b.name)}.html"
-    out = Path(out)
     atomic_write_text(out, page(f"podium compare: {a.name} vs {b.name}",
                                 f"generated in {time.time() - t0:.1f} s", sections))
     return {"out": out, "n": len(ids), "n_differ": n_differ, "scores": scores, "a": a.name, "b": b.name}
+
+
+def _inputs(path_a: Path | str, path_b: Path | str, a: Side, b: Side) -> dict[str, Path]:
+    """What the comparison page must never be written over: both inputs, their runs and the runs' data."""
+    from podium.run.guard import data_paths
+
+    inputs = {"input A": Path(path_a), "input B": Path(path_b)}
+    for side in (a, b):
+        if side.run is not None:
+            inputs.update({f"run '{side.run.name}'": side.run.path,
+                           **{f"{key} of run '{side.run.name}'": p for key, p in data_paths(side.run.cfg).items()}})
+    return inputs
 
 
 def _safe(name: str) -> str:

@@ -7,7 +7,6 @@ plot, and says why its galleries are empty. The images shown are what the model 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 
 from podium.config import Config, load_config
 from podium.errors import PodiumError
+from podium.run import RunDir
 
 
 @dataclass
@@ -114,7 +114,8 @@ def load_run(path: Path | str) -> Run:
     from podium.tasks import require_multiclass
 
     require_multiclass(cfg, "podium report / errors / compare")
-    classes = json.loads((path / "classes.json").read_text())
+    rd = RunDir(path)
+    classes = rd.classes()
     oof = pd.read_csv(path / "oof.csv", dtype={"id": str, "label": str})
     missing = [c for c in classes if c not in oof.columns]
     if missing:
@@ -126,11 +127,11 @@ def load_run(path: Path | str) -> Run:
         if d.is_dir() and d.name[4:].isdigit():
             k = int(d.name[4:])
             curves = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").exists() else pd.DataFrame()
-            done = json.loads((d / "done.json").read_text()) if (d / "done.json").exists() else None
+            done = rd.read_json(f"{d.name}/done.json") if (d / "done.json").exists() else None
             folds[k] = Fold(k, curves, done)
-    info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
+    info = rd.info()
     test_file = path / "test_probs.csv"
     return Run(path=path, cfg=cfg, config_text=(path / "config.yaml").read_text(), classes=classes,
-               metrics=json.loads((path / "metrics.json").read_text()), oof=oof, y=y,
-               probs=oof[classes].to_numpy(dtype=np.float64), folds=folds, channels=int(info.get("channels", 3)),
+               metrics=rd.metrics(), oof=oof, y=y,
+               probs=oof[classes].to_numpy(dtype=np.float64), folds=folds, channels=info["channels"],
                test_probs=pd.read_csv(test_file, dtype={"id": str}) if test_file.exists() else None)

@@ -7,8 +7,8 @@ rank against each other); runs without a finished fold come last within their me
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
+from numbers import Real
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +19,10 @@ from rich.table import Table
 
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv
+from podium.run import RunDir
 
-COLUMNS = ["name", "model", "image_size", "loss", "cv_metric", "cv", "cv_fold_std", "folds", "wall_s", "date", "path"]
+COLUMNS = ["name", "model", "image_size", "loss", "cv_metric", "cv", "cv_fold_std", "folds", "wall_s", "date", "path",
+           "problem"]  # problem: why a broken run could not be read ("" for the others)
 
 
 def _loss(train: dict) -> str:
@@ -30,11 +32,27 @@ def _loss(train: dict) -> str:
     return f"{name} (ls {smoothing:g})" if isinstance(smoothing, (int, float)) and smoothing else name
 
 
-def run_row(rd: Path) -> dict:
-    raw = yaml.safe_load((rd / "config.yaml").read_text()) or {}
-    metrics = json.loads((rd / "metrics.json").read_text()) if (rd / "metrics.json").exists() else {}
-    done = [json.loads(p.read_text()) for p in sorted(rd.glob("fold*/done.json"))]
-    stamp = max((p.stat().st_mtime for p in [rd / "config.yaml", *rd.glob("fold*/done.json")]), default=0)
+def _mapping(value, path: Path, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise PodiumError(f"'{path}' must hold {what}")
+    return value
+
+
+def _read_row(rd: Path) -> dict:
+    """The row of a readable run; a PodiumError naming the file that is not."""
+    run = RunDir(rd)
+    try:
+        raw = _mapping(yaml.safe_load(run.config.read_text()) or {}, run.config, "a mapping of config keys")
+    except yaml.YAMLError as exc:
+        raise PodiumError(f"'{run.config}' is not valid YAML ({str(exc).splitlines()[0]})") from None
+    metrics = run.read_json("metrics.json") if run.metrics_json.exists() else {}
+    _mapping(metrics, run.metrics_json, "the run's scores as a mapping (train.merge_folds writes it)")
+    for key, kind in (("cv", Real), ("cv_fold_std", Real), ("cv_metric", str)):
+        if key in metrics and not isinstance(metrics[key], kind):
+            raise PodiumError(f"'{run.metrics_json}' has a {key} of the wrong type ({metrics[key]!r}). To get it back, "
+                              f"{run.fix('metrics.json')}.")
+    done_files = sorted(rd.glob("fold*/done.json"))
+    done = [_mapping(run.read_json(p.relative_to(rd).as_posix()), p, "a mapping") for p in done_files]
     n_folds = metrics.get("n_folds") or (raw.get("cv") or {}).get("n_folds", "?")
     return {"name": rd.name, "model": (raw.get("model") or {}).get("name", "?"),
             "image_size": (raw.get("data") or {}).get("image_size"), "loss": _loss(raw.get("train") or {}),
@@ -42,28 +60,51 @@ def run_row(rd: Path) -> dict:
             "cv": metrics.get("cv"), "cv_fold_std": metrics.get("cv_fold_std"),
             "higher_is_better": metrics.get("higher_is_better", True),
             "folds": f"{len(done)}/{n_folds}", "wall_s": round(sum(d.get("seconds", 0.0) for d in done), 1),
-            "date": datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M"), "path": str(rd)}
+            "date": _date(rd), "path": str(rd), "problem": ""}
+
+
+def _date(rd: Path) -> str:
+    stamp = max((p.stat().st_mtime for p in [rd / "config.yaml", *rd.glob("fold*/done.json")]), default=0)
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+
+
+def run_row(rd: Path) -> dict:
+    """One leaderboard row. A run whose files cannot be read is listed as broken, its `problem` naming the file:
+    one damaged run never hides the others."""
+    try:
+        return _read_row(rd)
+    except (PodiumError, OSError, AttributeError, TypeError) as exc:  # the types: a config section that is no mapping
+        return {**dict.fromkeys(COLUMNS), "name": rd.name, "model": "?", "loss": "?", "cv_metric": "?", "folds": "?",
+                "wall_s": 0.0, "date": _date(rd), "path": str(rd), "higher_is_better": True,
+                "problem": str(exc) if isinstance(exc, PodiumError) else f"'{rd}' cannot be read ({exc})"}
+
+
+def _run_folders(output_dir: Path) -> list[Path]:
+    """The run folders (folders holding config.yaml) directly under output_dir."""
+    return [d for d in sorted(output_dir.iterdir()) if (d / "config.yaml").is_file()] if output_dir.is_dir() else []
 
 
 def collect_runs(output_dir: Path | str) -> pd.DataFrame:
-    """One row per run folder (a folder holding config.yaml), ranked: best CV first within each metric."""
+    """One row per run folder (a folder holding config.yaml), ranked: best CV first within each metric, broken
+    runs (`problem` says why) last."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise PodiumError(f"'{output_dir}' is not a folder. Pass the output_dir your runs were written to "
                           "(default: runs).")
-    rows = [run_row(d) for d in sorted(output_dir.iterdir()) if (d / "config.yaml").is_file()]
+    rows = [run_row(d) for d in _run_folders(output_dir)]
     frame = pd.DataFrame(rows, columns=[*COLUMNS, "higher_is_better"])
     if frame.empty:
         return frame[COLUMNS]
+    frame["_broken"] = frame["problem"] != ""
     frame["_key"] = frame["cv"].astype(float) * frame["higher_is_better"].map({True: -1.0, False: 1.0})
     frame["_n"] = frame.groupby("cv_metric")["name"].transform("size")
-    frame = frame.sort_values(["_n", "cv_metric", "_key", "name"], ascending=[False, True, True, True],
+    frame = frame.sort_values(["_broken", "_n", "cv_metric", "_key", "name"], ascending=[True, False, True, True, True],
                               na_position="last")
     return frame[COLUMNS].reset_index(drop=True)
 
 
 def runs_table(frame: pd.DataFrame, title: str) -> Table:
-    metrics = frame["cv_metric"].unique()
+    metrics = frame.loc[frame["problem"] == "", "cv_metric"].unique()  # a broken run has no metric
     if len(metrics) == 1:
         title += f" (CV = OOF {metrics[0]})"
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -74,21 +115,31 @@ def runs_table(frame: pd.DataFrame, title: str) -> Table:
     for i, r in enumerate(frame.itertuples(index=False), 1):
         finished = r.cv is not None and r.cv == r.cv
         score = (f"{r.cv:.4f}" if len(metrics) == 1 else f"{r.cv_metric} {r.cv:.4f}") if finished else "-"
+        score = "broken" if r.problem else score
         table.add_row(str(i), r.name, r.model, str(r.image_size), r.loss, score,
                       f"{r.cv_fold_std:.4f}" if finished else "", r.folds, f"{r.wall_s:.0f} s", r.date[5:])
     return table
 
 
 def list_runs(output_dir: Path | str = "runs", csv: Path | str | None = None,
-              console: Console | None = None) -> pd.DataFrame:
-    """Print the leaderboard and write it as CSV (default OUTPUT_DIR/leaderboard.csv)."""
+              console: Console | None = None, overwrite: bool = False) -> pd.DataFrame:
+    """Print the leaderboard and write it as CSV (default OUTPUT_DIR/leaderboard.csv, replaced; another existing
+    `csv` only with `overwrite`)."""
+    from podium.io import check_out
+
+    default = Path(output_dir) / "leaderboard.csv"
+    if csv is not None:  # before the work: a refused --csv costs nothing
+        check_out(csv, overwrite, {f"the run '{d.name}'": d for d in _run_folders(Path(output_dir))}, what="--csv",
+                  allowed=(default,))
     frame = collect_runs(output_dir)
     console = console or Console()
     if frame.empty:
         console.print(f"No runs in {output_dir} (a run is a folder holding config.yaml).")
         return frame
-    csv = Path(csv) if csv is not None else Path(output_dir) / "leaderboard.csv"
+    csv = Path(csv) if csv is not None else default
     atomic_write_csv(csv, frame)
     console.print(runs_table(frame, f"runs in {output_dir}"))
+    for r in frame[frame["problem"] != ""].itertuples(index=False):
+        console.print(f"broken run {r.name}: {r.problem}", highlight=False, markup=False)
     console.print(f"written to {csv}")
     return frame
