@@ -94,6 +94,15 @@ def _path_column(w: World, name: str) -> None:
     frame.assign(file=frame["id"] + ".png").to_csv(w.comp / name, index=False)
 
 
+def _hold_lock(run: Path, k: int, pid: int) -> None:
+    """Fold k of `run` held by process `pid` of this host (pid 1 always lives), as a second `podium train` sees it."""
+    import socket
+
+    (run / "locks").mkdir(exist_ok=True)
+    (run / "locks" / f"fold{k}.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": pid,
+                                                            "started": "2026-11-27T00:00:00+00:00", "token": "x"}))
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
@@ -241,19 +250,23 @@ CASES = [
     Case("best-ckpt-truncated", lambda w: ["predict", str(w.run), "--out", str(w.root / "s.csv")], "best.ckpt",
          setup=lambda w: _truncate(w.run / "fold0" / "best.ckpt")),
     Case("best-ckpt-truncated-report", lambda w: ["report", str(w.run), "--out", str(w.root / "r.html")],
-         "best.ckpt", setup=lambda w: _truncate(w.run / "fold0" / "best.ckpt")),
+         "best.ckpt", setup=lambda w: [_truncate(w.run / f"fold{k}" / "best.ckpt") for k in range(3)]),
     Case("last-ckpt-truncated-resume", lambda w: ["train", w.cfg, "--resume"], "last.ckpt",
          setup=lambda w: ((w.run / "fold2" / "done.json").unlink(), _truncate(w.run / "fold2" / "last.ckpt"))),
     Case("oof-csv-corrupt-posthoc", lambda w: ["posthoc", str(w.run)], "oof.csv",
          setup=lambda w: (w.run / "oof.csv").write_text("garbage\n\x00")),
     Case("oof-missing-ensemble", lambda w: ["ensemble", str(w.run), str(w.run), "--out", str(w.root / "ens")],
          "oof.csv", setup=lambda w: (w.run / "oof.csv").unlink()),
+    Case("runs-metrics-json-corrupt", lambda w: ["runs", str(w.comp / "runs")], "metrics.json", code=0,
+         setup=lambda w: (w.run / "metrics.json").write_text("{not json")),  # listed as broken; the others ranked
+    Case("fold-locked-by-a-live-process", lambda w: ["train", w.cfg, "--resume"], "process 1",
+         setup=lambda w: ((w.run / "fold2" / "done.json").unlink(), _hold_lock(w.run, 2, pid=1))),
     # ------------------------------------------------------------------ pickled code in checkpoints
     Case("evil-best-ckpt-predict", lambda w: ["predict", str(w.run), "--out", str(w.root / "s.csv")], "best.ckpt",
          setup=lambda w: _evil_checkpoint(w.run / "fold0" / "best.ckpt", w.root / MARKER),
          env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
     Case("evil-best-ckpt-report", lambda w: ["report", str(w.run), "--out", str(w.root / "r.html")], "best.ckpt",
-         setup=lambda w: _evil_checkpoint(w.run / "fold0" / "best.ckpt", w.root / MARKER),
+         setup=lambda w: [_evil_checkpoint(w.run / f"fold{k}" / "best.ckpt", w.root / MARKER) for k in range(3)],
          env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
     Case("evil-last-ckpt-resume", lambda w: ["train", w.cfg, "--resume"], "last.ckpt",
          setup=lambda w: ((w.run / "fold2" / "done.json").unlink(),
@@ -307,9 +320,10 @@ def template(tmp_path_factory) -> Path:
     try:
         cfg = load_config(config)
         make_folds_file(cfg)
-        for name in ("tiny", "tiny-b"):
-            train(load_config(config, [f"name={name}", f"train.seed={len(name)}"]))
-            predict(Path("runs") / name)
+        for overrides in ([], ["name=tiny-b", "train.seed=7"]):  # tiny: exactly config.yaml, so --resume takes it
+            cfg = load_config(config, overrides)
+            train(cfg)
+            predict(Path("runs") / cfg.name)
     finally:
         os.chdir(cwd)
     return root

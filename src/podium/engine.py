@@ -146,22 +146,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+RESUME = "set output_dir=... to a folder with room that you can write to; then continue with --resume"
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temp file in the same folder, then rename: a kill never leaves half a file.
     Read them through podium.run.load_checkpoint (Lightning's resume included): never pickled code."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
-        try:
-            with atomic_path(path) as tmp:  # the temp file is removed whatever fails
+        try:  # an OSError (full disk, permissions) becomes atomic_path's PodiumError naming the file, with RESUME
+            with atomic_path(path, hint=RESUME) as tmp:  # the temp file is removed whatever fails
                 torch.save(checkpoint, tmp)
-        except (OSError, RuntimeError) as exc:
+        except RuntimeError as exc:
             # torch's zip writer reports a full disk as a RuntimeError from inline_container ("unexpected pos")
-            if isinstance(exc, RuntimeError) and "inline_container" not in str(exc) and "StreamWriter" not in str(exc):
+            if "inline_container" not in str(exc) and "StreamWriter" not in str(exc):
                 raise
             raise PodiumError(f"Could not write the checkpoint '{path}' ({_why(exc, path.parent)}). Free space on "
-                              "that disk, or set output_dir=... to a folder with room that you can write to; then "
-                              "continue with --resume.") from None
+                              f"that disk, or {RESUME}.") from None
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         from podium.run import load_checkpoint

@@ -105,10 +105,11 @@ def load_run(run: Path) -> RunPredictions:
     require_multiclass(load_config(run / "config.yaml"), "podium ensemble")
     test = run / "test_probs.csv"
     oof_file = _oof_matching_test(run)
-    return RunPredictions(run.name, RunDir(run).classes(),
-                          pd.read_csv(run / oof_file, dtype={"id": str, "label": str}),
-                          pd.read_csv(test, dtype={"id": str}) if test.exists() else None,
-                          pd.read_csv(run / "folds.csv", dtype={"id": str}), load_config(run / "config.yaml"), oof_file)
+    rd = RunDir(run)
+    classes = rd.classes()
+    return RunPredictions(run.name, classes, rd.oof(classes, oof_file),
+                          rd.read_csv("test_probs.csv", ["id", *classes], text=("id",)) if test.exists() else None,
+                          rd.folds(), load_config(run / "config.yaml"), oof_file)
 
 
 def _oof_matching_test(run: Path) -> str:

@@ -61,11 +61,11 @@ def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
     """(probs N x C, class index per row, classes, folds) from RUN/oof.csv."""
     from podium.run import RunDir
 
-    classes = RunDir(run).classes()
-    path = run / "oof.csv"
-    if not path.exists():
+    rd = RunDir(run)
+    classes = rd.classes()
+    if not rd.oof_csv.exists():
         raise PodiumError(f"'{run}' has no oof.csv: train at least one fold first (`podium train`).")
-    oof = pd.read_csv(path, dtype={"id": str, "label": str})
+    oof = rd.oof(classes)
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     return oof[classes].to_numpy(np.float64), y, classes, sorted(int(k) for k in oof["fold"].unique())
 

@@ -197,7 +197,7 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
         parts.append(part)
     with_tta = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable")
     atomic_write_csv(run / oof_file(names, how), with_tta)
-    plain = pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str}).set_index("id").loc[with_tta["id"]]
+    plain = RunDir(run).oof(classes).set_index("id").loc[with_tta["id"]]
     y = task.parse(with_tta["label"])
     n_views = len(tta_views(names))
     return {"file": oof_file(names, how), "n": len(with_tta), "folds": folds, "metric": cfg.cv.metric,
@@ -208,7 +208,7 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
 
 def _run_folds(run: Path, ids: pd.Series) -> np.ndarray:
     """The fold of each training id as the run recorded it (RUN/folds.csv); refused when the data changed."""
-    recorded = pd.read_csv(run / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    recorded = RunDir(run).folds().set_index("id")["fold"]
     missing = ids[~ids.isin(recorded.index)]
     if len(missing) or len(ids) != len(recorded):
         raise PodiumError(f"The training data no longer matches '{run / 'folds.csv'}' ({len(ids)} images now, "

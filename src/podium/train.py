@@ -224,7 +224,7 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
     if classes != data.classes:
         raise PodiumError(f"train.init_from: '{init}' was trained on classes {fmt_list(classes)}, this data has "
                           f"{fmt_list(data.classes)}.")
-    theirs = pd.read_csv(init / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    theirs = RunDir(init).folds().set_index("id")["fold"]
     ours = data.frame.set_index("id")["fold"]
     differ = ours.index.symmetric_difference(theirs.index).tolist()
     common = ours.index.intersection(theirs.index)
@@ -339,7 +339,7 @@ def merge_folds(rd: Path, cv_metric: str, task=None) -> dict:
     classes = RunDir(rd).classes()
     task = task or run_task(rd)
     task.set_decision(None)
-    n_folds = pd.read_csv(rd / "folds.csv")["fold"].nunique()
+    n_folds = RunDir(rd).folds()["fold"].nunique()
     parts = [pd.read_csv(p, dtype={"id": str, "label": str}) for p in sorted(rd.glob("fold*/oof.csv"))
              if (p.parent / "done.json").exists()]
     if not parts:
@@ -407,7 +407,7 @@ def fit_decision(cfg: Config, rd: Path) -> dict:
     from podium.thresholds import fit_run_thresholds, summary
 
     task = make_task(cfg.data, RunDir(rd).classes())
-    oof = pd.read_csv(rd / "oof.csv", dtype={"id": str, "label": str})
+    oof = RunDir(rd).oof(task.outputs)
     folds = sorted(int(k) for k in oof["fold"].unique())
     params = fit_run_thresholds(rd, task, cfg.cv.metric, task.parse(oof["label"]),
                                 oof[task.outputs].to_numpy(np.float64), folds)

@@ -116,10 +116,7 @@ def load_run(path: Path | str) -> Run:
     require_multiclass(cfg, "podium report / errors / compare")
     rd = RunDir(path)
     classes = rd.classes()
-    oof = pd.read_csv(path / "oof.csv", dtype={"id": str, "label": str})
-    missing = [c for c in classes if c not in oof.columns]
-    if missing:
-        raise PodiumError(f"'{path / 'oof.csv'}' lacks probability columns for classes {missing}.")
+    oof = rd.oof(classes)
     index = {c: i for i, c in enumerate(classes)}
     y = oof["label"].map(index).to_numpy()
     folds = {}

@@ -131,3 +131,39 @@ class RunDir:
         if bad:
             raise self._wrong("metrics.json", f"lacks or has the wrong type for {', '.join(bad)}")
         return metrics
+
+    def read_csv(self, name: str, columns: list[str], text: tuple[str, ...] = ("id", "label")):
+        """RUN/`name` as a table with at least `columns` (`text` columns kept as written: ids like '007');
+        missing, unreadable or without those columns: a PodiumError naming the file and the fix."""
+        import pandas as pd
+
+        path = self.path / name
+        if not path.is_file():
+            raise PodiumError(f"'{path}' is missing. To get it back, {self.fix(name)}.")
+        try:
+            frame = pd.read_csv(path, dtype={c: str for c in text})
+        except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise self._wrong(name, f"is not a readable CSV file ({type(exc).__name__})") from None
+        lacking = [c for c in columns if c not in frame.columns]
+        if lacking:
+            shown = ", ".join(map(str, lacking[:5])) + (f" (+{len(lacking) - 5} more)" if len(lacking) > 5 else "")
+            raise self._wrong(name, f"lacks the column(s) {shown}")
+        return frame
+
+    def folds(self):
+        """folds.csv: (id, fold) of every training image as the run was trained, folds non-negative integers."""
+        import pandas as pd
+
+        frame = self.read_csv("folds.csv", ["id", "fold"], text=("id",))
+        if not pd.api.types.is_integer_dtype(frame["fold"]) or (frame["fold"] < 0).any() or frame["id"].duplicated().any():
+            raise self._wrong("folds.csv", "must hold each id once with a non-negative integer fold")
+        return frame
+
+    def oof(self, classes: list[str], name: str = "oof.csv"):
+        """oof.csv (or a TTA OOF file): id, fold, label and one probability column per class."""
+        import pandas as pd
+
+        frame = self.read_csv(name, ["id", "fold", "label", *classes])
+        if not pd.api.types.is_integer_dtype(frame["fold"]):
+            raise self._wrong(name, "must hold integer folds in its 'fold' column")
+        return frame
