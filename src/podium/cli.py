@@ -48,7 +48,10 @@ def _cfg(config: Path, overrides: list[str] | None):
 @config_app.command("show")
 def config_show(config: Optional[Path] = typer.Argument(None, help="YAML config (omit for the defaults)"),
                 overrides: Optional[list[str]] = OVERRIDES):
-    """Print the resolved config: file + overrides + defaults."""
+    """Print the resolved config: file + overrides + defaults.
+
+    Guide: README.md (Your own competition)
+    """
     from podium.config import to_yaml
 
     if config is not None and "=" in str(config) and not config.exists():  # only overrides were given
@@ -62,7 +65,10 @@ def data_check(config: Path, overrides: Optional[list[str]] = OVERRIDES,
                near_dup_distance: Optional[int] = typer.Option(None, "--near-dup-distance", help="search radius for "
                                                                "near-duplicates: most differing bits of a 64-bit "
                                                                "perceptual hash (default 6; -1: off)")):
-    """Read every image once and report counts, classes, sizes and every problem found (exit 2 if any)."""
+    """Read every image once and report counts, classes, sizes and every problem found (exit 2 if any).
+
+    Guide: docs/data.md, docs/folds-and-leakage.md
+    """
     from podium.data.check import check_data, print_check
     from podium.data.leakage import NEAR_DUP_DISTANCE
 
@@ -76,7 +82,10 @@ def data_check(config: Path, overrides: Optional[list[str]] = OVERRIDES,
 @app.command("split")
 def split(config: Path, overrides: Optional[list[str]] = OVERRIDES,
           overwrite: bool = typer.Option(False, "--overwrite", help="replace a folds file made differently")):
-    """Write the persisted K-fold split (folds.csv) that every later command reuses."""
+    """Write the persisted K-fold split (folds.csv) that every later command reuses.
+
+    Guide: docs/folds-and-leakage.md
+    """
     from podium.data.splits import make_folds_file
 
     path, frame, status = make_folds_file(_cfg(config, overrides), overwrite=overwrite)
@@ -103,7 +112,10 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
              out: Optional[Path] = typer.Option(None, "--out", help="output folder (runs) or CSV file (--files)"),
              overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out (an earlier "
                                             "ensemble folder, or the --files CSV)")):
-    """Blend runs on their out-of-fold predictions (scored), then on test; or combine anyone's CSV files."""
+    """Blend runs on their out-of-fold predictions (scored), then on test; or combine anyone's CSV files.
+
+    Guide: docs/ensembles.md
+    """
     from rich.table import Table
 
     from podium.ensemble import ensemble_files, ensemble_runs
@@ -133,7 +145,10 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
 @app.command("diff")
 def diff(a: Path, b: Path, out: Optional[Path] = typer.Option(None, "--out", help="also write the list as CSV"),
          overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
-    """List the ids where two submissions (or probability files) disagree, with both labels."""
+    """List the ids where two submissions (or probability files) disagree, with both labels.
+
+    Guide: docs/ensembles.md
+    """
     from rich.table import Table
 
     from podium.ensemble import diff_submissions
@@ -168,7 +183,10 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
           folds: Optional[str] = typer.Option(None, "--folds", help="folds to train, e.g. 0,2 (default: all)"),
           resume: bool = typer.Option(False, "--resume", help="continue unfinished folds, skip finished ones"),
           overwrite: bool = typer.Option(False, "--overwrite", help="retrain folds that already exist")):
-    """Train the folds of the persisted split into <output_dir>/<name>, then merge out-of-fold predictions."""
+    """Train the folds of the persisted split into <output_dir>/<name>, then merge out-of-fold predictions.
+
+    Guide: docs/training.md
+    """
     from podium.report import print_metrics
     from podium.train import train as run_training
 
@@ -190,7 +208,10 @@ def predict(run: Path,
             no_posthoc: bool = typer.Option(False, "--no-posthoc", help="ignore RUN/posthoc.json (`podium posthoc`)")):
     """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template.
 
-    With TTA, each fold's OOF images are predicted again with the same views: OOF without vs with TTA is printed."""
+    With TTA, each fold's OOF images are predicted again with the same views: OOF without vs with TTA is printed.
+
+    Guide: docs/predict.md, docs/augmentation-and-tta.md
+    """
     from podium.predict import predict as run_predict
 
     res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
@@ -222,7 +243,10 @@ def posthoc(run: Path,
                                                  "posthoc.method, else logit_adjust)"),
             tau: Optional[float] = typer.Option(None, "--tau", help="logit_adjust: use this tau instead of fitting it"),
             metric: Optional[str] = typer.Option(None, "--metric", help="metric to fit tau for (default: cv.metric)")):
-    """Fit a long-tail correction on RUN's OOF (RUN/posthoc.json); `podium predict RUN` then applies it."""
+    """Fit a long-tail correction on RUN's OOF (RUN/posthoc.json); `podium predict RUN` then applies it.
+
+    Guide: docs/long-tails.md
+    """
     from podium.config import load_config
     from podium.posthoc import fit_run, summary
 
@@ -237,7 +261,10 @@ def posthoc(run: Path,
 @app.command("demo")
 def demo(data_only: Optional[Path] = typer.Option(None, "--data-only", help="only write the demo data to DIR"),
          out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo's data and runs")):
-    """Run the whole loop on scikit-learn's digits: data, folds, 5-fold training, TTA, submission, scores."""
+    """Run the whole loop on scikit-learn's digits: data, folds, 5-fold training, TTA, submission, scores.
+
+    Guide: README.md
+    """
     from podium.demo import write_digits_competition
 
     if data_only is not None:
@@ -251,7 +278,10 @@ def demo(data_only: Optional[Path] = typer.Option(None, "--data-only", help="onl
 
 @list_app.command("models")
 def list_models():
-    """Architectures with offline pretrained weights, and podium's own small networks."""
+    """Architectures with offline pretrained weights, and podium's own small networks.
+
+    Guide: docs/training.md
+    """
     from podium.models import describe_models
 
     for line in describe_models():
@@ -260,7 +290,10 @@ def list_models():
 
 @list_app.command("losses")
 def list_losses():
-    """Every loss train.loss can name, what it does, and its train.loss_args with their defaults."""
+    """Every loss train.loss can name, what it does, and its train.loss_args with their defaults.
+
+    Guide: docs/long-tails.md, docs/multilabel-multitask.md
+    """
     from podium.losses import describe_losses
 
     for line in describe_losses():
@@ -269,7 +302,10 @@ def list_losses():
 
 @list_app.command("tasks")
 def list_tasks():
-    """The task kinds data.task can name."""
+    """The task kinds data.task can name.
+
+    Guide: docs/multilabel-multitask.md
+    """
     from podium.tasks import describe_tasks
 
     for line in describe_tasks():
@@ -278,7 +314,10 @@ def list_tasks():
 
 @list_app.command("metrics")
 def list_metrics():
-    """The metrics cv.metric can name, per data.task."""
+    """The metrics cv.metric can name, per data.task.
+
+    Guide: docs/multilabel-multitask.md
+    """
     from podium.tasks import describe_metrics
 
     for line in describe_metrics():
@@ -287,7 +326,10 @@ def list_metrics():
 
 @list_app.command("samplers")
 def list_samplers():
-    """The samplers train.sampler can name."""
+    """The samplers train.sampler can name.
+
+    Guide: docs/long-tails.md
+    """
     from podium.samplers import describe_samplers
 
     for line in describe_samplers():
@@ -296,7 +338,10 @@ def list_samplers():
 
 @list_app.command("heads")
 def list_heads():
-    """The classifier heads model.head can name."""
+    """The classifier heads model.head can name.
+
+    Guide: docs/long-tails.md
+    """
     from podium.heads import describe_heads
 
     for line in describe_heads():
@@ -305,7 +350,10 @@ def list_heads():
 
 @list_app.command("tta")
 def list_tta():
-    """The test-time views `podium predict --tta` (and tta.views) can name, and how they are combined."""
+    """The test-time views `podium predict --tta` (and tta.views) can name, and how they are combined.
+
+    Guide: docs/augmentation-and-tta.md
+    """
     from podium.tta import describe_tta
 
     for line in describe_tta():
@@ -314,7 +362,10 @@ def list_tta():
 
 @list_app.command("augment")
 def list_augment():
-    """The presets augment.preset can name, and what each does (every choice overridable: `podium config show`)."""
+    """The presets augment.preset can name, and what each does (every choice overridable: `podium config show`).
+
+    Guide: docs/augmentation-and-tta.md
+    """
     from rich.table import Table
 
     from podium.augment import describe_presets
@@ -333,7 +384,10 @@ def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
                     out: Path = typer.Option(Path("augment_preview.png"), "--out", help="the PNG file written"),
                     seed: int = typer.Option(0, "--seed", help="which images, and their augmentation"),
                     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
-    """Write a PNG grid of augmented training images: what the model sees while training."""
+    """Write a PNG grid of augmented training images: what the model sees while training.
+
+    Guide: docs/augmentation-and-tta.md
+    """
     from podium.preview import write_preview
 
     res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite, config_path=config)
@@ -343,7 +397,10 @@ def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
 
 @list_app.command("posthoc")
 def list_posthoc():
-    """The post-hoc corrections posthoc.method (and `podium posthoc --method`) can name."""
+    """The post-hoc corrections posthoc.method (and `podium posthoc --method`) can name.
+
+    Guide: docs/long-tails.md
+    """
     from podium.posthoc import POSTHOC
 
     for name, description in POSTHOC.items():
@@ -352,7 +409,10 @@ def list_posthoc():
 
 @datasets_app.command("list")
 def datasets_list():
-    """The data sets `podium datasets make` can write."""
+    """The data sets `podium datasets make` can write.
+
+    Guide: docs/data.md
+    """
     from podium.datasets import DATASETS
 
     for name, (_, description) in DATASETS.items():
@@ -364,7 +424,10 @@ def datasets_make(name: str, out: Path, n: Optional[int] = typer.Option(None, "-
                   seed: int = typer.Option(0, "--seed", help="seed of any sampling"),
                   imbalance: Optional[float] = typer.Option(None, "--imbalance", help="long-tailed sets: largest / "
                                                             "smallest class (fashion-lt: default 100)")):
-    """Write data set NAME into folder OUT as a competition (images/, train.csv, test.csv, ...)."""
+    """Write data set NAME into folder OUT as a competition (images/, train.csv, test.csv, ...).
+
+    Guide: docs/data.md
+    """
     from podium.datasets import make_dataset
 
     paths = make_dataset(name, out, n, seed, imbalance=imbalance)
@@ -378,7 +441,10 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
            gallery: int = typer.Option(24, "--gallery", help="highest-loss OOF images shown"),
            gradcam: int = typer.Option(8, "--gradcam", help="of those, how many get Grad-CAM overlays (0 = off)"),
            overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
-    """Write one self-contained HTML page on what a run gets wrong (or, with --compare, how two runs differ)."""
+    """Write one self-contained HTML page on what a run gets wrong (or, with --compare, how two runs differ).
+
+    Guide: docs/reports-and-tracking.md
+    """
     if compare:
         if len(runs) != 2:
             raise PodiumError(f"--compare takes two runs or prediction files, got {len(runs)}.")
@@ -400,7 +466,10 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
 def errors(run: Path, out: Path,
            all_images: bool = typer.Option(False, "--all", help="every OOF image, not only the misclassified"),
            overwrite: bool = typer.Option(False, "--overwrite", help="replace a folder written by an earlier call")):
-    """Copy misclassified (or all) OOF images into OUT/<true>/<pred>/ to flip through in an image viewer."""
+    """Copy misclassified (or all) OOF images into OUT/<true>/<pred>/ to flip through in an image viewer.
+
+    Guide: docs/reports-and-tracking.md
+    """
     from podium.report.folders import export_errors
 
     res = export_errors(run, out, include_all=all_images, overwrite=overwrite)
@@ -412,7 +481,10 @@ def errors(run: Path, out: Path,
 def runs_leaderboard(output_dir: Path = typer.Argument(Path("runs"), help="the output_dir holding the runs"),
                      csv: Optional[Path] = typer.Option(None, "--csv", help="CSV path (default OUTPUT_DIR/leaderboard.csv)"),
                      overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --csv file")):
-    """A leaderboard of every run under OUTPUT_DIR, best CV first: printed, and written as CSV."""
+    """A leaderboard of every run under OUTPUT_DIR, best CV first: printed, and written as CSV.
+
+    Guide: docs/reports-and-tracking.md
+    """
     from podium.report.runs import list_runs
 
     list_runs(output_dir, csv=csv, console=Console(), overwrite=overwrite)
