@@ -41,8 +41,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show full traceback
 
 def _cfg(config: Path, overrides: list[str] | None):
     from podium.config import load_config
+    from podium.tasks import check_config
 
-    return load_config(config, overrides or [])
+    return check_config(load_config(config, overrides or []))
 
 
 @config_app.command("show")
@@ -106,7 +107,7 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
     """Blend runs on their out-of-fold predictions (scored), then on test; or combine anyone's CSV files."""
     from rich.table import Table
 
-    from podium.ensemble import ensemble_files, ensemble_runs
+    from podium.commands.ensemble import ensemble_files, ensemble_runs
 
     if files:
         if out is None:
@@ -136,8 +137,9 @@ def diff(a: Path, b: Path, out: Optional[Path] = typer.Option(None, "--out", hel
     """List the ids where two submissions (or probability files) disagree, with both labels."""
     from rich.table import Table
 
-    from podium.ensemble import diff_submissions
-    from podium.io import atomic_write_csv, check_out
+    from podium.commands.ensemble import diff_submissions
+    from podium.io import atomic_write_csv
+    from podium.run.outputs import check_out
 
     if out is not None:  # refused before the work
         check_out(out, overwrite, {"file A": a, "file B": b})
@@ -169,8 +171,8 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
           resume: bool = typer.Option(False, "--resume", help="continue unfinished folds, skip finished ones"),
           overwrite: bool = typer.Option(False, "--overwrite", help="retrain folds that already exist")):
     """Train the folds of the persisted split into <output_dir>/<name>, then merge out-of-fold predictions."""
-    from podium.report import print_metrics
-    from podium.train import train as run_training
+    from podium.commands.train import train as run_training
+    from podium.report.terminal import print_metrics
 
     cfg = _cfg(config, overrides)
     metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite, config_path=config)
@@ -191,7 +193,7 @@ def predict(run: Path,
     """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template.
 
     With TTA, each fold's OOF images are predicted again with the same views: OOF without vs with TTA is printed."""
-    from podium.predict import predict as run_predict
+    from podium.commands.predict import predict as run_predict
 
     res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
                       how=tta_combine, oof=not no_oof)
@@ -224,7 +226,8 @@ def posthoc(run: Path,
             metric: Optional[str] = typer.Option(None, "--metric", help="metric to fit tau for (default: cv.metric)")):
     """Fit a long-tail correction on RUN's OOF (RUN/posthoc.json); `podium predict RUN` then applies it."""
     from podium.config import load_config
-    from podium.posthoc import fit_run, summary
+    from podium.posthoc import summary
+    from podium.run.decisions import fit_run
 
     if not (Path(run) / "config.yaml").exists():
         raise PodiumError(f"'{run}' is not a run folder (no config.yaml).")
@@ -238,13 +241,13 @@ def posthoc(run: Path,
 def demo(data_only: Optional[Path] = typer.Option(None, "--data-only", help="only write the demo data to DIR"),
          out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo's data and runs")):
     """Run the whole loop on scikit-learn's digits: data, folds, 5-fold training, TTA, submission, scores."""
-    from podium.demo import write_digits_competition
+    from podium.data.scenarios.digits import write_digits_competition
 
     if data_only is not None:
         paths = write_digits_competition(data_only)
         console.print(f"[green]wrote[/] the digits competition to {data_only} ({', '.join(p.name for p in paths)})")
         return
-    from podium.demo import run_demo
+    from podium.commands.demo import run_demo
 
     run_demo(out)
 
@@ -334,7 +337,7 @@ def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
                     seed: int = typer.Option(0, "--seed", help="which images, and their augmentation"),
                     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file")):
     """Write a PNG grid of augmented training images: what the model sees while training."""
-    from podium.preview import write_preview
+    from podium.commands.preview import write_preview
 
     res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite, config_path=config)
     console.print(f"[green]wrote[/] {res['out']}: {res['n']} training images, augment.preset={res['preset']} "
@@ -353,7 +356,7 @@ def list_posthoc():
 @datasets_app.command("list")
 def datasets_list():
     """The data sets `podium datasets make` can write."""
-    from podium.datasets import DATASETS
+    from podium.data.datasets import DATASETS
 
     for name, (_, description) in DATASETS.items():
         print(f"{name:16s} {description}")
@@ -365,7 +368,7 @@ def datasets_make(name: str, out: Path, n: Optional[int] = typer.Option(None, "-
                   imbalance: Optional[float] = typer.Option(None, "--imbalance", help="long-tailed sets: largest / "
                                                             "smallest class (fashion-lt: default 100)")):
     """Write data set NAME into folder OUT as a competition (images/, train.csv, test.csv, ...)."""
-    from podium.datasets import make_dataset
+    from podium.data.datasets import make_dataset
 
     paths = make_dataset(name, out, n, seed, imbalance=imbalance)
     console.print(f"[green]wrote[/] {name} to {out} ({', '.join(p.name for p in paths)})")
