@@ -3,20 +3,27 @@ PY      ?= $(shell command -v python3.11 || command -v python3)
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench bench-data bench-train bench-fashion bench-report bench-noisy bench-ensemble bench-letters \
         bench-leakage fashion-mnist chromium clean
 
+# the demo needs podium alone; the tests add their tools (pytest, import-linter, ruff, MLflow, ...)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/podium demo
 
-test: $(STAMP) chromium
+test: $(TEST_STAMP) chromium
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -x --timeout=900
 
 # Debian's Chromium: the report tests open `podium report`'s page headless and take a screenshot.

@@ -29,10 +29,12 @@ import lightning.pytorch as pl
 
 from podium.augment import PRESETS, train_pipeline
 from podium.config import from_dict
-from podium.engine import seed_everything
+from podium.engine.module import seed_everything
 from podium.samplers import EpochSampler
 from podium.tasks import make_task
-from podium.train import build_module, make_loader, make_trainer
+from podium.engine.module import build_module
+from podium.engine.loader import make_loader
+from podium.engine.fold import make_trainer
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "augment_speed.json"

@@ -38,12 +38,12 @@ import torch
 
 from podium.config import from_dict
 from podium.data.splits import make_folds_file
-from podium.datasets import FASHION_CLASSES, make_dataset
-from podium.ensemble import METHODS, fit_weights
+from podium.data.datasets import FASHION_CLASSES, make_dataset
+from podium.commands.ensemble import METHODS, fit_weights
 from podium.metrics import METRICS
-from podium.predict import oof_file, predict
+from podium.commands.predict import oof_file, predict
 from podium.tta import parse_tta, tta_key
-from podium.train import run_dir, train
+from podium.commands.train import run_dir, train
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "ensemble.json"

@@ -22,9 +22,9 @@ import torch
 
 from podium.config import from_dict
 from podium.data.splits import make_folds_file
-from podium.datasets import make_dataset
-from podium.predict import predict
-from podium.train import run_dir, train
+from podium.data.datasets import make_dataset
+from podium.commands.predict import predict
+from podium.commands.train import run_dir, train
 
 HERE = Path(__file__).parent
 WORK = HERE / "work" / "fashion-mnist"

@@ -23,8 +23,9 @@ import torch
 
 from podium.config import from_dict
 from podium.data.splits import make_folds_file
-from podium.demo import run_demo, write_digits_competition
-from podium.train import train
+from podium.commands.demo import run_demo
+from podium.data.scenarios.digits import write_digits_competition
+from podium.commands.train import train
 
 RESULTS = Path(__file__).parent / "results" / "gpu.json"
 

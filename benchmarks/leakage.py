@@ -35,9 +35,9 @@ from podium.config import from_dict
 from podium.data.leakage import groups_across_folds, read_current_folds
 from podium.data.sources import train_table
 from podium.data.splits import make_folds_file
-from podium.predict import predict
-from podium.scenarios.profiles import make_profiles
-from podium.train import run_dir, train
+from podium.commands.predict import predict
+from podium.data.scenarios.profiles import make_profiles
+from podium.commands.train import run_dir, train
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "leakage.json"

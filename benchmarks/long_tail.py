@@ -33,11 +33,11 @@ import torch
 
 from podium.config import from_dict
 from podium.data.splits import make_folds_file
-from podium.datasets import FASHION_CLASSES, make_dataset
+from podium.data.datasets import FASHION_CLASSES, make_dataset
 from podium.metrics import METRICS
-from podium.posthoc import fit_run
-from podium.predict import predict
-from podium.train import run_dir, train
+from podium.run.decisions import fit_run
+from podium.commands.predict import predict
+from podium.commands.train import run_dir, train
 
 HERE = Path(__file__).parent
 WORK = HERE / "work" / "fashion-lt"

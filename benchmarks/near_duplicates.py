@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from podium.data.leakage import NEAR_DUP_DISTANCE, near_duplicate_pairs, near_pairs, sketch
-from podium.datasets import load_fashion_mnist
+from podium.data.datasets import load_fashion_mnist
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "near_duplicates.json"

@@ -27,10 +27,11 @@ import torch
 
 from podium.config import from_dict, to_yaml
 from podium.data.splits import make_folds_file
-from podium.datasets import FASHION_CLASSES, load_fashion_mnist, make_dataset
+from podium.data.datasets import FASHION_CLASSES, load_fashion_mnist, make_dataset
 from podium.metrics import METRICS
-from podium.predict import load_fold_module, predict, predict_probs
-from podium.train import run_dir, train
+from podium.engine.predict import load_fold_module, predict_probs
+from podium.commands.predict import predict
+from podium.commands.train import run_dir, train
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "noisy_test.json"

@@ -46,9 +46,9 @@ def make_run() -> Path:
     """Train the 5-fold run once (about 2 min on 2 cores); later calls reuse it."""
     from podium.config import to_yaml
     from podium.data.splits import make_folds_file
-    from podium.datasets import make_dataset
-    from podium.predict import predict
-    from podium.train import run_dir, train
+    from podium.data.datasets import make_dataset
+    from podium.commands.predict import predict
+    from podium.commands.train import run_dir, train
 
     if not (WORK / "train.csv").exists():
         make_dataset("fashion-mnist", WORK)

@@ -31,8 +31,8 @@ from PIL import Image
 
 from podium.config import from_dict
 from podium.metrics import METRICS, MULTILABEL_METRICS
-from podium.predict import predict
-from podium.train import run_dir, train
+from podium.commands.predict import predict
+from podium.commands.train import run_dir, train
 
 HERE = Path(__file__).parent
 WORK = HERE / "work" / "tasks"

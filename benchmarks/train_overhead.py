@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from podium.config import from_dict
-from podium.engine import Classifier, seed_everything
+from podium.engine.module import Classifier, seed_everything
 from podium.models import create_model
-from podium.train import make_loader, make_trainer
+from podium.engine.loader import make_loader
+from podium.engine.fold import make_trainer
 
 RESULTS = Path(__file__).parent / "results" / "train_overhead.json"
 

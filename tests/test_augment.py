@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from podium.augment import (PRESETS, AugmentedDataset, ItemPipeline, data_stats, eval_pipeline, resolve,
-                            train_pipeline, train_transform, with_edges)
+from podium.augment import PRESETS, AugmentedDataset, ItemPipeline, eval_pipeline, resolve, train_pipeline, train_transform, with_edges
+from podium.data.cache import data_stats
 from podium.config import AugmentConfig, load_config
 from podium.data.cache import CachedDataset
 from podium.errors import PodiumError
@@ -146,8 +146,10 @@ def test_data_stats_equal_numpys():
 
 
 def test_normalize_data_is_stored_in_the_run_and_used_by_predict(tiny_competition):
-    from podium.predict import load_fold_module, predict
-    from podium.train import load_data, train
+    from podium.engine.predict import load_fold_module
+    from podium.commands.predict import predict
+    from podium.engine.fold import load_data
+    from podium.commands.train import train
 
     cfg = load_config(tiny_competition, ["augment.normalize=data", "train.epochs=1", "cv.n_folds=2"])
     train(cfg, folds=[0])
@@ -164,8 +166,9 @@ def test_normalize_data_is_stored_in_the_run_and_used_by_predict(tiny_competitio
 
 
 def test_edge_channel_trains_and_predicts(tiny_competition):
-    from podium.predict import load_fold_module, predict
-    from podium.train import train
+    from podium.engine.predict import load_fold_module
+    from podium.commands.predict import predict
+    from podium.commands.train import train
 
     cfg = load_config(tiny_competition, ["augment.edges=true", "augment.preset=medium", "train.epochs=1",
                                          "cv.n_folds=2"])

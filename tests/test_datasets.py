@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from podium.datasets import long_tail_counts, long_tail_indices, make_dataset
+from podium.data.datasets import long_tail_counts, long_tail_indices, make_dataset
 from podium.errors import PodiumError
 
 
@@ -37,7 +37,7 @@ def test_imbalance_is_refused_where_it_does_not_apply(tmp_path):
 
 
 def test_fashion_lt_cuts_the_training_set_and_keeps_the_test_set(tmp_path, monkeypatch):
-    import podium.datasets as ds
+    import podium.data.datasets as ds
 
     train_y, test_y = np.repeat(np.arange(10), 6000), np.repeat(np.arange(10), 1000)
     train_x = np.arange(60000, dtype=np.uint32)[:, None]  # each image names its own row
@@ -68,7 +68,7 @@ def test_cli_passes_imbalance_through():
 
 
 def test_fashion_noisy_keeps_train_clean_and_corrupts_test_from_the_seed(tmp_path, monkeypatch):
-    import podium.datasets as ds
+    import podium.data.datasets as ds
 
     rng = np.random.default_rng(0)
     train_x, test_x = (rng.integers(0, 256, size=(k, 8, 8), dtype=np.uint8) for k in (30, 40))
@@ -99,7 +99,7 @@ def test_fashion_noisy_writes_a_competition_with_held_out_labels(tmp_path, monke
     import pandas as pd
     from PIL import Image
 
-    import podium.datasets as ds
+    import podium.data.datasets as ds
 
     rng = np.random.default_rng(0)
     monkeypatch.setattr(ds, "load_fashion_mnist", lambda: (rng.integers(0, 256, (12, 8, 8), dtype=np.uint8),
@@ -115,7 +115,7 @@ def test_fashion_noisy_writes_a_competition_with_held_out_labels(tmp_path, monke
 
 
 def _fake_fashion(monkeypatch, n_train: int = 600):
-    import podium.datasets as ds
+    import podium.data.datasets as ds
 
     train_y = np.repeat(np.arange(10), n_train // 10)
     train_x = np.arange(n_train, dtype=np.uint32)[:, None]  # each image names its own row
@@ -175,9 +175,9 @@ def test_every_maker_writes_exactly_n_rows_or_refuses(tmp_path):
     """--n on the scenario makers: n training rows, or a PodiumError; every registered maker is covered here."""
     import pandas as pd
 
-    from podium.datasets import DATASETS
-    from podium.scenarios.letters import make_letters
-    from podium.scenarios.profiles import make_profiles
+    from podium.data.datasets import DATASETS
+    from podium.data.scenarios.letters import make_letters
+    from podium.data.scenarios.profiles import make_profiles
 
     # digits, fashion-mnist, fashion-noisy: above; fashion-lt refuses --n (test_imbalance_is_refused_where_...)
     assert set(DATASETS) == {"digits", "fashion-mnist", "fashion-noisy", "fashion-lt", "letters", "profiles"}

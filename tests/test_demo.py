@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from podium.demo import run_demo, write_digits_competition
+from podium.commands.demo import run_demo
+from podium.data.scenarios.digits import write_digits_competition
 from podium.errors import PodiumError
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podium.ensemble import METHODS, diff_submissions, ensemble_files, fit_weights
+from podium.commands.ensemble import METHODS, diff_submissions, ensemble_files, fit_weights
 from podium.errors import PodiumError
 
 
@@ -70,9 +70,9 @@ def test_ensemble_runs_scores_oof_and_writes_an_aligned_submission(tiny_competit
     import json
 
     from podium.config import load_config
-    from podium.ensemble import ensemble_runs
-    from podium.predict import predict
-    from podium.train import train
+    from podium.commands.ensemble import ensemble_runs
+    from podium.commands.predict import predict
+    from podium.commands.train import train
 
     runs = tiny_competition.parent / "runs"
     for name, seed in (("a", 1), ("b", 2)):

@@ -12,7 +12,7 @@ from podium.heads import attach_head, margin_logits
 from podium.losses import LOSSES, LossContext, create_loss
 from podium.mixing import NO_MIX, Mix, draw_mix, mix_images, mix_targets, mixed_loss, mixing_enabled
 from podium.models import create_model
-from podium.train import train
+from podium.commands.train import train
 
 SHAPE = (6, 3, 16, 16)
 
@@ -109,7 +109,7 @@ def test_mixing_stops_at_mix_off_epoch():
 
 
 def test_training_mixes_batches_only_before_mix_off_epoch(tiny_competition, monkeypatch):
-    import podium.engine as engine
+    import podium.engine.module as engine
 
     drawn = []
     real = engine.draw_mix

@@ -13,8 +13,8 @@ from podium.config import load_config
 from podium.errors import PodiumError
 from podium.metrics import METRICS, score_all
 from podium.posthoc import adjust, fit_tau
-from podium.predict import predict
-from podium.train import train
+from podium.commands.predict import predict
+from podium.commands.train import train
 from tests.conftest import CLASSES
 
 

@@ -12,8 +12,9 @@ import pytest
 from podium.config import load_config, save_config
 from podium.errors import PodiumError
 from podium.metrics import score_all
-from podium.predict import align_submission, oof_with_tta, predict
-from podium.train import train
+from podium.data.submission import align_submission
+from podium.commands.predict import oof_with_tta, predict
+from podium.commands.train import train
 from tests.conftest import CLASSES, podium_cmd
 
 

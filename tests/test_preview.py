@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 from PIL import Image
 
-from podium.preview import grid_size, make_grid
+from podium.commands.preview import grid_size, make_grid
 from tests.conftest import podium_cmd
 
 

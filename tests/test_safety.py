@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from podium.config import load_config, save_config
-from podium.train import train
+from podium.commands.train import train
 from tests.conftest import write_tiny_competition
 from tests.run.helpers import dead_pid, evil_checkpoint
 
@@ -96,13 +96,13 @@ def test_overwrite_never_removes_the_users_folders(tiny_competition, capsys, whe
 
 def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_rerun(tiny_competition, capsys,
                                                                                          monkeypatch):
-    import podium.train
+    import podium.commands.train
 
     def broken(*args, **kwargs):
         raise RuntimeError("the first try dies before a checkpoint")
 
     with monkeypatch.context() as m:
-        m.setattr(podium.train, "train_fold", broken)
+        m.setattr(podium.commands.train, "train_fold", broken)
         with pytest.raises(RuntimeError):
             train(load_config(tiny_competition, ["train.epochs=2"]))
     capsys.readouterr()

@@ -16,8 +16,8 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from podium.config import DataConfig, load_config
 from podium.data.sources import load_train
 from podium.errors import PodiumError
-from podium.combine import Combine
-from podium.tasks import TASKS, Multilabel, Multitask, make_task, metric_names
+from podium.tasks.combine import Combine
+from podium.tasks import TASKS, Multilabel, Multitask, check_config, make_task, metric_names
 from podium.thresholds import fit_thresholds
 from tests.conftest import podium_cmd
 from tests.task_data import LABELS, write_multilabel, write_multitask
@@ -54,8 +54,8 @@ def test_config_defaults_follow_the_task():
     (["data.task=multitask", "data.label_col=[a, b]", "train.task_weights=[1]"], "one non-negative weight per task"),
 ])
 def test_config_refuses_what_the_task_cannot_do(overrides, match):
-    with pytest.raises(PodiumError, match=match):
-        load_config(None, overrides)
+    with pytest.raises(PodiumError, match=match):  # the schema's checks, then the registries' (cv.metric)
+        check_config(load_config(None, overrides))
 
 
 def test_both_multilabel_formats_read_the_same_labels(tmp_path):
@@ -228,8 +228,8 @@ def test_multitask_fill_combines_or_writes_one_column_per_task():
 
 def test_multilabel_end_to_end_from_config_alone(tmp_path):
     from podium.data.splits import make_folds_file
-    from podium.predict import predict
-    from podium.train import train
+    from podium.commands.predict import predict
+    from podium.commands.train import train
 
     path = write_multilabel(tmp_path / "c")
     root = tmp_path / "c"
@@ -259,8 +259,8 @@ def test_multilabel_end_to_end_from_config_alone(tmp_path):
 
 
 def test_multitask_and_single_head_end_to_end_from_config_alone(tmp_path):
-    from podium.predict import predict
-    from podium.train import train
+    from podium.commands.predict import predict
+    from podium.commands.train import train
 
     path = write_multitask(tmp_path / "c")
     root = tmp_path / "c"
@@ -301,8 +301,8 @@ def _fake_run(tmp_path: Path) -> Path:
 
 
 def test_commands_for_multiclass_runs_refuse_other_tasks_cleanly(tmp_path):
-    from podium.ensemble import ensemble_runs
-    from podium.posthoc import fit_run
+    from podium.commands.ensemble import ensemble_runs
+    from podium.run.decisions import fit_run
     from podium.report.folders import export_errors
     from podium.report.rundata import load_run
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from podium.config import load_config
-from podium.tracking import flat_params, score_metrics
-from podium.train import train
+from podium.engine.tracking import flat_params, score_metrics
+from podium.commands.train import train
 from tests.conftest import write_tiny_competition
 
 

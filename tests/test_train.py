@@ -16,7 +16,7 @@ import torch
 from podium.config import load_config
 from podium.errors import PodiumError
 from podium.metrics import score_all
-from podium.train import train
+from podium.commands.train import train
 from tests.conftest import CLASSES, podium_cmd
 
 
@@ -123,7 +123,7 @@ def test_training_options_run_and_produce_a_full_run(tiny_competition, overrides
 
 
 def test_frozen_backbone_keeps_its_initial_weights(tiny_competition):
-    from podium.engine import seed_everything
+    from podium.engine.module import seed_everything
     from podium.models import backbone_parameters, classifier_parameters, create_model
 
     cfg = load_config(tiny_competition, ["model.freeze=backbone", "cv.n_folds=2"])
@@ -142,11 +142,11 @@ def test_frozen_backbone_keeps_its_initial_weights(tiny_competition):
 
 
 def test_fold_training_rows_alone_feed_the_sampler_and_the_loss(tiny_competition, monkeypatch):
+    import podium.engine.fold
     import podium.losses
-    import podium.train
 
     seen = {}
-    make_sampler, make_loss = podium.train.create_sampler, podium.losses.create_loss
+    make_sampler, make_loss = podium.engine.fold.create_sampler, podium.losses.create_loss
 
     def record_sampler(name, labels, *args):
         seen["sampler"] = (name, labels)
@@ -156,7 +156,7 @@ def test_fold_training_rows_alone_feed_the_sampler_and_the_loss(tiny_competition
         seen["counts"] = ctx.class_counts
         return make_loss(name, args, ctx)
 
-    monkeypatch.setattr(podium.train, "create_sampler", record_sampler)
+    monkeypatch.setattr(podium.engine.fold, "create_sampler", record_sampler)
     monkeypatch.setattr(podium.losses, "create_loss", record_loss)
     train(load_config(tiny_competition, ["train.epochs=1", "train.sampler=class_balanced", "train.loss=weighted_ce"]),
           folds=[1])
@@ -169,7 +169,7 @@ def test_fold_training_rows_alone_feed_the_sampler_and_the_loss(tiny_competition
 
 
 def test_classifier_retraining_keeps_each_folds_backbone(tiny_competition):
-    from podium.train import fold_weights
+    from podium.engine.module import fold_weights
 
     train(load_config(tiny_competition))
     first = tiny_competition.parent / "runs" / "tiny"

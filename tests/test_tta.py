@@ -9,8 +9,8 @@ import torch
 
 from podium.config import load_config
 from podium.errors import PodiumError
-from podium.predict import predict_probs
-from podium.tasks import Multiclass
+from podium.engine.predict import predict_probs
+from podium.tasks import Multiclass, check_config
 from podium.tta import COMBINE, TTA, combine, parse_tta, tta_key, tta_views, zoom
 
 
@@ -55,7 +55,7 @@ def test_config_takes_views_as_a_comma_list_and_refuses_unknown_ones():
     cfg = load_config(None, ["tta.views=hflip,five-crop", "tta.combine=mean_logits"])
     assert cfg.tta.views == ["hflip", "five-crop"] and cfg.tta.combine == "mean_logits"
     with pytest.raises(PodiumError, match=r"tta\.views.*Did you mean 'rot90s'"):
-        load_config(None, ["tta.views=rot90"])
+        check_config(load_config(None, ["tta.views=rot90"]))  # the views' registry checks the config's names
 
 
 def test_mean_of_logits_and_mean_of_probabilities_differ_as_expected():

@@ -242,20 +242,3 @@ IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 EDGE_STATS = (0.0, 1.0)  # the edge channel enters as 0 (no edge) or 1 (edge)
 
 
-def data_stats(images: np.ndarray, chunk: int = 1024) -> tuple[tuple, tuple]:
-    """Per-channel mean and std of uint8 images (N x H x W x C), scaled to [0, 1]; read in chunks."""
-    from podium.data.cache import CachedDataset
-
-    reader = CachedDataset(images, None, np.arange(len(images)))
-    c = images.shape[-1]
-    total, squares, count = np.zeros(c), np.zeros(c), 0
-    for start in range(0, len(images), chunk):
-        x, _ = reader.__getitems__(range(start, min(start + chunk, len(images))))
-        x = x.permute(0, 2, 3, 1).reshape(-1, c).numpy().astype(np.float64)
-        total += x.sum(0)
-        squares += (x * x).sum(0)
-        count += len(x)
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    return tuple(float(m) for m in mean / 255), tuple(float(max(s, 1e-3)) for s in std / 255)
-

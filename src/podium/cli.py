@@ -41,8 +41,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show full traceback
 
 def _cfg(config: Path, overrides: list[str] | None):
     from podium.config import load_config
+    from podium.tasks import check_config
 
-    return load_config(config, overrides or [])
+    return check_config(load_config(config, overrides or []))
 
 
 @config_app.command("show")
@@ -118,7 +119,7 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
     """
     from rich.table import Table
 
-    from podium.ensemble import ensemble_files, ensemble_runs
+    from podium.commands.ensemble import ensemble_files, ensemble_runs
 
     if files:
         if out is None:
@@ -151,8 +152,9 @@ def diff(a: Path, b: Path, out: Optional[Path] = typer.Option(None, "--out", hel
     """
     from rich.table import Table
 
-    from podium.ensemble import diff_submissions
-    from podium.io import atomic_write_csv, check_out
+    from podium.commands.ensemble import diff_submissions
+    from podium.io import atomic_write_csv
+    from podium.run.outputs import check_out
 
     if out is not None:  # refused before the work
         check_out(out, overwrite, {"file A": a, "file B": b})
@@ -187,8 +189,8 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
 
     Guide: docs/training.md
     """
-    from podium.report import print_metrics
-    from podium.train import train as run_training
+    from podium.commands.train import train as run_training
+    from podium.report.terminal import print_metrics
 
     cfg = _cfg(config, overrides)
     metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite, config_path=config)
@@ -212,7 +214,7 @@ def predict(run: Path,
 
     Guide: docs/predict.md, docs/augmentation-and-tta.md
     """
-    from podium.predict import predict as run_predict
+    from podium.commands.predict import predict as run_predict
 
     res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
                       how=tta_combine, oof=not no_oof)
@@ -248,7 +250,8 @@ def posthoc(run: Path,
     Guide: docs/long-tails.md
     """
     from podium.config import load_config
-    from podium.posthoc import fit_run, summary
+    from podium.posthoc import summary
+    from podium.run.decisions import fit_run
 
     if not (Path(run) / "config.yaml").exists():
         raise PodiumError(f"'{run}' is not a run folder (no config.yaml).")
@@ -265,13 +268,13 @@ def demo(data_only: Optional[Path] = typer.Option(None, "--data-only", help="onl
 
     Guide: README.md
     """
-    from podium.demo import write_digits_competition
+    from podium.data.scenarios.digits import write_digits_competition
 
     if data_only is not None:
         paths = write_digits_competition(data_only)
         console.print(f"[green]wrote[/] the digits competition to {data_only} ({', '.join(p.name for p in paths)})")
         return
-    from podium.demo import run_demo
+    from podium.commands.demo import run_demo
 
     run_demo(out)
 
@@ -388,7 +391,7 @@ def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
 
     Guide: docs/augmentation-and-tta.md
     """
-    from podium.preview import write_preview
+    from podium.commands.preview import write_preview
 
     res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite, config_path=config)
     console.print(f"[green]wrote[/] {res['out']}: {res['n']} training images, augment.preset={res['preset']} "
@@ -413,7 +416,7 @@ def datasets_list():
 
     Guide: docs/data.md
     """
-    from podium.datasets import DATASETS
+    from podium.data.datasets import DATASETS
 
     for name, (_, description) in DATASETS.items():
         print(f"{name:16s} {description}")
@@ -428,7 +431,7 @@ def datasets_make(name: str, out: Path, n: Optional[int] = typer.Option(None, "-
 
     Guide: docs/data.md
     """
-    from podium.datasets import make_dataset
+    from podium.data.datasets import make_dataset
 
     paths = make_dataset(name, out, n, seed, imbalance=imbalance)
     console.print(f"[green]wrote[/] {name} to {out} ({', '.join(p.name for p in paths)})")

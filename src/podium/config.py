@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from podium.errors import PodiumError, short_repr, short_text
 
@@ -345,17 +353,7 @@ class TTAConfig(_Section):
     views: Annotated[list[str], BeforeValidator(_comma_list)] = []  # test-time views added to the identity by `podium predict`, e.g. [hflip] (`podium list tta`); --tta overrides
     combine: Literal["mean_probs", "mean_logits"] = "mean_probs"  # how the views' outputs are averaged: probabilities, or logits then softmax
 
-    @field_validator("views")
-    @classmethod
-    def _known_views(cls, views: list[str]) -> list[str]:
-        if views:
-            from podium.tta import parse_tta  # the registry lives with the views
-
-            try:
-                parse_tta(views)
-            except PodiumError as exc:
-                raise ValueError(str(exc)) from None
-        return views
+    # the names are checked against the TTA registry by podium.tasks.check_config (config sits below the registries)
 
 
 class TrackConfig(_Section):
@@ -456,17 +454,7 @@ class Config(_Section):
                 raise ValueError(f"train.task_weights: data.task=multitask takes one non-negative weight per task "
                                  f"({n} for data.label_col {self.data.label_columns()}); got "
                                  f"{self.train.task_weights} with data.task={task}")
-        if task == "multiclass":
-            return self  # cv.metric is checked when training starts (importing the metrics here costs seconds)
-        from podium.tasks import metric_names  # here, not at the top: podium.tasks imports this module
-
-        names = metric_names(self.data)
-        if self.cv.metric not in names:
-            close = difflib.get_close_matches(self.cv.metric, names, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ValueError(f"cv.metric: unknown metric '{self.cv.metric}' for data.task={task}.{hint} Known: "
-                             f"{', '.join(names)} (`podium list metrics`)")
-        return self
+        return self  # cv.metric is checked against the task's metrics by podium.tasks.check_config
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 MAX_MESSAGE = 4000  # characters: a longer message keeps its head and tail, with a note of what was cut
 _TAIL = 800  # characters kept from the end of a cut message (the fix is often said last)
 
@@ -45,3 +47,13 @@ def fmt_list(items, limit: int = 10) -> str:
     items = [str(i) for i in items]
     head = ", ".join(items[:limit])
     return head + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+@dataclass
+class Problem:
+    kind: str  # short machine-readable kind, e.g. 'missing-file'
+    where: str  # the file, CSV row or column it is about
+    message: str  # what is wrong and how to fix it
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"

@@ -110,37 +110,37 @@ def atomic_write_csv(path: Path | str, frame, hint: str | None = None) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs (judges abandoned caches and stale locks)."""
+    if os.name != "posix":
+        return True  # Windows' os.kill(pid, 0) would terminate the process: never delete there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
-def check_out(path: Path | str, overwrite: bool, protected: dict[str, Path] | None = None, what: str = "--out",
-              allowed: tuple[Path | str, ...] = (), folder: bool = False) -> Path:
-    """Refuse an output path that would destroy something; returns `path`.
 
-    Refused: a path that is (or lies inside) one of `protected` (label -> file or folder: the data a config names,
-    a run folder, an input file), a path inside a folder podium marked as its own (podium.run.marker), a folder,
-    and an existing file unless `overwrite`. `allowed`: podium's own default outputs (RUN/submission.csv), always
-    accepted. `folder`: `path` is a folder podium writes into (`podium errors`, `podium ensemble`): it is also
-    refused when it holds a protected path; whether an existing one may be replaced is the caller's to judge."""
-    from podium.errors import PodiumError
-    from podium.run.marker import run_above
+def read_csv(path: Path, what: str):
+    """Read a CSV with every column as text (ids like '007' stay '007'), or explain why it can't be."""
+    import pandas as pd
 
+    if path is None:
+        raise PodiumError(f"{what} is not set in the config.")
     path = Path(path)
-    target = path.resolve()
-    if target in {Path(a).resolve() for a in allowed}:
-        return path
-    for label, item in (protected or {}).items():
-        item = Path(item).resolve()
-        if target == item or item in target.parents or (folder and target in item.parents):
-            where = "is" if target == item else "lies inside" if item in target.parents else "holds"
-            raise PodiumError(f"{what} '{path}' {where} {label} '{item}': podium never writes over it. Choose another "
-                              f"{what}.")
-    run = run_above(target.parent)
-    if run is not None:
-        raise PodiumError(f"{what} '{path}' lies inside '{run}', a folder podium made and keeps (a run, or an "
-                          f"ensemble). Choose another {what}, outside it.")
-    if folder:
-        return path
-    if target.is_dir():
-        raise PodiumError(f"{what} '{path}' is a folder. Give a file path.")
-    if target.exists() and not overwrite:
-        raise PodiumError(f"'{path}' exists. Pass --overwrite to replace it, or choose another {what}.")
-    return path
+    if not path.is_file():
+        raise PodiumError(f"{what} '{path}' does not exist. Check the path in the config.")
+    try:
+        # utf-8-sig: Excel's byte-order mark would otherwise glue itself onto the first column's name
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise PodiumError(
+            f"{what} '{path}' is not a readable CSV file ({type(exc).__name__}: {exc}). "
+            "Give a UTF-8, comma-separated text file with a header line."
+        ) from None
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise PodiumError(f"{what} '{path}' has no rows. It needs a header line and one row per image.")
+    frame.columns = [c.strip() for c in frame.columns]
+    return frame

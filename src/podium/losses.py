@@ -22,10 +22,9 @@ from torch import nn
 
 from podium.config import (
     ALL_LOSS_ARGS,
-    LOSS_ARGS,
     ASLArgs,
-    BCEArgs,
     BalancedSoftmaxArgs,
+    BCEArgs,
     ClassWeights,
     CrossEntropyArgs,
     FocalArgs,

@@ -16,15 +16,9 @@ training set, the best tau is usually 0, and the search says so.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
-from podium.errors import PodiumError
-from podium.io import atomic_write_json
-from podium.metrics import get_metric, score_all
+from podium.metrics import get_metric
 
 POSTHOC: dict[str, str] = {
     "none": "the probabilities as the folds predict them",
@@ -55,62 +49,6 @@ def fit_tau(probs: np.ndarray, y: np.ndarray, log_prior: np.ndarray, metric: str
         if (s > scores[best]) if m.higher_is_better else (s < scores[best]):
             best = t
     return best, scores
-
-
-def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
-    """(probs N x C, class index per row, classes, folds) from RUN/oof.csv."""
-    from podium.run import RunDir
-
-    rd = RunDir(run)
-    classes = rd.classes()
-    if not rd.oof_csv.exists():
-        raise PodiumError(f"'{run}' has no oof.csv: train at least one fold first (`podium train`).")
-    oof = rd.oof(classes)
-    y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    return oof[classes].to_numpy(np.float64), y, classes, sorted(int(k) for k in oof["fold"].unique())
-
-
-def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_max: float = 2.0) -> dict:
-    """Fit `method` on RUN's OOF, write RUN/posthoc.json and return it; the OOF scores before and after also go
-    into RUN/metrics.json under "posthoc"."""
-    if method not in POSTHOC or method == "none":
-        raise PodiumError(f"Unknown post-hoc method '{method}'. Choose logit_adjust or prior (`podium list posthoc`).")
-    run = Path(run)
-    if (run / "config.yaml").exists():
-        from podium.config import load_config
-        from podium.tasks import require_multiclass
-
-        require_multiclass(load_config(run / "config.yaml"), "podium posthoc")
-    probs, y, classes, folds = read_oof(run)
-    counts = np.bincount(y, minlength=len(classes))
-    log_prior = np.log(np.maximum(counts, 1) / counts.sum())
-    search: dict = {}
-    if method == "prior":
-        tau = 1.0
-    elif tau is None:
-        tau, search = fit_tau(probs, y, log_prior, metric, tau_max)
-    params = {"method": method, "tau": float(tau), "metric": metric, "classes": classes,
-              "class_counts": counts.tolist(), "log_prior": log_prior.tolist(), "folds": folds, "n_oof": len(y),
-              "oof_before": score_all(y, probs), "oof_after": score_all(y, adjust(probs, log_prior, tau)),
-              "search": {str(t): s for t, s in search.items()}}
-    metrics = _run_metrics(run)  # read before anything is written: a damaged file stops the command first
-    atomic_write_json(run / "posthoc.json", params)
-    if metrics is not None:  # the run's scores say what the correction does to them
-        metrics["posthoc"] = {k: params[k] for k in ("method", "tau", "metric", "oof_before", "oof_after")}
-        atomic_write_json(run / "metrics.json", metrics)
-    return params
-
-
-def _run_metrics(run: Path) -> dict | None:
-    """RUN/metrics.json when the run has one (a PodiumError naming it when it is damaged)."""
-    from podium.run import RunDir
-
-    return RunDir(run).metrics() if (run / "metrics.json").exists() else None
-
-
-def load_posthoc(run: Path) -> dict | None:
-    path = Path(run) / "posthoc.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def apply_posthoc(probs: np.ndarray, params: dict) -> np.ndarray:

@@ -13,11 +13,8 @@ and `thresholds` records the OOF score before and after.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from podium.io import atomic_write_json
 from podium.metrics import MULTILABEL_METRICS, THRESHOLD_FREE, _f1, ml_counts
 
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # candidate thresholds
@@ -75,25 +72,6 @@ def fit_thresholds(y: np.ndarray, probs: np.ndarray, metric: str) -> np.ndarray:
 def _column_scores_at(scores: np.ndarray, t: float) -> float | None:
     hit = np.flatnonzero(np.isclose(GRID, t))
     return float(scores[hit[0]]) if len(hit) else None
-
-
-def fit_run_thresholds(run: Path, task, metric: str, y: np.ndarray, probs: np.ndarray, folds: list[int]) -> dict:
-    """Fit on the run's merged OOF, write RUN/thresholds.json, add before/after to metrics.json; returns the file."""
-    run = Path(run)
-    task.set_decision(None)
-    before = task.score(y, probs)
-    decision = task.fit_decision(y, probs, metric)
-    task.set_decision(decision)
-    after = task.score(y, probs)
-    params = {**decision, "metric": metric, "folds": folds, "n_oof": len(y), "oof_before": before, "oof_after": after}
-    atomic_write_json(run / "thresholds.json", params)
-    if (run / "metrics.json").exists():
-        from podium.run import RunDir
-
-        metrics = RunDir(run).metrics()
-        metrics["thresholds"] = {"metric": metric, "oof_before": before[metric], "oof_after": after[metric]}
-        atomic_write_json(run / "metrics.json", metrics)
-    return params
 
 
 def summary(params: dict) -> str:

@@ -11,14 +11,8 @@ import pytest
 from PIL import Image
 
 from podium.config import from_dict
-from podium.data.sources import (
-    class_names,
-    load_test,
-    load_train,
-    stratified_subset,
-    test_table as read_test_table,  # renamed: pytest would collect a `test_*` function as a test
-    train_table,
-)
+from podium.tasks import class_names
+from podium.data.sources import load_test, load_train, stratified_subset, test_table as read_test_table, train_table
 from podium.errors import PodiumError
 
 

@@ -59,7 +59,7 @@ def test_explain_runs_a_fold_model_on_uint8_images(two_runs):
     import json
 
     from podium.config import load_config
-    from podium.predict import load_fold_module
+    from podium.engine.predict import load_fold_module
 
     run, _ = two_runs
     classes = json.loads((run / "classes.json").read_text())

@@ -31,12 +31,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from podium.data.images import GRAY_MODES, ImageReadError, crop_center, fit_image, read_image
+from podium.data.images import (
+    GRAY_MODES,
+    ImageReadError,
+    crop_center,
+    fit_image,
+    read_image,
+)
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_json, write_error
+from podium.io import atomic_write_json, process_alive, write_error
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 CACHE_FORMAT = 1  # bump when the layout or the decoding changes: every older cache then stops matching
 RESIZE_POLICIES = ("resize", "pad", "keep")
@@ -225,20 +237,8 @@ def _remove_abandoned(cache_dir: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         elif entry.name.startswith(_BUILDING):
             parts = entry.name.split("@")  # .building-<name>@<host>@<pid>@<random>
-            if len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not _alive(int(parts[2])):
+            if len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not process_alive(int(parts[2])):
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if os.name != "posix":
-        return True  # Windows' os.kill(pid, 0) would terminate the process: never delete there
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _check_free_space(cache_dir: Path, nbytes: int) -> None:
@@ -440,3 +440,21 @@ def batch_loader(dataset: CachedDataset, batch_size: int, shuffle: bool, seed: i
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                                        num_workers=0, collate_fn=keep_batch,
                                        generator=torch.Generator().manual_seed(seed))
+
+
+def data_stats(images: np.ndarray, chunk: int = 1024) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of uint8 images (N x H x W x C), scaled to [0, 1]; read in chunks."""
+    from podium.data.cache import CachedDataset
+
+    reader = CachedDataset(images, None, np.arange(len(images)))
+    c = images.shape[-1]
+    total, squares, count = np.zeros(c), np.zeros(c), 0
+    for start in range(0, len(images), chunk):
+        x, _ = reader.__getitems__(range(start, min(start + chunk, len(images))))
+        x = x.permute(0, 2, 3, 1).reshape(-1, c).numpy().astype(np.float64)
+        total += x.sum(0)
+        squares += (x * x).sum(0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return tuple(float(m) for m in mean / 255), tuple(float(max(s, 1e-3)) for s in std / 255)

@@ -18,16 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table as RichTable
-from rich.text import Text
-
 from podium.config import Config
 from podium.data.images import ImageReadError, decode_image
 from podium.data.leakage import NEAR_DUP_DISTANCE, Sketch, leakage_findings, sketch
-from podium.data.sources import Problem, Table, class_names, index_folder, test_table, train_table
-from podium.errors import fmt_list
+from podium.data.sources import Table, index_folder, test_table, train_table
+from podium.errors import Problem, fmt_list
+from podium.tasks import class_names
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table as RichTable
+from rich.text import Text
 
 # what to tell the user for each way a file can fail to decode
 _READ_FIXES = {

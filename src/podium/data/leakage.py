@@ -23,11 +23,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from PIL import Image
-
 from podium.config import Config
-from podium.data.sources import Problem, Table
+from podium.data.sources import Table
 from podium.data.splits import folds_path, read_folds
-from podium.errors import fmt_list
+from podium.errors import Problem, fmt_list
 
 HASH_SIDE = 32  # the picture is shrunk to 32x32 grey before the DCT
 HASH_LOW = 8  # the 8x8 lowest frequencies give the 64 bits

@@ -14,20 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from podium.config import Config, DataConfig
 from podium.data.images import IMAGE_EXTENSIONS
-from podium.errors import PodiumError, fmt_list, short_repr, short_text
-
-
-@dataclass
-class Problem:
-    kind: str  # short machine-readable kind, e.g. 'missing-file'
-    where: str  # the file, CSV row or column it is about
-    message: str  # what is wrong and how to fix it
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+from podium.errors import PodiumError, Problem, fmt_list, short_repr, short_text
+from podium.io import read_csv
 
 
 @dataclass
@@ -35,27 +25,6 @@ class Table:
     frame: pd.DataFrame  # id, path, label, [group], row
     source: str  # what it was read from, for messages
     problems: list[Problem] = field(default_factory=list)
-
-
-def read_csv(path: Path, what: str) -> pd.DataFrame:
-    """Read a CSV with every column as text (ids like '007' stay '007'), or explain why it can't be."""
-    if path is None:
-        raise PodiumError(f"{what} is not set in the config.")
-    path = Path(path)
-    if not path.is_file():
-        raise PodiumError(f"{what} '{path}' does not exist. Check the path in the config.")
-    try:
-        # utf-8-sig: Excel's byte-order mark would otherwise glue itself onto the first column's name
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise PodiumError(
-            f"{what} '{path}' is not a readable CSV file ({type(exc).__name__}: {exc}). "
-            "Give a UTF-8, comma-separated text file with a header line."
-        ) from None
-    if frame.shape[1] == 0 or len(frame) == 0:
-        raise PodiumError(f"{what} '{path}' has no rows. It needs a header line and one row per image.")
-    frame.columns = [c.strip() for c in frame.columns]
-    return frame
 
 
 def _need_columns(frame: pd.DataFrame, cols: list[str], path: Path, key_of: dict[str, str]) -> None:
@@ -262,17 +231,6 @@ def _check_labels(table: Table, classes: list[str] | None) -> None:
             table.problems.append(
                 Problem("unknown-label", where, f"label '{label}' is not in data.classes ({fmt_list(classes)})")
             )
-
-
-def class_names(labels: pd.Series, declared: list[str] | None) -> list[str]:
-    """The declared classes, else the sorted unique labels (numerically when every label is an integer)."""
-    if declared:
-        return [str(c) for c in declared]
-    uniq = sorted({str(x) for x in labels.dropna() if str(x) != ""})
-    try:
-        return sorted(uniq, key=int)
-    except ValueError:
-        return uniq
 
 
 def train_table(cfg: Config) -> Table:

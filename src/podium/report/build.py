@@ -164,7 +164,7 @@ def losses_section(run: Run, rows: np.ndarray) -> str:
 
 
 def gradcam_section(run: Run, rows: np.ndarray) -> str:
-    from podium.predict import load_fold_module
+    from podium.engine.predict import load_fold_module
     from podium.report.gradcam import explain
 
     pictures = run.images(run.oof["id"].iloc[rows])
@@ -209,8 +209,8 @@ def build_report(run_path: Path | str, out: Path | str | None = None, gallery: i
                  gradcam: int = 8, overwrite: bool = False) -> Path:
     """Write the run's report (default RUN/report.html, replaced; another existing `out` only with `overwrite`)
     and return its path."""
-    from podium.io import check_out
     from podium.run.guard import data_paths
+    from podium.run.outputs import check_out
 
     t0 = time.time()
     run = load_run(run_path)

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_text, check_out
+from podium.io import atomic_write_text
 from podium.report import analysis
 from podium.report.html import esc, figure, page, table
 from podium.report.rundata import Run, is_run, load_run
+from podium.run.outputs import check_out
 
 EXAMPLES = 48  # disagreements shown with their image; the table lists up to LISTED
 LISTED = 500

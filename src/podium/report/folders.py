@@ -37,9 +37,9 @@ def folder_names(classes: list[str]) -> dict[str, str]:
 
 def export_errors(run_path: Path | str, out: Path | str, include_all: bool = False, overwrite: bool = False) -> dict:
     """Copy misclassified (or all) OOF images into out/<true>/<pred>/; returns counts and the index path."""
-    from podium.io import check_out
     from podium.run.guard import data_paths
     from podium.run.marker import MARKER, is_podium_run
+    from podium.run.outputs import check_out
 
     run = load_run(run_path)
     out = check_out(out, overwrite, {"the run folder": run.path, **data_paths(run.cfg)}, what="OUT", folder=True)

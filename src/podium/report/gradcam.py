@@ -16,7 +16,6 @@ import torch
 from podium.augment import to_float
 from podium.errors import PodiumError
 
-
 MAX_AFTER = 8  # parametrized layers allowed after the target: a CNN's head has a few, a transformer dozens
 
 

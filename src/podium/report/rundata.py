@@ -16,7 +16,7 @@ import pandas as pd
 
 from podium.config import Config, load_config
 from podium.errors import PodiumError
-from podium.run import RunDir
+from podium.run.rundir import RunDir
 
 
 @dataclass
@@ -82,7 +82,12 @@ class Run:
 
     def images(self, ids, split: str = "train") -> dict[str, np.ndarray]:
         """The model's view (uint8 H x W x C) of each id whose image can be read."""
-        from podium.data.images import ImageReadError, crop_center, fit_image, read_image
+        from podium.data.images import (
+            ImageReadError,
+            crop_center,
+            fit_image,
+            read_image,
+        )
 
         out = {}
         for ident in ids:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv
-from podium.run import RunDir
+from podium.run.rundir import RunDir
 
 COLUMNS = ["name", "model", "image_size", "loss", "cv_metric", "cv", "cv_fold_std", "folds", "wall_s", "date", "path",
            "problem"]  # problem: why a broken run could not be read ("" for the others)
@@ -125,7 +125,7 @@ def list_runs(output_dir: Path | str = "runs", csv: Path | str | None = None,
               console: Console | None = None, overwrite: bool = False) -> pd.DataFrame:
     """Print the leaderboard and write it as CSV (default OUTPUT_DIR/leaderboard.csv, replaced; another existing
     `csv` only with `overwrite`)."""
-    from podium.io import check_out
+    from podium.run.outputs import check_out
 
     default = Path(output_dir) / "leaderboard.csv"
     if csv is not None:  # before the work: a refused --csv costs nothing

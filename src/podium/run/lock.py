@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from podium.errors import PodiumError
+from podium.io import process_alive
 
 
 def lock_path(run: Path | str, k: int) -> Path:
@@ -36,10 +37,9 @@ def read_holder(path: Path) -> dict | None:
 
 def is_stale(holder: dict) -> bool:
     """Held by a process of this host that no longer runs."""
-    from podium.data.cache import _alive  # the decode cache judges its abandoned builds the same way
-
+    
     pid = holder.get("pid")
-    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid)
 
 
 def acquire(path: Path, what: str, note: Callable[[str], None] = print) -> dict:

@@ -36,7 +36,7 @@ class Combine:
             self._parse(spec)
 
     def _read_table(self, path: Path) -> None:
-        from podium.data.sources import read_csv
+        from podium.io import read_csv
 
         frame = read_csv(path, "data.combine")
         missing = [t for t in self.tasks if t not in frame.columns]

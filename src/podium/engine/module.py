@@ -9,22 +9,18 @@ saved in every checkpoint as well.
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
-import pandas as pd
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-
 from podium.augment import to_float, train_transform
 from podium.config import Config
-from podium.heads import margin_logits
 from podium.errors import PodiumError
-from podium.io import atomic_path, atomic_write_csv
+from podium.heads import margin_logits
 from podium.metrics import get_metric
 from podium.mixing import NO_MIX, draw_mix, mix_images, mixed_loss, mixing_enabled
+from podium.run import RunDir, load_checkpoint
 
 
 class Classifier(pl.LightningModule):
@@ -146,61 +142,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-RESUME = "set output_dir=... to a folder with room that you can write to; then continue with --resume"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temp file in the same folder, then rename: a kill never leaves half a file.
-    Read them through podium.run.load_checkpoint (Lightning's resume included): never pickled code."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        try:  # an OSError (full disk, permissions) becomes atomic_path's PodiumError naming the file, with RESUME
-            with atomic_path(path, hint=RESUME) as tmp:  # the temp file is removed whatever fails
-                torch.save(checkpoint, tmp)
-        except RuntimeError as exc:
-            # torch's zip writer reports a full disk as a RuntimeError from inline_container ("unexpected pos")
-            if "inline_container" not in str(exc) and "StreamWriter" not in str(exc):
-                raise
-            raise PodiumError(f"Could not write the checkpoint '{path}' ({_why(exc, path.parent)}). Free space on "
-                              f"that disk, or {RESUME}.") from None
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None):
-        from podium.run import load_checkpoint
-
-        return load_checkpoint(path)  # whatever Lightning or the environment asks: weights only
-
-
-def _why(exc: BaseException, folder: Path) -> str:
-    """The OS's reason, and the free space where the file was going."""
-    reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1][:120]
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return reason
-    return f"{reason}; {free / 2**20:.0f} MiB free there"
-
-
-class EpochMetricsCSV(pl.Callback):
-    """fold<k>/metrics.csv: one row per epoch (train loss, every validation metric, lr), rewritten atomically."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_train_epoch_end(self, trainer, module):  # runs after this epoch's validation (and the module's hooks)
-        if not module.last_val:
-            return
-        rows = pd.read_csv(self.path) if self.path.exists() else pd.DataFrame()
-        if len(rows):
-            rows = rows[rows["epoch"] < trainer.current_epoch]  # a resumed epoch replaces its earlier row
-        m = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "train_loss": float(m["train_loss_epoch"]) if "train_loss_epoch" in m else np.nan,
-               "lr": trainer.optimizers[0].param_groups[0]["lr"],
-               **{f"val_{k}": v for k, v in module.last_val.items()}}
-        atomic_write_csv(self.path, pd.concat([rows, pd.DataFrame([row])], ignore_index=True))
-
-
 def metric_mode(name: str, data=None) -> str:
     """'max' or 'min' for metric `name` of the task `data` (a DataConfig; None: multiclass) describes."""
     if data is None or data.task == "multiclass":
@@ -208,3 +149,68 @@ def metric_mode(name: str, data=None) -> str:
     from podium.tasks import make_task
 
     return "max" if make_task(data, []).metrics[name].higher_is_better else "min"
+
+
+def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) -> tuple[tuple, tuple]:
+    """The per-channel mean/std of the model's input, by augment.normalize: auto = what the weights expect (the
+    pretrained stats, else 0.5/0.5), imagenet = ImageNet's, data = `images`' own (the training images); averaged
+    for grayscale; the edge channel (augment.edges) last, as (0, 1)."""
+    from podium.augment import EDGE_STATS, IMAGENET_STATS
+    from podium.data.cache import data_stats
+    from podium.models import pretrained_stats
+
+    mode = cfg.augment.normalize
+    if mode == "data":
+        if images is None:
+            raise PodiumError("augment.normalize=data needs the training images' statistics: they are stored in "
+                              "the run's run.json by `podium train`.")
+        mean, std = data_stats(images)
+    else:
+        stats = pretrained_stats(cfg.model.name) if (cfg.model.pretrained or cfg.model.weights) else None
+        mean, std = IMAGENET_STATS if mode == "imagenet" else stats or ((0.5,) * 3, (0.5,) * 3)
+    if channels != len(mean):
+        mean, std = (float(np.mean(mean)),) * channels, (float(np.mean(std)),) * channels
+    if cfg.augment.edges:
+        mean, std = (*mean, EDGE_STATS[0]), (*std, EDGE_STATS[1])
+    return tuple(mean), tuple(std)
+
+
+def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
+                 train_targets: np.ndarray | None = None, init_state: dict | None = None,
+                 stats: tuple[tuple, tuple] | None = None):
+    """The LightningModule for one fold: network with one output per `task.outputs` + head (+ weights of
+    `init_state`) and, given the fold's training targets, its loss (without them the module can only predict).
+    `stats`: the input's (mean, std), as in run.json; default `normalisation(cfg, ...)`."""
+    from podium.heads import attach_head, logit_scale
+    from podium.models import create_model
+
+    in_chans = cfg.model.in_chans or channels
+    model = attach_head(create_model(cfg.model, len(task.outputs), in_chans, extra_chans=int(cfg.augment.edges)),
+                        cfg.model)
+    if init_state is not None:
+        _start_from(model, init_state, cfg)
+    mean, std = stats or normalisation(cfg, in_chans)
+    loss = None
+    if train_targets is not None:  # class counts etc. from the fold's training rows only, never validation's
+        loss = task.build_loss(cfg, np.asarray(train_targets), logit_scale(cfg.model))
+    return Classifier(cfg, model, mean, std, steps_per_epoch, loss, task)
+
+
+def fold_weights(run: Path, k: int) -> dict:
+    """The network weights fold k of `run` predicts with (its EMA when it kept one), keys without prefix."""
+    state = load_checkpoint(RunDir(run).best_ckpt(k))["state_dict"]
+    prefix = "ema.module." if any(key.startswith("ema.module.") for key in state) else "model."
+    return {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
+
+
+def _start_from(model: torch.nn.Module, state: dict, cfg: Config) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise PodiumError(f"train.init_from: the weights of '{cfg.train.init_from}' do not fit this config's "
+                          f"model (model.name={cfg.model.name}, model.head={cfg.model.head}); use the model settings "
+                          f"of that run's config.yaml. ({str(err).splitlines()[0]})") from None
+    if cfg.train.reinit_classifier:
+        for module in model.get_classifier().modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()

@@ -20,10 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
-
+from podium.data.scenarios import (
+    draw_all,
+    fresh_folder,
+    image_rng,
+    listing,
+    positive_count,
+    write_config,
+)
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv
-from podium.scenarios import draw_all, fresh_folder, image_rng, listing, positive_count, write_config
 
 SIZE = 128  # px, square
 N_TRAIN = 2100  # train images by default (--n): 300 persons x 7

@@ -15,7 +15,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 import yaml
-
 from podium.errors import PodiumError
 from podium.io import atomic_write_text
 
@@ -74,3 +73,20 @@ def positive_count(n: int | None, default: int, what: str) -> int:
 
 def listing(out: Path, names: Iterable[str]) -> list[Path]:
     return [Path(out) / name for name in names]
+
+
+def train_subset(labels: np.ndarray, n: int | None, seed: int, name: str) -> np.ndarray:
+    """Rows of the training set that --n keeps: all when n is None, else exactly n drawn label-stratified with
+    `seed` (each class keeps its share), sorted; refused when n is not between 1 and the training set's size."""
+    if n is None:
+        return np.arange(len(labels))
+    check_n(n, len(labels), name)
+    from podium.data.sources import stratified_subset
+
+    return stratified_subset(np.asarray(labels), n, seed)
+
+
+def check_n(n: int, have: int, name: str) -> None:
+    if not 1 <= n <= have:
+        raise PodiumError(f"--n {n}: {name} has {have:,} training images; give --n between 1 and {have} (or leave "
+                          "it out for all of them).")

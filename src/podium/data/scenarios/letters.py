@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
-
+from podium.data.scenarios import (
+    draw_all,
+    fresh_folder,
+    image_rng,
+    listing,
+    positive_count,
+    write_config,
+)
 from podium.io import atomic_write_csv
-from podium.scenarios import draw_all, fresh_folder, image_rng, listing, positive_count, write_config
 
 LETTERS = list(string.ascii_lowercase)
 SIZE = 256  # px, square, as in S0

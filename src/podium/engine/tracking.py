@@ -22,36 +22,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.console import Console
-
 from podium.config import Config
 from podium.errors import PodiumError
 from podium.io import atomic_write_json
 
 ARTIFACTS = ("config.yaml", "metrics.json", "oof.csv", "report.html")
-
-
-def fold_loggers(cfg: Config, fold_dir: Path, fold: int) -> list:
-    """Lightning loggers for one fold."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    loggers = [TensorBoardLogger(fold_dir, name="tensorboard", version="")]
-    if cfg.track.mlflow:
-        loggers.append(_mlflow_fold_logger(cfg, fold_dir, fold))
-    if cfg.track.wandb:
-        loggers.append(_wandb_fold_logger(cfg, fold))
-    return loggers
-
-
-def log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
-    """Called once the folds asked for are trained and merged (scores, config, OOF as artifacts)."""
-    if not metrics or not (cfg.track.mlflow or cfg.track.wandb):
-        return
-    _write_report(run_dir)
-    if cfg.track.mlflow:
-        _mlflow_log_run(cfg, run_dir, metrics)
-    if cfg.track.wandb:
-        _wandb_log_run(cfg, run_dir, metrics)
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -76,15 +51,6 @@ def score_metrics(metrics: dict) -> dict[str, float]:
     for fold, scores in metrics["folds"].items():
         out.update({f"{fold}_{k}": float(v) for k, v in scores.items() if k not in ("n", "cv")})
     return out
-
-
-def _write_report(run_dir: Path) -> None:
-    from podium.report.build import build_report
-
-    try:
-        build_report(run_dir)
-    except (PodiumError, OSError, ValueError, RuntimeError) as exc:  # tracking must not lose a trained run
-        Console(stderr=True).print(f"[yellow]report not written ({exc}); the trackers get the other files[/]")
 
 
 # ------------------------------------------------------------------------------------------------ MLflow
@@ -139,19 +105,7 @@ def mlflow_parent(cfg: Config, run_dir: Path) -> str:
     return run_id
 
 
-def _mlflow_fold_logger(cfg: Config, fold_dir: Path, fold: int):
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    parent, uri = mlflow_parent(cfg, fold_dir.parent), mlflow_uri(cfg)
-    logger = MLFlowLogger(experiment_name=cfg.track.experiment, run_name=f"{cfg.name}/fold{fold}", tracking_uri=uri,
-                          tags={"mlflow.parentRunId": parent, "podium.fold": str(fold)},
-                          run_id=_saved_id(fold_dir / "mlflow.json", uri))
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(fold_dir / "mlflow.json", {"tracking_uri": uri, "run_id": logger.run_id})  # creates the run
-    return logger
-
-
-def _mlflow_log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
+def mlflow_log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
     from mlflow.entities import Metric
 
     client = _client(cfg)
@@ -181,6 +135,46 @@ def _wandb_settings(wandb):
     return wandb.Settings(silent=True, console="off", x_disable_stats=True, disable_git=True, save_code=False)
 
 
+def wandb_log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
+    wandb = _wandb()
+    run = wandb.init(project=cfg.track.experiment, group=cfg.name, job_type="summary", name=f"{cfg.name}-summary",
+                     dir=str(Path(cfg.output_dir).resolve()), mode="offline", config=flat_params(cfg),
+                     settings=_wandb_settings(wandb), reinit="create_new")
+    try:
+        run.summary.update(score_metrics(metrics))
+        artifact = wandb.Artifact(f"{cfg.name}-files".replace("/", "_"), type="podium-run")
+        for name in ARTIFACTS:
+            if (run_dir / name).exists():
+                artifact.add_file(str(run_dir / name))
+        run.log_artifact(artifact)
+    finally:
+        run.finish()
+
+
+def fold_loggers(cfg: Config, fold_dir: Path, fold: int) -> list:
+    """Lightning loggers for one fold."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    loggers = [TensorBoardLogger(fold_dir, name="tensorboard", version="")]
+    if cfg.track.mlflow:
+        loggers.append(_mlflow_fold_logger(cfg, fold_dir, fold))
+    if cfg.track.wandb:
+        loggers.append(_wandb_fold_logger(cfg, fold))
+    return loggers
+
+
+def _mlflow_fold_logger(cfg: Config, fold_dir: Path, fold: int):
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    parent, uri = mlflow_parent(cfg, fold_dir.parent), mlflow_uri(cfg)
+    logger = MLFlowLogger(experiment_name=cfg.track.experiment, run_name=f"{cfg.name}/fold{fold}", tracking_uri=uri,
+                          tags={"mlflow.parentRunId": parent, "podium.fold": str(fold)},
+                          run_id=_saved_id(fold_dir / "mlflow.json", uri))
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(fold_dir / "mlflow.json", {"tracking_uri": uri, "run_id": logger.run_id})  # creates the run
+    return logger
+
+
 def _wandb_fold_logger(cfg: Config, fold: int):
     from lightning.pytorch.loggers import WandbLogger
 
@@ -203,19 +197,3 @@ def _wandb_fold_logger(cfg: Config, fold: int):
     return FoldLogger(name=f"{cfg.name}-fold{fold}", project=cfg.track.experiment, group=cfg.name, job_type="fold",
                       save_dir=str(save_dir), offline=True, config={**flat_params(cfg), "fold": fold},
                       settings=_wandb_settings(wandb), reinit="create_new")
-
-
-def _wandb_log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
-    wandb = _wandb()
-    run = wandb.init(project=cfg.track.experiment, group=cfg.name, job_type="summary", name=f"{cfg.name}-summary",
-                     dir=str(Path(cfg.output_dir).resolve()), mode="offline", config=flat_params(cfg),
-                     settings=_wandb_settings(wandb), reinit="create_new")
-    try:
-        run.summary.update(score_metrics(metrics))
-        artifact = wandb.Artifact(f"{cfg.name}-files".replace("/", "_"), type="podium-run")
-        for name in ARTIFACTS:
-            if (run_dir / name).exists():
-                artifact.add_file(str(run_dir / name))
-        run.log_artifact(artifact)
-    finally:
-        run.finish()

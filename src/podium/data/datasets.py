@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from PIL import Image
-
+from podium.data.scenarios import check_n
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv
 
@@ -69,29 +69,12 @@ def write_competition(out: Path, train_x, train_y, test_x, test_y, classes: list
     return sorted(out.glob("*.csv"))
 
 
-def _check_n(n: int, have: int, name: str) -> None:
-    if not 1 <= n <= have:
-        raise PodiumError(f"--n {n}: {name} has {have:,} training images; give --n between 1 and {have} (or leave "
-                          "it out for all of them).")
-
-
-def train_subset(labels: np.ndarray, n: int | None, seed: int, name: str) -> np.ndarray:
-    """Rows of the training set that --n keeps: all when n is None, else exactly n drawn label-stratified with
-    `seed` (each class keeps its share), sorted; refused when n is not between 1 and the training set's size."""
-    if n is None:
-        return np.arange(len(labels))
-    _check_n(n, len(labels), name)
-    from podium.data.sources import stratified_subset
-
-    return stratified_subset(np.asarray(labels), n, seed)
-
-
 def random_subset(size: int, n: int | None, seed: int, name: str) -> np.ndarray:
     """Rows --n keeps: all when n is None, else a random n drawn with `seed` (the Fashion-MNIST sets: their
     measured benchmarks were made with this draw); refused when n is not between 1 and `size`."""
     if n is None:
         return np.arange(size)
-    _check_n(n, size, name)
+    check_n(n, size, name)
     return np.random.default_rng(seed).permutation(size)[:n]
 
 
@@ -163,7 +146,7 @@ def make_fashion_noisy(out: Path, n: int | None = None, seed: int = 0) -> list[P
 def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
     """scikit-learn's digits upscaled to 32x32 (the demo's data): 1,437 train / 360 test (n: a label-stratified n
     of the train images, drawn with seed; the test set stays the same)."""
-    from podium.demo import write_digits_competition
+    from podium.data.scenarios.digits import write_digits_competition
 
     if (Path(out) / "train.csv").exists():
         raise PodiumError(f"'{out}' already holds a competition (train.csv). Pick an empty folder.")
@@ -171,13 +154,13 @@ def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
 
 
 def make_letters(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    from podium.scenarios.letters import make_letters as make
+    from podium.data.scenarios.letters import make_letters as make
 
     return make(out, n, seed)
 
 
 def make_profiles(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    from podium.scenarios.profiles import make_profiles as make
+    from podium.data.scenarios.profiles import make_profiles as make
 
     return make(out, n, seed)
 

@@ -17,15 +17,15 @@ label as each task's class in data.label_col order joined the same way ("1 0 2")
 
 from __future__ import annotations
 
-from pathlib import Path
+import difflib
 
 import numpy as np
 import pandas as pd
 
-from podium.combine import Combine
 from podium.config import Config, DataConfig
 from podium.errors import PodiumError, fmt_list
 from podium.metrics import METRICS, MULTILABEL_METRICS, Metric, score_all
+from podium.tasks.combine import Combine
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -40,7 +40,7 @@ def sorted_names(values) -> list[str]:
 
 
 def _problem(kind: str, where: str, message: str):
-    from podium.data.sources import Problem
+    from podium.errors import Problem
 
     return Problem(kind, where, message)
 
@@ -78,7 +78,7 @@ class Multiclass:
 
     @staticmethod
     def outputs_of(frame: pd.DataFrame, data: DataConfig) -> list[str]:
-        from podium.data.sources import class_names
+        from podium.tasks import class_names
 
         return class_names(frame["label"], data.classes)
 
@@ -421,23 +421,6 @@ def metric_names(data: DataConfig) -> list[str]:
     return list(MULTILABEL_METRICS if data.task == "multilabel" else METRICS)
 
 
-def run_task(run: Path, cfg: Config | None = None) -> Multiclass:
-    """The task of a run folder (config.yaml, classes.json), with its fitted decision (thresholds.json) set."""
-    import json
-
-    from podium.config import load_config
-
-    run = Path(run)
-    cfg = cfg or load_config(run / "config.yaml")
-    from podium.run import RunDir
-
-    task = make_task(cfg.data, RunDir(run).classes())
-    decision = run / "thresholds.json"
-    if decision.exists():
-        task.set_decision(json.loads(decision.read_text()))
-    return task
-
-
 def require_multiclass(cfg: Config, what: str) -> None:
     """Refuse a command that only makes sense for one softmax over classes."""
     if cfg.data.task != "multiclass":
@@ -465,3 +448,31 @@ def describe_tasks() -> list[str]:
     """Lines for `podium list tasks`."""
     return [f"{name:<11} {cls.description}" for name, cls in TASKS.items()]
 
+
+def class_names(labels: pd.Series, declared: list[str] | None) -> list[str]:
+    """The declared classes, else the sorted unique labels (numerically when every label is an integer)."""
+    if declared:
+        return [str(c) for c in declared]
+    uniq = sorted({str(x) for x in labels.dropna() if str(x) != ""})
+    try:
+        return sorted(uniq, key=int)
+    except ValueError:
+        return uniq
+
+
+def check_config(cfg: Config) -> Config:
+    """`cfg` checked against the registries the config schema cannot see (it sits below them): cv.metric is one of
+    the task's metrics, tta.views are known views. Every command that takes a config calls this once."""
+    from podium.tta import parse_tta  # delayed: the TTA views import torch
+
+    names = metric_names(cfg.data)
+    if cfg.cv.metric not in names:
+        close = difflib.get_close_matches(cfg.cv.metric, names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise PodiumError(f"cv.metric: unknown metric '{cfg.cv.metric}' for data.task={cfg.data.task}.{hint} Known: "
+                          f"{', '.join(names)} (`podium list metrics`)")
+    try:
+        parse_tta(cfg.tta.views)
+    except PodiumError as exc:
+        raise PodiumError(f"tta.views: {exc}") from None
+    return cfg

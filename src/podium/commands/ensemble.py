@@ -14,13 +14,12 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
-from scipy.stats import rankdata
-
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv, atomic_write_json
 from podium.metrics import get_metric
-from podium.run import RunDir
+from podium.run.rundir import RunDir
+from scipy.optimize import minimize
+from scipy.stats import rankdata
 
 
 def _vote(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -140,8 +139,8 @@ def ensemble_folder(out: Path, overwrite: bool, protected: dict[str, Path]) -> P
     """Make `out` the (empty, marked) ensemble folder. Refused: a run of `podium train`, a folder podium did not make,
     one inside a run folder or one that is (or lies inside) `protected` (label -> path); an earlier ensemble folder
     unless `overwrite` (then it is replaced)."""
-    from podium.io import check_out
     from podium.run.marker import MARKER, marker_kind, write_marker
+    from podium.run.outputs import check_out
 
     check_out(out, overwrite, protected, what="--out", folder=True)
     target = out.resolve()
@@ -212,7 +211,7 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
         atomic_write_csv(out / "test_probs.csv", table)
         cfg = preds[0].cfg
         if cfg.data.sample_submission is not None:
-            from podium.predict import align_submission
+            from podium.data.submission import align_submission
 
             sub = align_submission(Path(cfg.data.sample_submission), cfg.data.id_col, test_ids, probs, classes)
         else:
@@ -226,7 +225,7 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
 
 def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], str]:
     """A submission (id + one label column) or a probability CSV (id + one column per class)."""
-    from podium.data.sources import read_csv
+    from podium.io import read_csv
 
     frame = read_csv(Path(path), "prediction file")
     id_col = frame.columns[0]
@@ -243,7 +242,7 @@ def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], 
 
 def ensemble_files(files: list[Path], out: Path, weights: list[float] | None = None, overwrite: bool = False) -> dict:
     """Combine teammates' CSVs: probability files are averaged (soft), label files are voted (hard)."""
-    from podium.io import check_out
+    from podium.run.outputs import check_out
 
     check_out(out, overwrite, {f"input file '{f}'": Path(f) for f in files})
     loaded = [_read_predictions(f) for f in files]

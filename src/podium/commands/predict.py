@@ -19,88 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-
-from podium.augment import to_float
 from podium.config import Config, load_config
+from podium.data.submission import align_submission
+from podium.engine.predict import load_fold_module, predict_probs
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv, atomic_write_json, check_out
-from podium.run import RunDir, load_checkpoint
+from podium.io import atomic_write_csv, atomic_write_json
 from podium.run.guard import data_paths
-from podium.tta import check_combine, combine, parse_tta, tta_key, tta_views
-
-
-@torch.inference_mode()
-def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: int, tta: str | list[str] = "none",
-                  how: str = "mean_probs") -> np.ndarray:
-    """Class probabilities (N x C, float64) for images[indices]: the TTA views' outputs combined by `how`."""
-    from podium.augment import eval_pipeline
-    from podium.train import make_loader
-
-    views = tta_views(tta)
-    check_combine(how)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    module = module.to(device).eval()
-    net = module.eval_model()
-    out = []
-    pipeline = eval_pipeline(module.cfg.augment, images.shape[-1])  # the edge channel when the model takes one
-    for x, _ in make_loader(images, None, indices, batch_size, seed=None, pipeline=pipeline):
-        xf = to_float(x.to(device, non_blocking=True), module.mean, module.std)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = [net(view(xf)).float() for _, view in views]
-        out.append(combine(logits, how, module.task.activation).double().cpu())
-    return torch.cat(out).numpy()
+from podium.run.outputs import check_out
+from podium.run.rundir import RunDir
+from podium.tta import check_combine, parse_tta, tta_key, tta_views
 
 
 def finished_folds(rd: Path) -> list[int]:
     return sorted(int(p.parent.name[4:]) for p in rd.glob("fold*/done.json"))
-
-
-def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: int, task=None):
-    """Fold k's best checkpoint as a module for prediction; `task` (podium.tasks) default: the run's."""
-    from podium.tasks import run_task
-    from podium.train import build_module
-
-    run = RunDir(rd)
-    task = task or run_task(rd, cfg)
-    if len(task.outputs) != n_classes:
-        raise PodiumError(f"'{run.classes_file}' lists {len(task.outputs)} outputs, not {n_classes}.")
-    info = run.info() if run.run_json.exists() else {}
-    stats = (tuple(info["mean"]), tuple(info["std"])) if "mean" in info else None  # as trained (augment.normalize)
-    module = build_module(cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False, "weights": None})}),
-                          task, channels, steps_per_epoch=1, stats=stats)
-    state = load_checkpoint(run.best_ckpt(k))["state_dict"]
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as err:  # another shape than the config's model: classes.json or config.yaml was edited
-        raise PodiumError(f"'{run.best_ckpt(k)}' does not fit the model of '{run.config}' with the "
-                          f"{len(task.outputs)} outputs of '{run.classes_file}' ({str(err).splitlines()[0]}). Restore "
-                          "those files as `podium train` wrote them, or retrain the run.") from None
-    return module
-
-
-def align_submission(template_path: Path, id_col: str, ids: np.ndarray, probs: np.ndarray,
-                     classes: list[str], task=None) -> pd.DataFrame:
-    """Fill the competition's template with our predictions, keeping its id order and column names; how the columns
-    are filled is the task's (default multiclass: class names or probabilities; podium.tasks)."""
-    from podium.data.sources import read_csv
-    from podium.tasks import Multiclass
-
-    template = read_csv(template_path, "data.sample_submission")
-    if id_col not in template.columns:
-        raise PodiumError(f"Sample submission '{template_path}' has no id column '{id_col}' (data.id_col). "
-                          f"Its columns: {fmt_list(template.columns)}.")
-    ours = pd.Index(ids)
-    theirs = pd.Index(template[id_col])
-    missing, extra = theirs.difference(ours), ours.difference(theirs)
-    if len(missing) or len(extra):
-        raise PodiumError(f"Test ids do not match '{template_path}': {len(missing)} id(s) in the template but not in "
-                          f"the test set (first: {fmt_list(missing[:5])}); {len(extra)} in the test set but not the "
-                          f"template (first: {fmt_list(extra[:5])}). Point data.test_csv at the matching test list.")
-    order = pd.Series(np.arange(len(ids)), index=ours).loc[template[id_col]].to_numpy()
-    other = [c for c in template.columns if c != id_col]
-    task = task or Multiclass(None, classes)
-    return task.fill(template[[id_col]].copy(), other, probs[order], str(template_path))
 
 
 def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None = None, out: Path | None = None,
@@ -173,7 +104,7 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     returns the OOF scores without TTA (the run's oof.csv) and with it, over the same images, and the cost."""
     from podium.data.cache import build_cache
     from podium.data.sources import load_train
-    from podium.tasks import run_task
+    from podium.run.decisions import run_task
 
     run = Path(run)
     cfg = cfg or load_config(run / "config.yaml")
@@ -220,15 +151,15 @@ def _run_folds(run: Path, ids: pd.Series) -> np.ndarray:
 def _run_task(run: Path, cfg: Config, folds: list[int]):
     """The run's task with its decision; multi-label thresholds fitted on other folds than those predicting (or
     never fitted) are fitted again on the OOF of the finished folds."""
-    from podium.tasks import run_task
+    from podium.run.decisions import run_task
 
     task = run_task(run, cfg)
     if cfg.data.task == "multilabel":
         path = run / "thresholds.json"
         if not path.exists() or json.loads(path.read_text())["folds"] != folds:
+            from podium.commands.train import fit_decision
+            from podium.run.merge import merge_folds
             from rich.console import Console
-
-            from podium.train import fit_decision, merge_folds
 
             Console(stderr=True).print(f"fitting thresholds on the OOF of folds {folds} ({path} was "
                                        f"{'fitted on other folds' if path.exists() else 'missing'})")
@@ -240,7 +171,7 @@ def _run_task(run: Path, cfg: Config, folds: list[int]):
 
 def _posthoc_params(run: Path, cfg: Config, folds: list[int]) -> dict | None:
     """RUN/posthoc.json when the run has one; refused when it was fitted on other folds than those predicting."""
-    from podium.posthoc import load_posthoc
+    from podium.run.decisions import load_posthoc
 
     params = load_posthoc(run)
     if params is None:

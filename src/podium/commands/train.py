@@ -1,0 +1,192 @@
+"""`podium train`: train the chosen folds of the persisted split into one run folder, then collect OOF.
+
+Run folder <output_dir>/<name>/ (podium.run.RunDir):
+  .podium-run                               the marker: podium made it (only a marked folder is ever removed)
+  locks/fold<k>.lock                        held while a process trains fold k: one writer per fold
+  config.yaml, folds.csv, classes.json      what the run was made from (run.json: input channels, mean/std)
+  fold<k>/best.ckpt, last.ckpt              Lightning checkpoints (written atomically)
+  fold<k>/metrics.csv                       one row per epoch
+  fold<k>/oof.csv, fold<k>/done.json        the fold's out-of-fold probabilities, and its finished marker
+  oof.csv, metrics.json                     every finished fold merged, per-fold and overall scores
+Folds are independent, so machines can train disjoint folds into one shared folder; each finished fold
+re-merges whatever folds are finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from podium.config import Config, to_yaml
+from podium.engine.fold import TrainData, load_data, train_fold
+from podium.engine.module import normalisation
+from podium.errors import PodiumError, fmt_list
+from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from podium.run.lock import fold_locks
+from podium.run.merge import merge_folds
+from podium.run.rundir import RunDir
+from podium.tasks import check_config
+from rich.console import Console
+
+
+def run_dir(cfg: Config) -> Path:
+    return Path(cfg.output_dir) / cfg.name
+
+
+def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], resume: bool, overwrite: bool,
+                 stats: tuple[tuple, tuple], held: list[dict]) -> Path:
+    """Refuse to clobber a finished run; write config.yaml, folds.csv and classes.json. `rd` is checked and marked
+    (podium.run.guard.open_run); `held`: the fold locks this process holds."""
+    from podium.run.guard import clear_run
+    from podium.run.lock import live_holders
+
+    saved = rd.config
+    if saved.exists() and saved.read_text() != to_yaml(cfg):
+        if not overwrite and rd.has_progress():
+            raise PodiumError(f"Run folder '{rd.path}' holds a run made with a different config. Pass --overwrite to "
+                              f"replace it, or set name=... to train a new run.")
+        busy = live_holders(rd.path, held)
+        if busy:  # replacing the run would pull the folder from under another machine's training
+            lock, holder = busy[0]
+            raise PodiumError(f"Run folder '{rd.path}' holds a run made with a different config, and process "
+                              f"{holder.get('pid')} on host {holder.get('host')} is training it (lock file '{lock}'). "
+                              "Set name=... to train a new run; if that process is gone, delete the lock file.")
+        if not overwrite:  # it failed before its first checkpoint: nothing is lost, and the corrected config reruns
+            _note(f"replacing '{rd.path}': it was started with a different config and never got a checkpoint")
+        clear_run(rd)
+    started = [k for k in folds if rd.fold(k).exists()]
+    if started and not (resume or overwrite):
+        done = [k for k in started if rd.done_json(k).exists()]
+        raise PodiumError(f"Run folder '{rd.path}' already holds fold(s) {fmt_list(started)} (finished: "
+                          f"{fmt_list(done) or 'none'}). Pass --resume to continue unfinished folds, --overwrite to "
+                          "retrain them, or set name=... for a new run.")
+    if overwrite:
+        for k in started:
+            shutil.rmtree(rd.fold(k))
+    if rd.classes_file.exists():
+        try:
+            recorded = rd.classes()
+        except PodiumError:
+            if not overwrite:
+                raise
+            recorded = data.classes  # damaged, and rewritten below from the data
+        if recorded != data.classes:
+            raise PodiumError(f"'{rd.classes_file}' lists other classes than the data ({fmt_list(data.classes)}). "
+                              "Pass --overwrite or use a new name=.")
+    atomic_write_text(saved, to_yaml(cfg))
+    atomic_write_csv(rd.folds_csv, data.frame[["id", "fold"]].sort_values("id"))
+    atomic_write_json(rd.classes_file, data.classes)
+    atomic_write_json(rd.run_json, {"channels": data.channels, "n_train": len(data.frame),
+                                    "mean": list(stats[0]), "std": list(stats[1])})  # the model's input stats
+    return rd.path
+
+
+def _note(text: str) -> None:
+    Console(stderr=True).print(text, highlight=False, markup=False)
+
+
+def _trains_on_this_rank() -> bool:
+    """False in the extra processes of a multi-device run (Lightning's launcher, torchrun and SLURM start one per
+    device, each running the command): the first one holds the fold locks for all of them."""
+    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+# ------------------------------------------------------------------------- classifier re-training (cRT)
+
+
+def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
+    """cRT starts fold k from fold k of train.init_from: refuse unless that run has the same classes, the same
+    folds (so no fold's validation images were ever trained on) and a finished fold k for every k asked for."""
+    init = Path(cfg.train.init_from)
+    if not (init / "config.yaml").exists() or not (init / "folds.csv").exists():
+        raise PodiumError(f"train.init_from: '{init}' is not a trained run folder (no config.yaml / folds.csv).")
+    if init.resolve() == run_dir(cfg).resolve():
+        raise PodiumError(f"train.init_from is this run's own folder '{init}': give the classifier stage its own "
+                          f"name, e.g. name={cfg.name}-crt.")
+    classes = RunDir(init).classes()
+    if classes != data.classes:
+        raise PodiumError(f"train.init_from: '{init}' was trained on classes {fmt_list(classes)}, this data has "
+                          f"{fmt_list(data.classes)}.")
+    theirs = RunDir(init).folds().set_index("id")["fold"]
+    ours = data.frame.set_index("id")["fold"]
+    differ = ours.index.symmetric_difference(theirs.index).tolist()
+    common = ours.index.intersection(theirs.index)
+    differ += common[ours.loc[common].to_numpy() != theirs.loc[common].to_numpy()].tolist()
+    if differ:
+        raise PodiumError(f"train.init_from: '{init}' used other folds than this config ({len(differ)} id(s) differ, "
+                          f"first: {fmt_list(differ[:5])}): its backbones saw some of this split's validation "
+                          f"images. Use the same data, cv settings and folds file as that run.")
+    missing = [k for k in folds if not (init / f"fold{k}" / "done.json").exists()]
+    if missing:
+        raise PodiumError(f"train.init_from: '{init}' has no finished fold {fmt_list(missing)}. Train it there first, "
+                          f"or pass --folds with finished ones.")
+    return init
+
+
+def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False,
+          config_path: Path | str | None = None) -> dict:
+    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics.
+    `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
+    from podium.run.guard import check_location, check_writable, open_run
+
+    check_config(cfg)
+    check_location(cfg, config_path)  # before anything is read or written
+    check_writable(cfg.output_dir)
+    data = load_data(cfg)
+    all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
+    folds = all_folds if folds is None else folds
+    bad = [k for k in folds if k not in all_folds]
+    if bad:
+        raise PodiumError(f"--folds {fmt_list(bad)} not in the split (folds {fmt_list(all_folds)}).")
+    if cfg.train.stage == "classifier":
+        check_init_run(cfg, data, folds)
+    stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
+    rd = open_run(cfg, config_path, note=_note)
+    with fold_locks(rd.path, folds if _trains_on_this_rank() else [], note=_note) as held:
+        _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held)
+        for k in folds:
+            if resume and rd.done_json(k).exists():
+                continue
+            done = train_fold(cfg, data, rd.path, k, resume, stats)
+            fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
+            if done and fold_metrics:
+                Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
+                                           f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
+        metrics = merge_folds(rd.path, cfg.cv.metric)
+        if cfg.posthoc.method != "none" and metrics:
+            metrics = _fit_posthoc(cfg, rd.path)
+        if cfg.data.task == "multilabel" and metrics:
+            metrics = fit_decision(cfg, rd.path)
+    from podium.commands.tracking import log_run
+
+    log_run(cfg, rd.path, metrics)
+    return metrics
+
+
+def fit_decision(cfg: Config, rd: Path) -> dict:
+    """Multi-label: per-label thresholds fitted on the merged OOF for cv.metric (RUN/thresholds.json, used by
+    predict); returns metrics.json with the OOF score before and after."""
+    from podium.run.decisions import fit_run_thresholds
+    from podium.tasks import make_task
+    from podium.thresholds import summary
+
+    task = make_task(cfg.data, RunDir(rd).classes())
+    oof = RunDir(rd).oof(task.outputs)
+    folds = sorted(int(k) for k in oof["fold"].unique())
+    params = fit_run_thresholds(rd, task, cfg.cv.metric, task.parse(oof["label"]),
+                                oof[task.outputs].to_numpy(np.float64), folds)
+    Console(stderr=True).print(summary(params))
+    return json.loads((rd / "metrics.json").read_text())
+
+
+def _fit_posthoc(cfg: Config, rd: Path) -> dict:
+    """Fit posthoc.method on the merged OOF (RUN/posthoc.json); returns metrics.json with its before/after scores."""
+    from podium.posthoc import summary
+    from podium.run.decisions import fit_run
+
+    params = fit_run(rd, cfg.posthoc.method, cfg.cv.metric, cfg.posthoc.tau, cfg.posthoc.tau_max)
+    Console(stderr=True).print(summary(params))
+    return json.loads((rd / "metrics.json").read_text())

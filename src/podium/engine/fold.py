@@ -1,0 +1,145 @@
+"""One fold of training: the data it reads, its loader, module and Lightning trainer, and `train_fold`.
+
+The command (podium.commands.train) decides which folds run and owns the run folder's life; everything here works
+on one fold given explicit arguments, writing only that fold's files (fold<k>/...) through podium.run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from podium.config import Config
+from podium.engine.loader import make_loader
+from podium.engine.module import build_module, fold_weights
+from podium.io import atomic_write_csv, atomic_write_json
+from podium.run.checkpoint import load_checkpoint
+from podium.samplers import create_sampler
+
+
+@dataclass
+class TrainData:
+    """Everything a fold needs: the table, the classes, each row's fold and the decoded images."""
+
+    frame: pd.DataFrame  # id, path, label, target (one class index per row: what samplers balance), fold
+    classes: list[str]  # the network's outputs: classes | labels | task:class (podium.tasks)
+    images: np.ndarray  # N x H x W x C uint8 memmap, rows aligned with frame
+    channels: int
+    task: object = None  # podium.tasks task of data.task; None: multiclass over `classes`
+    targets: np.ndarray | None = None  # what the loss takes: class index N | multi-hot N x K | index per task N x T
+
+
+def load_data(cfg: Config) -> TrainData:
+    from podium.data.cache import build_cache, resolve_channels
+    from podium.data.sources import load_train
+    from podium.data.splits import load_folds
+
+    frame, classes = load_train(cfg)
+    frame["fold"] = load_folds(cfg, frame)
+    channels = resolve_channels(list(frame["path"]), cfg.data.channels)
+    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
+                        center_crop=cfg.data.center_crop)
+    from podium.tasks import make_task
+
+    task = make_task(cfg.data, classes)
+    return TrainData(frame, classes, cache.images, channels, task, task.encode(frame))
+
+
+def _precision(cfg: Config, accelerator: str) -> str:
+    if cfg.train.precision != "auto":
+        return {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}[cfg.train.precision]
+    if accelerator != "gpu":
+        return "32-true"  # bf16 on a CPU without native support is hundreds of times slower than fp32
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _quiet_lightning() -> None:
+    """Keep the terminal for podium's own output: no hardware banner, no tips, no known-harmless warnings."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # fold<k>/ holds metrics.csv first
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.14 deprecation notice
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-process reads are the fast path
+
+
+def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, **overrides):
+    """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        ModelCheckpoint,
+        RichProgressBar,
+    )
+    from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV
+    from podium.engine.module import metric_mode
+    from podium.engine.tracking import fold_loggers
+
+    _quiet_lightning()
+    gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
+    accelerator = "gpu" if gpu else "cpu"
+    mode = metric_mode(cfg.cv.metric, cfg.data)
+    callbacks = [ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_metric", mode=mode, save_last=True,
+                                 save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
+                 EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=False)]
+    if cfg.train.patience > 0:
+        callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
+    settings = dict(
+        max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
+        precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,
+        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        logger=fold_loggers(cfg, fold_dir, fold), num_sanity_val_steps=0,
+        enable_model_summary=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
+    )
+    return pl.Trainer(**{**settings, **overrides})
+
+
+def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, stats: tuple[tuple, tuple]) -> dict:
+    from podium.augment import eval_pipeline, train_pipeline
+    from podium.engine.module import seed_everything
+    from podium.engine.predict import predict_probs
+    from podium.tasks import make_task
+
+    fold_dir = rd / f"fold{k}"
+    t0 = time.time()
+    is_val = data.frame["fold"].to_numpy() == k
+    key = data.frame["target"].to_numpy()  # one class per row (multitask: the combination) for the sampler
+    task = data.task or make_task(cfg.data, data.classes)
+    targets = data.targets if data.targets is not None else key
+    tr_idx, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    seed_everything(cfg.train.seed + k)  # weights init differs per fold, but is fixed by the seed
+    sampler = create_sampler(cfg.train.resolved_sampler(), key[tr_idx], cfg.train.seed + k,
+                             cfg.train.repeat_threshold)
+    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler,
+                               pipeline=train_pipeline(cfg.augment, data.channels),
+                               augment_seed=cfg.train.seed * 1000 + k)
+    val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None,
+                             pipeline=eval_pipeline(cfg.augment, data.channels))
+    start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
+    module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
+                          init_state=start, stats=stats)
+    trainer = make_trainer(cfg, fold_dir, len(train_loader), fold=k)
+    last = fold_dir / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
+    if trainer.global_rank != 0:
+        return {}
+    module.load_state_dict(load_checkpoint(fold_dir / "best.ckpt")["state_dict"])
+    probs = predict_probs(module, data.images, va_idx, cfg.train.eval_batch_size, tta="none")
+    oof = pd.DataFrame({"id": data.frame["id"].to_numpy()[va_idx], "fold": k,
+                        "label": data.frame["label"].to_numpy()[va_idx]})
+    oof[data.classes] = probs
+    atomic_write_csv(fold_dir / "oof.csv", oof)
+    done = {"fold": k, "best_epoch": int(pd.read_csv(fold_dir / "metrics.csv").pipe(_best_epoch, cfg.cv.metric)),
+            "epochs_run": trainer.current_epoch, "seconds": round(time.time() - t0, 1)}
+    atomic_write_json(fold_dir / "done.json", done)
+    return done
+
+
+def _best_epoch(rows: pd.DataFrame, metric: str) -> int:
+    col = rows[f"val_{metric}"]
+    return int(rows["epoch"].iloc[col.idxmin() if metric == "logloss" else col.idxmax()])

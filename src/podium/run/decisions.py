@@ -1,0 +1,108 @@
+"""A run's decisions, fitted on its OOF and read by predict: post-hoc correction (RUN/posthoc.json), multi-label
+thresholds (RUN/thresholds.json), and the run's task with them (`run_task`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from podium.config import Config
+from podium.errors import PodiumError
+from podium.io import atomic_write_json
+from podium.metrics import score_all
+from podium.posthoc import POSTHOC, adjust, fit_tau
+from podium.tasks import Multiclass, make_task
+
+
+def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
+    """(probs N x C, class index per row, classes, folds) from RUN/oof.csv."""
+    from podium.run.rundir import RunDir
+
+    rd = RunDir(run)
+    classes = rd.classes()
+    if not rd.oof_csv.exists():
+        raise PodiumError(f"'{run}' has no oof.csv: train at least one fold first (`podium train`).")
+    oof = rd.oof(classes)
+    y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    return oof[classes].to_numpy(np.float64), y, classes, sorted(int(k) for k in oof["fold"].unique())
+
+
+def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_max: float = 2.0) -> dict:
+    """Fit `method` on RUN's OOF, write RUN/posthoc.json and return it; the OOF scores before and after also go
+    into RUN/metrics.json under "posthoc"."""
+    if method not in POSTHOC or method == "none":
+        raise PodiumError(f"Unknown post-hoc method '{method}'. Choose logit_adjust or prior (`podium list posthoc`).")
+    run = Path(run)
+    if (run / "config.yaml").exists():
+        from podium.config import load_config
+        from podium.tasks import require_multiclass
+
+        require_multiclass(load_config(run / "config.yaml"), "podium posthoc")
+    probs, y, classes, folds = read_oof(run)
+    counts = np.bincount(y, minlength=len(classes))
+    log_prior = np.log(np.maximum(counts, 1) / counts.sum())
+    search: dict = {}
+    if method == "prior":
+        tau = 1.0
+    elif tau is None:
+        tau, search = fit_tau(probs, y, log_prior, metric, tau_max)
+    params = {"method": method, "tau": float(tau), "metric": metric, "classes": classes,
+              "class_counts": counts.tolist(), "log_prior": log_prior.tolist(), "folds": folds, "n_oof": len(y),
+              "oof_before": score_all(y, probs), "oof_after": score_all(y, adjust(probs, log_prior, tau)),
+              "search": {str(t): s for t, s in search.items()}}
+    metrics = _run_metrics(run)  # read before anything is written: a damaged file stops the command first
+    atomic_write_json(run / "posthoc.json", params)
+    if metrics is not None:  # the run's scores say what the correction does to them
+        metrics["posthoc"] = {k: params[k] for k in ("method", "tau", "metric", "oof_before", "oof_after")}
+        atomic_write_json(run / "metrics.json", metrics)
+    return params
+
+
+def _run_metrics(run: Path) -> dict | None:
+    """RUN/metrics.json when the run has one (a PodiumError naming it when it is damaged)."""
+    from podium.run.rundir import RunDir
+
+    return RunDir(run).metrics() if (run / "metrics.json").exists() else None
+
+
+def load_posthoc(run: Path) -> dict | None:
+    path = Path(run) / "posthoc.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def fit_run_thresholds(run: Path, task, metric: str, y: np.ndarray, probs: np.ndarray, folds: list[int]) -> dict:
+    """Fit on the run's merged OOF, write RUN/thresholds.json, add before/after to metrics.json; returns the file."""
+    run = Path(run)
+    task.set_decision(None)
+    before = task.score(y, probs)
+    decision = task.fit_decision(y, probs, metric)
+    task.set_decision(decision)
+    after = task.score(y, probs)
+    params = {**decision, "metric": metric, "folds": folds, "n_oof": len(y), "oof_before": before, "oof_after": after}
+    atomic_write_json(run / "thresholds.json", params)
+    if (run / "metrics.json").exists():
+        from podium.run.rundir import RunDir
+
+        metrics = RunDir(run).metrics()
+        metrics["thresholds"] = {"metric": metric, "oof_before": before[metric], "oof_after": after[metric]}
+        atomic_write_json(run / "metrics.json", metrics)
+    return params
+
+
+def run_task(run: Path, cfg: Config | None = None) -> Multiclass:
+    """The task of a run folder (config.yaml, classes.json), with its fitted decision (thresholds.json) set."""
+    import json
+
+    from podium.config import load_config
+
+    run = Path(run)
+    cfg = cfg or load_config(run / "config.yaml")
+    from podium.run.rundir import RunDir
+
+    task = make_task(cfg.data, RunDir(run).classes())
+    decision = run / "thresholds.json"
+    if decision.exists():
+        task.set_decision(json.loads(decision.read_text()))
+    return task
