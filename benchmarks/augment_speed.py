@@ -32,7 +32,7 @@ from podium.config import from_dict
 from podium.engine.module import seed_everything
 from podium.samplers import EpochSampler
 from podium.tasks import make_task
-from podium.engine.module import build_module
+from podium.engine.build import build_module
 from podium.engine.loader import make_loader
 from podium.engine.fold import make_trainer
 

@@ -169,7 +169,7 @@ def test_fold_training_rows_alone_feed_the_sampler_and_the_loss(tiny_competition
 
 
 def test_classifier_retraining_keeps_each_folds_backbone(tiny_competition):
-    from podium.engine.module import fold_weights
+    from podium.engine.build import fold_weights
 
     train(load_config(tiny_competition))
     first = tiny_competition.parent / "runs" / "tiny"

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
 from podium.data.scenarios.digits import DEMO_SIZE, write_digits_competition
 
 # The demo's model and budget: a small CNN suited to 32x32 grayscale, trained from scratch.
@@ -37,13 +38,14 @@ def demo_config(out: Path, epochs: int | None = None):
 def run_demo(out: Path | str, tta: str = "hflip", epochs: int | None = None) -> dict:
     """The whole loop on digits: write data, split, train 5 folds, predict with and without TTA, score on held-out
     labels; the submission keeps whichever of the two the OOF favours. `epochs`: default the demo's 12."""
+    from rich.console import Console
+    from rich.table import Table
+
     from podium.commands.predict import predict
     from podium.commands.train import run_dir, train
     from podium.config import save_config
     from podium.data.splits import make_folds_file
     from podium.report.terminal import metrics_table
-    from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     out = Path(out)

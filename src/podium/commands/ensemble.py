@@ -14,12 +14,13 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.stats import rankdata
+
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv, atomic_write_json
 from podium.metrics import get_metric
 from podium.run.rundir import RunDir
-from scipy.optimize import minimize
-from scipy.stats import rankdata
 
 
 def _vote(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from podium.config import Config, load_config
 from podium.data.submission import align_submission
 from podium.engine.predict import load_fold_module, predict_probs
@@ -157,9 +158,10 @@ def _run_task(run: Path, cfg: Config, folds: list[int]):
     if cfg.data.task == "multilabel":
         path = run / "thresholds.json"
         if not path.exists() or json.loads(path.read_text())["folds"] != folds:
+            from rich.console import Console
+
             from podium.commands.train import fit_decision
             from podium.run.merge import merge_folds
-            from rich.console import Console
 
             Console(stderr=True).print(f"fitting thresholds on the OOF of folds {folds} ({path} was "
                                        f"{'fitted on other folds' if path.exists() else 'missing'})")

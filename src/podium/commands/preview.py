@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from podium.config import Config
 from podium.errors import PodiumError
 
@@ -27,7 +28,7 @@ def augmented_samples(cfg: Config, n: int, seed: int) -> np.ndarray:
     from podium.data.cache import resolve_channels
     from podium.data.images import ImageReadError, crop_center, fit_image, read_image
     from podium.data.sources import load_train
-    from podium.engine.module import normalisation
+    from podium.engine.build import normalisation
 
     if n < 1:
         raise PodiumError(f"--n must be at least 1 (got {n}).")
@@ -83,6 +84,7 @@ def write_preview(cfg: Config, out: Path, n: int = 16, seed: int = 0, overwrite:
     """Write the grid of n augmented training images to `out` (PNG, atomically); refuse to replace a file unless
     `overwrite`, and ever to write over the config (`config_path`) or the data it names, or into a run folder."""
     from PIL import Image
+
     from podium.io import atomic_path
     from podium.run.guard import data_paths
     from podium.run.outputs import check_out

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Console
+
 from podium.config import Config
 from podium.engine.tracking import mlflow_log_run, wandb_log_run
 from podium.errors import PodiumError
-from rich.console import Console
 
 
 def log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:

@@ -20,16 +20,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+
 from podium.config import Config, to_yaml
+from podium.engine.build import normalisation
 from podium.engine.fold import TrainData, load_data, train_fold
-from podium.engine.module import normalisation
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from podium.run.lock import fold_locks
 from podium.run.merge import merge_folds
 from podium.run.rundir import RunDir
 from podium.tasks import check_config
-from rich.console import Console
 
 
 def run_dir(cfg: Config) -> Path:

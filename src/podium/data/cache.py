@@ -31,15 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from podium.data.images import (
-    GRAY_MODES,
-    ImageReadError,
-    crop_center,
-    fit_image,
-    read_image,
-)
-from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_json, process_alive, write_error
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -49,6 +40,16 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from podium.data.images import (
+    GRAY_MODES,
+    ImageReadError,
+    crop_center,
+    fit_image,
+    read_image,
+)
+from podium.errors import PodiumError, fmt_list
+from podium.io import atomic_write_json, process_alive, write_error
 
 CACHE_FORMAT = 1  # bump when the layout or the decoding changes: every older cache then stops matching
 RESIZE_POLICIES = ("resize", "pad", "keep")

@@ -18,12 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from podium.config import Config
-from podium.data.images import ImageReadError, decode_image
-from podium.data.leakage import NEAR_DUP_DISTANCE, Sketch, leakage_findings, sketch
-from podium.data.sources import Table, index_folder, test_table, train_table
-from podium.errors import Problem, fmt_list
-from podium.tasks import class_names
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,6 +28,13 @@ from rich.progress import (
 )
 from rich.table import Table as RichTable
 from rich.text import Text
+
+from podium.config import Config
+from podium.data.images import ImageReadError, decode_image
+from podium.data.leakage import NEAR_DUP_DISTANCE, Sketch, leakage_findings, sketch
+from podium.data.sources import Table, index_folder, test_table, train_table
+from podium.errors import Problem, fmt_list
+from podium.tasks import class_names
 
 # what to tell the user for each way a file can fail to decode
 _READ_FIXES = {

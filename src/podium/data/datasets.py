@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from PIL import Image
+
 from podium.data.scenarios import check_n
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv

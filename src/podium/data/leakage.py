@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from PIL import Image
+
 from podium.config import Config
 from podium.data.sources import Table
 from podium.data.splits import folds_path, read_folds

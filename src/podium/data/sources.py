@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from podium.config import Config, DataConfig
 from podium.data.images import IMAGE_EXTENSIONS
 from podium.errors import PodiumError, Problem, fmt_list, short_repr, short_text

@@ -13,15 +13,16 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from podium.config import Config, CVConfig
-from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv
 from sklearn.model_selection import (
     GroupKFold,
     KFold,
     StratifiedGroupKFold,
     StratifiedKFold,
 )
+
+from podium.config import Config, CVConfig
+from podium.errors import PodiumError, fmt_list
+from podium.io import atomic_write_csv
 
 
 def _kfold(frame: pd.DataFrame, cv: CVConfig):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from podium.errors import PodiumError, fmt_list
 
 

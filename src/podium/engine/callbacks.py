@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
 from podium.errors import PodiumError
 from podium.io import atomic_path, atomic_write_csv
 
@@ -66,3 +67,20 @@ class EpochMetricsCSV(pl.Callback):
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
                **{f"val_{k}": v for k, v in module.last_val.items()}}
         atomic_write_csv(self.path, pd.concat([rows, pd.DataFrame([row])], ignore_index=True))
+
+
+class FreezeBackbone(pl.Callback):
+    """Freezing as a callback (Lightning's BaseFinetuning pattern): `backbone` keeps the backbone and its BatchNorm
+    statistics fixed every epoch (model.freeze=backbone, and cRT's classifier stage), `backbone_until` for the first
+    `epochs` epochs, then trains everything."""
+
+    def __init__(self, mode: str, epochs: int = 1):
+        if mode not in ("backbone", "backbone_until"):
+            raise ValueError(f"FreezeBackbone mode {mode!r}: backbone | backbone_until")
+        self.mode, self.epochs = mode, epochs
+
+    def on_train_epoch_start(self, trainer, module):
+        from podium.models import set_backbone_trainable
+
+        frozen = self.mode == "backbone" or trainer.current_epoch < self.epochs
+        set_backbone_trainable(module.model, not frozen)

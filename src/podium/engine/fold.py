@@ -10,12 +10,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+
 from podium.config import Config
+from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
+from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone
 from podium.engine.loader import make_loader
-from podium.engine.module import build_module, fold_weights
+from podium.engine.tracking import fold_loggers
 from podium.io import atomic_write_csv, atomic_write_json
 from podium.run.checkpoint import load_checkpoint
 from podium.samplers import create_sampler
@@ -70,16 +75,6 @@ def _quiet_lightning() -> None:
 
 def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, **overrides):
     """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests)."""
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import (
-        EarlyStopping,
-        ModelCheckpoint,
-        RichProgressBar,
-    )
-    from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV
-    from podium.engine.module import metric_mode
-    from podium.engine.tracking import fold_loggers
-
     _quiet_lightning()
     gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
     accelerator = "gpu" if gpu else "cpu"
@@ -89,6 +84,8 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
                  EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
+    if freeze_mode(cfg) != "none":
+        callbacks.append(FreezeBackbone(freeze_mode(cfg), cfg.model.freeze_epochs))
     settings = dict(
         max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
         precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,

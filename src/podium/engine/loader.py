@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from podium.augment import AugmentedDataset
 from podium.data.cache import CachedDataset
 from podium.samplers import EpochSampler

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from podium.augment import to_float
 from podium.config import Config
+from podium.engine.build import build_module
 from podium.engine.loader import make_loader
-from podium.engine.module import build_module
 from podium.errors import PodiumError
 from podium.run.checkpoint import load_checkpoint
 from podium.run.rundir import RunDir
@@ -31,7 +32,7 @@ def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: i
     module = module.to(device).eval()
     net = module.eval_model()
     out = []
-    pipeline = eval_pipeline(module.cfg.augment, images.shape[-1])  # the edge channel when the model takes one
+    pipeline = eval_pipeline(module.augment_cfg, images.shape[-1])  # the edge channel when the model takes one
     for x, _ in make_loader(images, None, indices, batch_size, seed=None, pipeline=pipeline):
         xf = to_float(x.to(device, non_blocking=True), module.mean, module.std)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

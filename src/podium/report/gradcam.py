@@ -77,7 +77,7 @@ def explain(module, images: np.ndarray, classes: list[int]) -> np.ndarray:
     from podium.augment import with_edges
 
     module = module.cpu().eval()
-    if module.cfg.augment.edges:  # the model also takes the images' edge channel
+    if module.augment_cfg.edges:  # the model also takes the images' edge channel
         images = with_edges(np.ascontiguousarray(images))
     x = to_float(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), module.mean, module.std)
     return gradcam(module.eval_model(), x, classes)

@@ -22,7 +22,7 @@ import difflib
 import numpy as np
 import pandas as pd
 
-from podium.config import Config, DataConfig
+from podium.config import Config, DataConfig, TrainConfig
 from podium.errors import PodiumError, fmt_list
 from podium.metrics import METRICS, MULTILABEL_METRICS, Metric, score_all
 from podium.tasks.combine import Combine
@@ -104,11 +104,12 @@ class Multiclass:
     def activation(self, logits):
         return logits.softmax(1)
 
-    def build_loss(self, cfg: Config, train_targets: np.ndarray, logit_scale: float | None):
+    def build_loss(self, train: TrainConfig, train_targets: np.ndarray, logit_scale: float | None):
+        """train.loss with its train.loss_args, fitted to the fold's training targets (class counts)."""
         from podium.losses import LossContext, create_loss
 
         counts = np.bincount(train_targets, minlength=len(self.outputs))  # the fold's training rows only
-        return create_loss(cfg.train.loss, cfg.train.loss_args, LossContext(counts, cfg.train.epochs, logit_scale))
+        return create_loss(train.loss, train.loss_args, LossContext(counts, train.epochs, logit_scale))
 
     # ---- scores and decisions
     @property
@@ -224,11 +225,11 @@ class Multilabel(Multiclass):
     def activation(self, logits):
         return logits.sigmoid()
 
-    def build_loss(self, cfg, train_targets, logit_scale):
+    def build_loss(self, train, train_targets, logit_scale):
         from podium.losses import LossContext, create_loss
 
-        ctx = LossContext(train_targets.sum(0), cfg.train.epochs, logit_scale, n_images=len(train_targets))
-        return create_loss(cfg.train.loss, cfg.train.loss_args, ctx)
+        ctx = LossContext(train_targets.sum(0), train.epochs, logit_scale, n_images=len(train_targets))
+        return create_loss(train.loss, train.loss_args, ctx)
 
     @property
     def metrics(self):
@@ -341,13 +342,13 @@ class Multitask(Multiclass):
 
         return torch.cat([part.softmax(1) for part in logits.split(self.sizes, dim=1)], dim=1)
 
-    def build_loss(self, cfg, train_targets, logit_scale):
+    def build_loss(self, train, train_targets, logit_scale):
         from podium.losses import LossContext, MultiTaskLoss, create_loss
 
-        losses = [create_loss(cfg.train.loss, cfg.train.loss_args,
-                              LossContext(np.bincount(train_targets[:, j], minlength=n), cfg.train.epochs, logit_scale))
+        losses = [create_loss(train.loss, train.loss_args,
+                              LossContext(np.bincount(train_targets[:, j], minlength=n), train.epochs, logit_scale))
                   for j, n in enumerate(self.sizes)]
-        return MultiTaskLoss(losses, self.sizes, cfg.train.task_weights or [1.0] * len(self.tasks))
+        return MultiTaskLoss(losses, self.sizes, train.task_weights or [1.0] * len(self.tasks))
 
     @property
     def metrics(self):

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import yaml
+
 from podium.errors import PodiumError
 from podium.io import atomic_write_text
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv, atomic_write_text
 

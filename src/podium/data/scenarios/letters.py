@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
+
 from podium.data.scenarios import (
     draw_all,
     fresh_folder,

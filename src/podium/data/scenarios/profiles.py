@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
+
 from podium.data.scenarios import (
     draw_all,
     fresh_folder,
