@@ -85,13 +85,14 @@ class _Symmetric(torch.nn.Module):
 
 
 class _Module(torch.nn.Module):
-    """What predict_probs needs of a podium Classifier: normalisation buffers, eval_model(), the task, the config."""
+    """What predict_probs needs of a podium Classifier: normalisation buffers, eval_model(), the task, the
+    augmentation settings (for the edge channel)."""
 
     def __init__(self, net, channels):
         super().__init__()
         self.net = net
         self.task = Multiclass(None, [])  # softmax probabilities
-        self.cfg = load_config(None)  # augment.edges off: no edge channel
+        self.augment_cfg = load_config(None).augment  # augment.edges off: no edge channel
         self.register_buffer("mean", torch.full((channels,), 0.5))
         self.register_buffer("std", torch.full((channels,), 0.5))
 
