@@ -486,7 +486,7 @@ def check_config(cfg: Config) -> Config:
     # delayed: these registries' modules import torch
     from podium.augment import PRESETS
     from podium.heads import HEADS, head_margin
-    from podium.losses import ALL_LOSSES, MULTILABEL_LOSSES, LOSSES
+    from podium.losses import ALL_LOSSES, LOSSES, MULTILABEL_LOSSES
     from podium.samplers import AUTO, SAMPLERS
     from podium.tta import COMBINE, parse_tta
 
