@@ -196,7 +196,7 @@ class TrainConfig(_Section):
     min_lr: NonNegativeFloat = 1e-6  # floor of the cosine decay
     loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args; unset: bce for data.task=multilabel
     task_weights: list[NonNegativeFloat] | None = None  # data.task=multitask: loss = sum_t w_t x loss_t, one weight per task in data.label_col order; None: all 1
-    loss_args: dict[str, Any] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; unset ones take defaults (filled in by podium.tasks.check_config)
+    loss_args: Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; null: none; unset ones take defaults (filled in by podium.tasks.check_config)
     sampler: str = "auto"  # `podium list samplers`; auto: random, class_balanced when stage=classifier
     repeat_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # sampler=repeat_factor: a class holding a share f < t of the images is drawn sqrt(t/f) times as often
     stage: Literal["full", "classifier"] = "full"  # full: train everything | classifier: retrain only the classifier of init_from's folds (cRT)

@@ -3,9 +3,9 @@
 The long-tail losses read the class counts of the fold's *training* rows (`LossContext`), never the validation
 fold's. Each loss's parameters are typed once, beside its builder (`FocalArgs`, ...): `podium.tasks.check_config`
 validates `train.loss_args` against the chosen loss's model and fills in every default, so a run's config.yaml
-says exactly which loss made it. Multi-label losses (`task="multi_label"`: bce,
-asl) take N x K multi-hot targets and the per-label positive counts; a multi-task run applies any single-label loss
-to each task's slice of the logits (`MultiTaskLoss`, built by `podium.tasks`).
+says exactly which loss made it. Multi-label losses (`MULTILABEL_LOSSES`: bce, asl) take N x K multi-hot targets
+and the per-label positive counts; a multi-task run applies any single-label loss to each task's slice of the
+logits (`MultiTaskLoss`, built by `podium.tasks`).
 
 Every loss is a `Loss`: an nn.Module whose tensors are non-persistent buffers, so checkpoints hold model weights
 only, and whose `set_epoch` the engine calls at the start of every epoch (LDAM's deferred re-weighting uses it).
@@ -351,7 +351,8 @@ LOSSES = Registry("losses", "train.loss", [
                             "balanced_softmax)", LogitAdjustedArgs, _logit_adjusted),
     Entry("ldam", "LDAM-DRW: larger margins for rarer classes, class re-weighting from drw_epoch (Cao et al. 2019); "
                   "needs model.head=cosine", LDAMArgs, _ldam),
-], noun="loss", scope="data.task=multiclass or multitask: one class per image, or per task", params_key="train.loss_args")
+], noun="loss", scope="data.task=multiclass or multitask: one class per image, or per task",
+    params_key="train.loss_args")
 
 MULTILABEL_LOSSES = Registry("losses", "train.loss", [  # targets N x K multi-hot
     Entry("bce", "multi-label: binary cross-entropy per label (the default for data.task=multilabel), optional "
