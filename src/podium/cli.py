@@ -330,7 +330,7 @@ def list_lines(what: str | None) -> list[str]:
 
 @app.command("list")
 def list_registry(what: Optional[str] = typer.Argument(None, help=f"one of: {', '.join(LISTINGS)}; omit for the "
-                                                       "list of registries", show_default=False)):
+                                                       "list of registries", show_default=False, metavar="WHAT")):
     """What a registry holds: every name a config key can take, what it does, its parameters and their defaults.
 
     Without WHAT: each registry, the config key that chooses from it, and how many entries it holds.
