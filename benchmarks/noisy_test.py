@@ -32,13 +32,14 @@ from podium.metrics import METRICS
 from podium.engine.predict import load_fold_module, predict_probs
 from podium.commands.predict import predict
 from podium.commands.train import run_dir, train
+from podium.tasks import check_config
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "noisy_test.json"
 
 
 def config(args, work: Path, preset: str):
-    return from_dict({
+    return check_config(from_dict({
         "name": f"noisy-{preset}", "output_dir": str(HERE / "work" / "runs"),
         "data": {"train_csv": str(work / "train.csv"), "test_csv": str(work / "test.csv"),
                  "image_dir": str(work / "images"), "sample_submission": str(work / "sample_submission.csv"),
@@ -48,7 +49,7 @@ def config(args, work: Path, preset: str):
         "augment": {"preset": preset},
         "train": {"epochs": args.epochs, "batch_size": args.batch, "optimizer": "sgd", "lr": args.lr,
                   "weight_decay": 5e-4, "warmup_epochs": 1, "patience": 0, "eval_batch_size": 1024},
-    })
+    }))  # checked (loss_args filled) as `podium train` saves it: a run of these settings compares equal
 
 
 def scores(y: np.ndarray, probs: np.ndarray) -> dict:

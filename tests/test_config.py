@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from podium.config import Config, from_dict, load_config, parse_overrides, save_config, to_yaml
+from podium.tasks import check_config
 from podium.errors import PodiumError
 
 
@@ -82,8 +83,8 @@ def test_unknown_override_key_is_refused():
     ],
 )
 def test_bad_values_name_their_dotted_key(override, match):
-    with pytest.raises(PodiumError, match=match):
-        load_config(None, [override])
+    with pytest.raises(PodiumError, match=match):  # the schema's checks, then the registries' (cv.strategy)
+        check_config(load_config(None, [override]))
 
 
 def test_one_source_each():
@@ -152,15 +153,16 @@ def test_values_at_the_edge_of_their_range_are_accepted(override):
 
 def test_loss_args_and_head_margins_are_bounded():
     with pytest.raises(PodiumError, match=r"train\.loss_args\.tau"):
-        load_config(None, ["train.loss=logit_adjusted", "train.loss_args={tau: -1}"])
+        check_config(load_config(None, ["train.loss=logit_adjusted", "train.loss_args={tau: -1}"]))
     with pytest.raises(PodiumError, match=r"train\.loss_args\.weights"):
-        load_config(None, ["train.loss=weighted_ce", "train.loss_args={weights: [1, -2]}"])
+        check_config(load_config(None, ["train.loss=weighted_ce", "train.loss_args={weights: [1, -2]}"]))
     with pytest.raises(PodiumError, match=r"train\.loss_args\.pos_weight"):
-        load_config(None, ["data.task=multilabel", "data.label_col=[a, b]", "train.loss_args={pos_weight: [1, -2]}"])
+        check_config(load_config(None, ["data.task=multilabel", "data.label_col=[a, b]",
+                                        "train.loss_args={pos_weight: [1, -2]}"]))
     with pytest.raises(PodiumError, match=r"model\.head_margin"):
         load_config(None, ["model.head=cosface", "model.head_margin=-0.1"])
     with pytest.raises(PodiumError, match=r"model\.head_margin=2.0 .*below pi/2"):
-        load_config(None, ["model.head=arcface", "model.head_margin=2.0"])
+        check_config(load_config(None, ["model.head=arcface", "model.head_margin=2.0"]))
     with pytest.raises(PodiumError, match=r"train\.task_weights"):
         load_config(None, ["data.task=multitask", "data.label_col=[a, b]", "train.task_weights=[1, -1]"])
 

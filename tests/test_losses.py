@@ -10,9 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from podium.config import LOSS_ARGS, load_config
+from podium.config import load_config
 from podium.errors import PodiumError
-from podium.losses import LOSSES, LossContext, class_weights, create_loss, describe_losses, ldam_margins
+from podium.losses import LOSSES, LossContext, class_weights, create_loss, ldam_margins
+from podium.tasks import check_config
 
 Z = [[2.0, 0.5, -1.0], [0.0, 1.0, 0.3]]  # two images, three classes
 Y = [0, 2]
@@ -148,27 +149,27 @@ def test_class_weight_formulas():
 
 
 def test_loss_args_are_validated_and_filled():
-    cfg = load_config(None, ["train.loss=focal", "train.loss_args.gamma=1"])
+    cfg = check_config(load_config(None, ["train.loss=focal", "train.loss_args.gamma=1"]))
     assert cfg.train.loss_args == {"gamma": 1.0, "alpha": None, "beta": 0.9999}
     with pytest.raises(PodiumError, match=r"train.loss_args.gama: loss 'focal' has no parameter 'gama'. Did you mean "
                                           r"'gamma'\? Its parameters: gamma, alpha, beta"):
-        load_config(None, ["train.loss=focal", "train.loss_args.gama=1"])
+        check_config(load_config(None, ["train.loss=focal", "train.loss_args.gama=1"]))
     with pytest.raises(PodiumError, match=r"train.loss_args.weights"):
-        load_config(None, ["train.loss=weighted_ce", "train.loss_args.weights=inverted"])
+        check_config(load_config(None, ["train.loss=weighted_ce", "train.loss_args.weights=inverted"]))
     with pytest.raises(PodiumError, match=r"unknown loss 'focl'. Did you mean 'focal'"):
-        load_config(None, ["train.loss=focl"])
+        check_config(load_config(None, ["train.loss=focl"]))
     with pytest.raises(PodiumError, match=r"set model.head=cosine"):
         load_config(None, ["train.loss=ldam"])
 
 
 def test_every_loss_has_typed_args_and_is_listed_with_its_description():
-    assert list(LOSSES) == list(LOSS_ARGS)
-    from podium.cli import app
+    assert all(entry.params is not None and entry.build is not None for entry in LOSSES.entries)
+    from podium.cli import app, list_lines
 
     out = CliRunner().invoke(app, ["list", "losses"]).output
-    assert out.splitlines() == describe_losses()
-    for name, spec in LOSSES.items():
-        assert spec.description and f"{name:<18} {spec.description}" in out
+    assert out.splitlines() == list_lines("losses")
+    for spec in LOSSES.entries:
+        assert spec.description and f"{spec.name:<18} {spec.description}" in out
     assert "loss_args: gamma=2.0, alpha=None, beta=0.9999" in out
 
 
@@ -234,11 +235,11 @@ def test_multitask_loss_is_the_weighted_sum_of_each_tasks_loss():
 
 
 def test_multilabel_losses_are_listed_with_their_args():
-    from podium.config import MULTILABEL_LOSS_ARGS
+    from podium.cli import list_lines
     from podium.losses import MULTILABEL_LOSSES
 
-    assert list(MULTILABEL_LOSSES) == list(MULTILABEL_LOSS_ARGS)
-    lines = describe_losses()
-    for name, spec in MULTILABEL_LOSSES.items():
-        assert spec.task == "multi_label" and f"{name:<18} {spec.description}" in lines
+    assert all(entry.params is not None for entry in MULTILABEL_LOSSES.entries)
+    lines = list_lines("losses")
+    for spec in MULTILABEL_LOSSES.entries:
+        assert spec.name not in LOSSES and f"  {spec.name:<18} {spec.description}" in lines
     assert any("loss_args: gamma_neg=4.0, gamma_pos=0.0, clip=0.05" in line for line in lines)

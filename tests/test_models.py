@@ -21,7 +21,6 @@ from podium.models import (
     backbone_parameters,
     classifier_parameters,
     create_model,
-    describe_models,
     freeze_norms,
     param_groups,
     pretrained_stats,
@@ -195,6 +194,8 @@ def test_layer_decay_gives_earlier_layers_smaller_lr(name):
 
 
 def test_describe_models_lists_podium_nets_offline_weights_and_timm():
-    text = "\n".join(describe_models())
+    from podium.cli import list_lines
+
+    text = "\n".join(list_lines("models"))
     assert all(name in text for name in [*PODIUM_MODELS, *OFFLINE_WEIGHTS])
     assert str(len(timm.list_models())) in text and "model.weights" in text

@@ -20,6 +20,7 @@ import torch
 
 from podium.config import load_config, save_config
 from podium.commands.train import train
+from podium.tasks import check_config
 from tests.conftest import write_tiny_competition
 from tests.run.helpers import dead_pid, evil_checkpoint
 
@@ -44,7 +45,7 @@ def copy_run(run: Path, name: str) -> Path:
     """A copy of `run` named `name`, whose config.yaml is what `podium train CONFIG train.epochs=1 name=NAME` uses."""
     copy = run.parent / name
     shutil.copytree(run, copy)
-    save_config(load_config(config_of(run), [*FAST, f"name={name}"]), copy / "config.yaml")
+    save_config(check_config(load_config(config_of(run), [*FAST, f"name={name}"])), copy / "config.yaml")
     return copy
 
 

@@ -20,7 +20,7 @@ def test_every_view_keeps_the_shape_and_starts_with_the_identity(name, channels)
     x = torch.randn(4, channels, 20, 20)
     views = tta_views(name)
     assert views[0][0] == "identity" and torch.equal(views[0][1](x), x)
-    assert len(views) == 1 + (0 if name == "identity" else len(TTA[name].views))
+    assert len(views) == 1 + (0 if name == "identity" else len(TTA.get(name).build()))
     for label, view in views:
         out = view(x)
         assert out.shape == x.shape and out.dtype == x.dtype, label

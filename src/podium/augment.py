@@ -12,13 +12,15 @@ identically after a resume and never depends on what ran before it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
+from functools import partial
 from typing import Callable
 
 import numpy as np
 import torch
 
 from podium.config import AugmentConfig
+from podium.registry import Entry, Registry
 
 Tensor = torch.Tensor
 
@@ -48,33 +50,30 @@ class Augmentation:
 
 BATCH_OPS = ("hflip", "vflip", "rot90", "shift")  # done on the batch tensor in training_step
 
-_LIGHT = Augmentation(hflip=True, shift=0.1)  # podium's augmentation before presets existed
-_MEDIUM = replace(_LIGHT, scale=0.1, colour=0.2, blur=0.2, dropout=0.3)
+_LIGHT = dict(hflip=True, shift=0.1)  # podium's augmentation before presets existed
+_MEDIUM = dict(_LIGHT, scale=0.1, colour=0.2, blur=0.2, dropout=0.3)
 
-# name -> (the choices, what it is for)
-PRESETS: dict[str, tuple[Augmentation, str]] = {
-    "none": (Augmentation(), "nothing: the images as decoded"),
-    "light": (_LIGHT, "horizontal flip, shift up to 10% (batch ops only: no per-image cost); the default"),
-    "medium": (_MEDIUM, "light + zoom +-10%, brightness/contrast (+ hue/saturation on RGB) +-0.2, blur (p 0.2), "
-                        "coarse dropout (p 0.3)"),
-    "heavy": (replace(_MEDIUM, scale=0.15, rotate=15.0, perspective=0.05, noise=0.08),
-              "medium + zoom +-15%, rotation +-15 deg, perspective 5%, Gaussian noise up to 8% of 255"),
-    "documents": (Augmentation(hflip=True, vflip=True, rot90=True, colour=0.3, blur=0.3, noise=0.1, iso_noise=0.3,
-                               jpeg=0.3),
-                  "scans (S2): rot90 all four ways, both flips, Gaussian (up to 10%) and ISO noise, blur, "
-                  "colour +-0.3, JPEG artefacts"),
-}
+# build: (**choices the config sets) -> Augmentation, the preset's choices with those put in their place
+PRESETS = Registry("augment", "augment.preset", [
+    Entry("none", "nothing: the images as decoded", None, Augmentation),
+    Entry("light", "horizontal flip, shift up to 10% (batch ops only: no per-image cost); the default", None,
+          partial(Augmentation, **_LIGHT)),
+    Entry("medium", "light + zoom +-10%, brightness/contrast (+ hue/saturation on RGB) +-0.2, blur (p 0.2), coarse "
+                    "dropout (p 0.3)", None, partial(Augmentation, **_MEDIUM)),
+    Entry("heavy", "medium + zoom +-15%, rotation +-15 deg, perspective 5%, Gaussian noise up to 8% of 255", None,
+          partial(Augmentation, **dict(_MEDIUM, scale=0.15, rotate=15.0, perspective=0.05, noise=0.08))),
+    Entry("documents", "scans (S2): rot90 all four ways, both flips, Gaussian (up to 10%) and ISO noise, blur, colour "
+                       "+-0.3, JPEG artefacts", None,
+          partial(Augmentation, hflip=True, vflip=True, rot90=True, colour=0.3, blur=0.3, noise=0.1, iso_noise=0.3,
+                  jpeg=0.3)),
+], noun="preset", note="every choice of a preset can be overridden by its own key, e.g. augment.blur=0.5 "
+                       "(`podium config show` lists them)")
 
 
 def resolve(cfg: AugmentConfig) -> Augmentation:
     """The preset's choices with every key the config sets (non-null) put in their place."""
-    base = PRESETS[cfg.preset][0]
-    return replace(base, **{f.name: getattr(cfg, f.name) for f in fields(base) if getattr(cfg, f.name) is not None})
-
-
-def describe_presets() -> list[tuple[str, str]]:
-    """(name, what it does) for `podium list augment`."""
-    return [(name, text) for name, (_, text) in PRESETS.items()]
+    overrides = {f.name: getattr(cfg, f.name) for f in fields(Augmentation) if getattr(cfg, f.name) is not None}
+    return PRESETS.get(cfg.preset).build(**overrides)
 
 
 # ------------------------------------------------------------------------------------------- batch stage

@@ -21,11 +21,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="podium: from an image-classification competition folder to a trusted submission.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configs.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and check the competition data.")
-list_app = typer.Typer(no_args_is_help=True, help="List what a registry holds.")
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 datasets_app = typer.Typer(no_args_is_help=True, help="Offline data sets written as competition folders.")
-app.add_typer(list_app, name="list")
 app.add_typer(datasets_app, name="datasets")
 augment_app = typer.Typer(no_args_is_help=True, help="See the training augmentation.")
 app.add_typer(augment_app, name="augment")
@@ -279,106 +277,68 @@ def demo(data_only: Optional[Path] = typer.Option(None, "--data-only", help="onl
     run_demo(out)
 
 
-@list_app.command("models")
-def list_models():
-    """Architectures with offline pretrained weights, and podium's own small networks.
+# `podium list WHAT`: the registries each WHAT shows, as "module:attribute", imported only when listed (most of
+# them import torch). Every registry of the package is here (tests/test_registry.py checks).
+LISTINGS: dict[str, tuple[str, ...]] = {
+    "models": ("podium.models:PODIUM_MODELS", "podium.models:PRETRAINED"),
+    "losses": ("podium.losses:LOSSES", "podium.losses:MULTILABEL_LOSSES"),
+    "heads": ("podium.heads:HEADS",),
+    "samplers": ("podium.samplers:SAMPLERS",),
+    "augment": ("podium.augment:PRESETS",),
+    "tta": ("podium.tta:TTA", "podium.tta:COMBINE"),
+    "posthoc": ("podium.posthoc:POSTHOC",),
+    "metrics": ("podium.metrics:METRICS_REGISTRY", "podium.metrics:MULTILABEL_METRICS_REGISTRY",
+                "podium.tasks:MULTITASK_METRICS"),
+    "strategies": ("podium.strategies:STRATEGIES",),
+    "tasks": ("podium.tasks:TASKS",),
+}
 
-    Guide: docs/training.md
+
+def registries(what: str):
+    """The registries `podium list WHAT` shows; a PodiumError suggesting the closest WHAT."""
+    import difflib
+    import importlib
+
+    if what not in LISTINGS:
+        close = difflib.get_close_matches(what, list(LISTINGS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise PodiumError(f"podium list: no registry '{what}'.{hint} Known: {', '.join(LISTINGS)} "
+                          "(`podium list` shows what each holds).")
+    out = []
+    for spec in LISTINGS[what]:
+        module, attr = spec.split(":")
+        out.append(getattr(importlib.import_module(module), attr))
+    return out
+
+
+def list_lines(what: str | None) -> list[str]:
+    """What `podium list [WHAT]` prints: without WHAT one line per registry (what lists it, the config key that
+    chooses from it, how many entries, when it applies); with WHAT each of its registries' entries, descriptions and
+    parameters with their defaults."""
+    if what is None:
+        lines = [f"{'WHAT':<11} {'CONFIG KEY':<15} {'ENTRIES':>7}  WHEN"]
+        for name in LISTINGS:
+            lines += [f"{name:<11} {r.key:<15} {len(r):>7}  {r.scope}".rstrip() for r in registries(name)]
+        return lines + ["", "`podium list WHAT` shows each entry, what it does, and its parameters with defaults."]
+    regs = registries(what)
+    width = max(len(n) for r in regs for n in r.names()) + 2
+    lines = []
+    for r in regs:
+        lines += ([""] if lines else []) + [f"{r.title()}:"] + [f"  {line}" for line in r.lines(width)]
+    return lines
+
+
+@app.command("list")
+def list_registry(what: Optional[str] = typer.Argument(None, help=f"one of: {', '.join(LISTINGS)}; omit for the "
+                                                       "list of registries", show_default=False, metavar="WHAT")):
+    """What a registry holds: every name a config key can take, what it does, its parameters and their defaults.
+
+    Without WHAT: each registry, the config key that chooses from it, and how many entries it holds.
+
+    Guide: docs/layout.md, docs/training.md
     """
-    from podium.models import describe_models
-
-    for line in describe_models():
+    for line in list_lines(what):
         print(line)
-
-
-@list_app.command("losses")
-def list_losses():
-    """Every loss train.loss can name, what it does, and its train.loss_args with their defaults.
-
-    Guide: docs/long-tails.md, docs/multilabel-multitask.md
-    """
-    from podium.losses import describe_losses
-
-    for line in describe_losses():
-        print(line)
-
-
-@list_app.command("tasks")
-def list_tasks():
-    """The task kinds data.task can name.
-
-    Guide: docs/multilabel-multitask.md
-    """
-    from podium.tasks import describe_tasks
-
-    for line in describe_tasks():
-        print(line)
-
-
-@list_app.command("metrics")
-def list_metrics():
-    """The metrics cv.metric can name, per data.task.
-
-    Guide: docs/multilabel-multitask.md
-    """
-    from podium.tasks import describe_metrics
-
-    for line in describe_metrics():
-        print(line)
-
-
-@list_app.command("samplers")
-def list_samplers():
-    """The samplers train.sampler can name.
-
-    Guide: docs/long-tails.md
-    """
-    from podium.samplers import describe_samplers
-
-    for line in describe_samplers():
-        print(line)
-
-
-@list_app.command("heads")
-def list_heads():
-    """The classifier heads model.head can name.
-
-    Guide: docs/long-tails.md
-    """
-    from podium.heads import describe_heads
-
-    for line in describe_heads():
-        print(line)
-
-
-@list_app.command("tta")
-def list_tta():
-    """The test-time views `podium predict --tta` (and tta.views) can name, and how they are combined.
-
-    Guide: docs/augmentation-and-tta.md
-    """
-    from podium.tta import describe_tta
-
-    for line in describe_tta():
-        print(line)
-
-
-@list_app.command("augment")
-def list_augment():
-    """The presets augment.preset can name, and what each does (every choice overridable: `podium config show`).
-
-    Guide: docs/augmentation-and-tta.md
-    """
-    from rich.table import Table
-
-    from podium.augment import describe_presets
-
-    table = Table(title="augment.preset")
-    table.add_column("preset")
-    table.add_column("what it does")
-    for name, text in describe_presets():
-        table.add_row(name, text)
-    Console().print(table)
 
 
 @augment_app.command("preview")
@@ -396,18 +356,6 @@ def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
     res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite, config_path=config)
     console.print(f"[green]wrote[/] {res['out']}: {res['n']} training images, augment.preset={res['preset']} "
                   f"({res['size'][0]}x{res['size'][1]} px)")
-
-
-@list_app.command("posthoc")
-def list_posthoc():
-    """The post-hoc corrections posthoc.method (and `podium posthoc --method`) can name.
-
-    Guide: docs/long-tails.md
-    """
-    from podium.posthoc import POSTHOC
-
-    for name, description in POSTHOC.items():
-        print(f"{name:<13} {description}")
 
 
 @datasets_app.command("list")

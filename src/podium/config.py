@@ -8,7 +8,6 @@ Relative paths are kept as written and resolved against the working directory wh
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,7 +45,7 @@ class DataConfig(_Section):
     test_image_dir: Path | None = None  # test images' folder when it differs from image_dir
     id_col: str = "id"  # column naming each image
     path_col: str | None = None  # column with each image's path (relative to image_dir); else <id>.<ext>
-    task: Literal["multiclass", "multilabel", "multitask"] = "multiclass"  # one class per image | any set of labels | one class per task (`podium list tasks`)
+    task: str = "multiclass"  # one class per image | any set of labels | one class per task (`podium list tasks`)
     label_col: str | list[str] = "label"  # column with each image's class; multilabel: one 0/1 column per label (a list) or one column of delimited labels; multitask: one column per task (a list)
     label_sep: str = " "  # multilabel: the separator of a delimited label column (and of a delimited submission)
     combine: str | None = None  # multitask: submission class from the tasks' classes, a formula ("6*mask + 3*gender + age") or a CSV table (one column per task + one for the class)
@@ -107,7 +106,7 @@ class DataConfig(_Section):
 
 
 class CVConfig(_Section):
-    strategy: Literal["kfold", "stratified", "group", "stratified_group", "multilabel"] = "stratified"  # how folds are drawn (multilabel: iterative stratification of every label; unset: multilabel for data.task=multilabel)
+    strategy: str = "stratified"  # how folds are drawn (`podium list strategies`; multilabel: iterative stratification of every label; unset: multilabel for data.task=multilabel)
     n_folds: int = 5  # number of folds (K)
     seed: Seed = 42  # seed of the fold shuffle (and of data.subset)
     group_col: str | None = None  # column whose values never span two folds (person, patient, session)
@@ -131,20 +130,15 @@ class ModelConfig(_Section):
     drop_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # dropout before the classifier (0.2 suits EfficientNets; costs podium_cnn ~0.5 pt)
     freeze: Literal["none", "backbone", "backbone_until"] = "none"  # train all | head only | head first
     freeze_epochs: NonNegativeInt = 1  # with freeze=backbone_until: epochs trained with the backbone frozen
-    head: Literal["linear", "cosine", "arcface", "cosface"] = "linear"  # the classifier (`podium list heads`)
+    head: str = "linear"  # the classifier (`podium list heads`)
     head_scale: float = 30.0  # cosine heads: logits = head_scale x cos(angle between features and class weights)
-    head_margin: NonNegativeFloat | None = None  # arcface (radians) / cosface margin on the true class while training; None: 0.5 / 0.35
+    head_margin: NonNegativeFloat | None = None  # arcface (radians) / cosface margin on the true class while training; None: the head's default (`podium list heads`)
 
     @model_validator(mode="after")
     def _head(self):
         if self.head_scale <= 0:
             raise ValueError("model.head_scale must be positive (30 is usual for cosine heads)")
-        if self.head_margin is not None and self.head not in ("arcface", "cosface"):
-            raise ValueError(f"model.head_margin applies to model.head=arcface|cosface, not {self.head}")
-        if self.head == "arcface" and self.head_margin is not None and self.head_margin >= math.pi / 2:
-            raise ValueError(f"model.head_margin={self.head_margin} is an angle in radians for arcface: it must be "
-                             "below pi/2 (0.5 is usual)")
-        return self
+        return self  # model.head_margin is checked against the head's parameters by podium.tasks.check_config
 
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -157,7 +151,7 @@ class AugmentConfig(_Section):
     operations run per image on the CPU with albumentations. Validation and prediction are never augmented.
     """
 
-    preset: Literal["none", "light", "medium", "heavy", "documents"] = "light"  # `podium list augment`; light = flips + shift
+    preset: str = "light"  # `podium list augment`; light = flips + shift
     hflip: bool | None = None  # random horizontal flip (turn off for text, digits, asymmetric objects)
     vflip: bool | None = None  # random vertical flip (off for faces and scenes, S1)
     rot90: bool | None = None  # random rotation by 0, 90, 180 or 270 degrees (scans, documents, S2)
@@ -180,93 +174,14 @@ class AugmentConfig(_Section):
     mix_off_epoch: Annotated[int, Field(ge=0)] | None = None  # 0-based epoch from which batches are no longer mixed (clean last epochs); None: mix to the end
 
 
-# ---------------------------------------------------------------------------------- loss parameters
-# One typed model per loss of `podium.losses.LOSSES` (same names; tests/test_losses.py checks): `train.loss_args` is
-# validated against the chosen loss's model and stored with every default filled in, so a run's config.yaml says
-# exactly which loss made it.
+# ----------------------------------------------------------------------------------- task defaults
+# A key left unset takes its task's default. Names that choose from a registry (train.loss, model.head, cv.strategy,
+# ...) are plain strings here: podium.tasks.check_config checks them, and each entry's parameters, against the
+# registries (`podium list`), which sit above this module.
 
-ClassWeights = Literal["inverse", "sqrt_inverse", "effective_number"] | list[NonNegativeFloat]
-Smoothing = Annotated[float, Field(ge=0.0, lt=1.0)]
-Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
-
-
-class CrossEntropyArgs(_Section):
-    label_smoothing: Smoothing = 0.1  # share of the target spread evenly over all classes
-
-
-class WeightedCEArgs(_Section):
-    weights: ClassWeights = "inverse"  # 1/n | 1/sqrt(n) | (1-beta)/(1-beta^n) (Cui et al. 2019) | a list in class order
-    beta: Beta = 0.9999  # weights=effective_number: how fast more images of a class stop adding information
-    label_smoothing: Smoothing = 0.0  # as cross_entropy's
-
-
-class FocalArgs(_Section):
-    gamma: Annotated[float, Field(ge=0.0)] = 2.0  # each image's loss is scaled by (1 - p_true)^gamma (0: cross-entropy)
-    alpha: ClassWeights | None = None  # per-class factor, as weighted_ce's weights; None: 1 for every class
-    beta: Beta = 0.9999  # alpha=effective_number: as weighted_ce's
-
-
-class SoftF1Args(_Section):
-    eps: Annotated[float, Field(gt=0.0)] = 1e-7  # keeps each class's F1 defined when a batch neither holds nor predicts it
-
-
-class BalancedSoftmaxArgs(_Section):
-    label_smoothing: Smoothing = 0.0  # as cross_entropy's
-
-
-class LogitAdjustedArgs(_Section):
-    tau: NonNegativeFloat = 1.0  # logits + tau x log(class prior) while training (Menon et al. 2021; 1 = balanced softmax)
-    label_smoothing: Smoothing = 0.0  # as cross_entropy's
-
-
-class LDAMArgs(_Section):
-    max_margin: Annotated[float, Field(gt=0.0)] = 0.5  # cosine margin of the rarest class; class c: max_margin x (n_min/n_c)^(1/4)
-    drw_epoch: Annotated[int, Field(ge=0)] | None = None  # deferred re-weighting from this epoch; None: 80% of train.epochs
-    beta: Beta = 0.9999  # DRW's effective-number weights (Cao et al. 2019)
-
-
-class BCEArgs(_Section):
-    pos_weight: Literal["none", "balanced"] | list[NonNegativeFloat] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
-    label_smoothing: Smoothing = 0.0  # targets y -> y(1 - s) + s/2
-
-
-class ASLArgs(_Section):
-    gamma_neg: Annotated[float, Field(ge=0.0)] = 4.0  # focusing of the negatives: (p_m)^gamma_neg (Ridnik et al. 2021)
-    gamma_pos: Annotated[float, Field(ge=0.0)] = 0.0  # focusing of the positives: (1 - p)^gamma_pos
-    clip: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05  # probability margin: negatives use p_m = max(p - clip, 0)
-    eps: Annotated[float, Field(gt=0.0)] = 1e-8  # floor inside the logs
-
-
-LOSS_ARGS: dict[str, type[_Section]] = {  # losses of one class per image (multiclass; per task for multitask)
-    "cross_entropy": CrossEntropyArgs, "weighted_ce": WeightedCEArgs, "focal": FocalArgs, "soft_f1": SoftF1Args,
-    "balanced_softmax": BalancedSoftmaxArgs, "logit_adjusted": LogitAdjustedArgs, "ldam": LDAMArgs,
-}
-MULTILABEL_LOSS_ARGS: dict[str, type[_Section]] = {"bce": BCEArgs, "asl": ASLArgs}  # losses of N x K multi-hot targets
-ALL_LOSS_ARGS = {**LOSS_ARGS, **MULTILABEL_LOSS_ARGS}  # every name train.loss can take
-MULTILABEL_LOSSES = tuple(MULTILABEL_LOSS_ARGS)  # data.task=multilabel takes these; the other tasks the rest
 DEFAULT_LOSS = {"multiclass": "cross_entropy", "multilabel": "bce", "multitask": "cross_entropy"}  # train.loss when unset
 DEFAULT_METRIC = {"multiclass": "accuracy", "multilabel": "per_label_accuracy", "multitask": "accuracy"}  # cv.metric when unset
 DEFAULT_STRATEGY = {"multiclass": "stratified", "multilabel": "multilabel", "multitask": "stratified"}  # cv.strategy when unset
-
-
-def resolve_loss_args(loss: str, args: dict) -> dict:
-    """`args` checked against `loss`'s parameters, every default filled in; a ValueError names the bad key."""
-    model = ALL_LOSS_ARGS[loss]
-    try:
-        return model.model_validate(args).model_dump(mode="json")
-    except ValidationError as exc:
-        valid = ", ".join(model.model_fields) or "none"
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"][:1])
-            if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(key, list(model.model_fields), n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                problems.append(f"train.loss_args.{key}: loss '{loss}' has no parameter '{key}'.{hint} "
-                                f"Its parameters: {valid} (`podium list losses`)")
-            else:
-                problems.append(f"train.loss_args.{key}: {err['msg']} (got {short_repr(err.get('input'))})")
-        raise ValueError("; ".join(dict.fromkeys(problems))) from None
 
 
 class TrainConfig(_Section):
@@ -281,8 +196,8 @@ class TrainConfig(_Section):
     min_lr: NonNegativeFloat = 1e-6  # floor of the cosine decay
     loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args; unset: bce for data.task=multilabel
     task_weights: list[NonNegativeFloat] | None = None  # data.task=multitask: loss = sum_t w_t x loss_t, one weight per task in data.label_col order; None: all 1
-    loss_args: dict[str, Any] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; unset ones take defaults
-    sampler: Literal["auto", "random", "class_balanced", "sqrt", "repeat_factor"] = "auto"  # `podium list samplers`; auto: random, class_balanced when stage=classifier
+    loss_args: Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; null: none; unset ones take defaults (filled in by podium.tasks.check_config)
+    sampler: str = "auto"  # `podium list samplers`; auto: random, class_balanced when stage=classifier
     repeat_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # sampler=repeat_factor: a class holding a share f < t of the images is drawn sqrt(t/f) times as often
     stage: Literal["full", "classifier"] = "full"  # full: train everything | classifier: retrain only the classifier of init_from's folds (cRT)
     init_from: Path | None = None  # stage=classifier: the trained run whose fold<k>/best.ckpt fold k starts from
@@ -298,21 +213,6 @@ class TrainConfig(_Section):
     devices: PositiveInt = 1  # GPUs (DDP when > 1)
     seed: Seed = 42  # seeds weights, data order and augmentation; same seed -> same metrics on CPU
     eval_batch_size: PositiveInt = 256  # images per forward pass when validating and predicting
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_loss_args(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            loss = data.get("loss", "cross_entropy")
-            if not isinstance(loss, str) or loss not in ALL_LOSS_ARGS:
-                close = difflib.get_close_matches(str(loss), list(ALL_LOSS_ARGS), n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ValueError(f"train.loss: unknown loss '{loss}'.{hint} Known: {', '.join(ALL_LOSS_ARGS)} "
-                                 "(`podium list losses`)")
-            args = data.get("loss_args")
-            if isinstance(args, dict) or args is None:
-                data = {**data, "loss_args": resolve_loss_args(loss, args or {})}
-        return data
 
     @model_validator(mode="after")
     def _stage(self):
@@ -339,7 +239,7 @@ class TrainConfig(_Section):
 
 
 class PosthocConfig(_Section):
-    method: Literal["none", "logit_adjust", "prior"] = "none"  # fitted on OOF after training, applied by predict (`podium list posthoc`)
+    method: str = "none"  # fitted on OOF after training, applied by predict (`podium list posthoc`)
     tau: NonNegativeFloat | None = None  # logit_adjust: this tau; None: the tau in 0, 0.05, ..., tau_max that maximises cv.metric on OOF
     tau_max: Annotated[float, Field(gt=0.0)] = 2.0  # logit_adjust: top of the tau search
 
@@ -351,9 +251,7 @@ def _comma_list(value: Any) -> Any:
 
 class TTAConfig(_Section):
     views: Annotated[list[str], BeforeValidator(_comma_list)] = []  # test-time views added to the identity by `podium predict`, e.g. [hflip] (`podium list tta`); --tta overrides
-    combine: Literal["mean_probs", "mean_logits"] = "mean_probs"  # how the views' outputs are averaged: probabilities, or logits then softmax
-
-    # the names are checked against the TTA registry by podium.tasks.check_config (config sits below the registries)
+    combine: str = "mean_probs"  # how the views' outputs are averaged: mean_probs | mean_logits (`podium list tta`)
 
 
 class TrackConfig(_Section):
@@ -432,13 +330,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _fits_task(self):
-        task, loss = self.data.task, self.train.loss
-        if task == "multilabel" and loss not in MULTILABEL_LOSSES:
-            raise ValueError(f"train.loss={loss} takes one class per image; data.task=multilabel needs a multi-label "
-                             f"loss: {' | '.join(MULTILABEL_LOSSES)}")
-        if task != "multilabel" and loss in MULTILABEL_LOSSES:
-            raise ValueError(f"train.loss={loss} is a multi-label loss; data.task={task} takes "
-                             f"{', '.join(LOSS_ARGS)}")
+        task = self.data.task
         if task != "multiclass" and self.model.head in ("arcface", "cosface"):
             raise ValueError(f"model.head={self.model.head} puts a margin on the one true class: data.task={task} "
                              "takes model.head=linear or cosine")
@@ -454,7 +346,7 @@ class Config(_Section):
                 raise ValueError(f"train.task_weights: data.task=multitask takes one non-negative weight per task "
                                  f"({n} for data.label_col {self.data.label_columns()}); got "
                                  f"{self.train.task_weights} with data.task={task}")
-        return self  # cv.metric is checked against the task's metrics by podium.tasks.check_config
+        return self  # train.loss and cv.metric are checked against the task's registries by podium.tasks.check_config
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -15,14 +15,15 @@ optimiser groups and checkpoints treat a cosine head like any classifier.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import nn
 
 from podium.config import ModelConfig
 from podium.errors import PodiumError
+from podium.registry import Entry, Params, Registry
 
 Tensor = torch.Tensor
 
@@ -72,22 +73,40 @@ class CosFaceHead(CosineHead):
         return logits.float().scatter(1, target[:, None], true)
 
 
-@dataclass(frozen=True)
-class Head:
-    cls: type[CosineHead] | None  # None: keep the network's own linear classifier
-    default_margin: float  # used when model.head_margin is None
-    description: str
+class ArcFaceArgs(Params):
+    head_margin: float = Field(0.5, ge=0.0)  # model.head_margin: the angle (radians) added to the true class's
+
+    @field_validator("head_margin")
+    @classmethod
+    def _below_right_angle(cls, m: float) -> float:
+        if m >= math.pi / 2:  # cos(theta + m) stops decreasing in theta: the margin no longer penalises
+            raise ValueError(f"model.head_margin={m} is an angle in radians for arcface: it must be below pi/2 "
+                             "(0.5 is usual)")
+        return m
 
 
-HEADS: dict[str, Head] = {
-    "linear": Head(None, 0.0, "the network's own linear classifier"),
-    "cosine": Head(CosineHead, 0.0, "scale x cosine similarity to each class's weight (normalised features and "
-                                    "weights); LDAM's head"),
-    "arcface": Head(ArcFaceHead, 0.5, "cosine head trained with an angular margin on the true class: "
-                                      "s cos(theta + m), m=0.5 rad (Deng et al. 2019)"),
-    "cosface": Head(CosFaceHead, 0.35, "cosine head trained with a cosine margin on the true class: "
-                                       "s (cos theta - m), m=0.35 (Wang et al. 2018)"),
-}
+class CosFaceArgs(Params):
+    head_margin: float = Field(0.35, ge=0.0)  # model.head_margin: subtracted from the true class's cosine
+
+
+# build: the head's class, (in_features, out_features, scale, margin) -> module; None keeps the network's own linear
+# classifier. params: the margin heads' model.head_margin (model.head_scale applies to every cosine head).
+HEADS = Registry("heads", "model.head", [
+    Entry("linear", "the network's own linear classifier"),
+    Entry("cosine", "scale x cosine similarity to each class's weight (normalised features and weights); LDAM's "
+                    "head", None, CosineHead),
+    Entry("arcface", "cosine head trained with an angular margin on the true class: s cos(theta + m) (Deng et al. "
+                     "2019)", ArcFaceArgs, ArcFaceHead),
+    Entry("cosface", "cosine head trained with a cosine margin on the true class: s (cos theta - m) (Wang et al. "
+                     "2018)", CosFaceArgs, CosFaceHead),
+], noun="head", params_key="model", note="every cosine head: logits = model.head_scale x cosine (30 by default)")
+
+
+def head_margin(cfg: ModelConfig) -> float:
+    """The margin of `cfg.head`: model.head_margin, else the head's default (0 for a head without one); a
+    PodiumError naming model.head_margin when it is out of range or set for a head without a margin."""
+    values = {} if cfg.head_margin is None else {"head_margin": cfg.head_margin}
+    return HEADS.params(cfg.head, values, "model.").get("head_margin", 0.0)
 
 
 def _classifier_name(model: nn.Module) -> str:
@@ -100,16 +119,15 @@ def _classifier_name(model: nn.Module) -> str:
 
 def attach_head(model: nn.Module, cfg: ModelConfig) -> nn.Module:
     """Replace the network's linear classifier by the head `cfg.head` names (no-op for linear); returns model."""
-    spec = HEADS[cfg.head]
-    if spec.cls is None:
+    entry = HEADS.get(cfg.head)
+    if entry.build is None:
         return model
     name = _classifier_name(model)
     linear = model.get_submodule(name)
     if not isinstance(linear, nn.Linear):
         raise PodiumError(f"model.head={cfg.head} replaces a linear classifier, but {cfg.name}'s classifier "
                           f"'{name}' is a {type(linear).__name__}: use model.head=linear with this network.")
-    margin = cfg.head_margin if cfg.head_margin is not None else spec.default_margin
-    model.set_submodule(name, spec.cls(linear.in_features, linear.out_features, cfg.head_scale, margin))
+    model.set_submodule(name, entry.build(linear.in_features, linear.out_features, cfg.head_scale, head_margin(cfg)))
     return model
 
 
@@ -121,9 +139,4 @@ def margin_logits(model: nn.Module, logits: Tensor, target: Tensor) -> Tensor:
 
 def logit_scale(cfg: ModelConfig) -> float | None:
     """s of a cosine head (logits = s x cosine), None for a linear one: LDAM's margins are set in cosine units."""
-    return None if HEADS[cfg.head].cls is None else cfg.head_scale
-
-
-def describe_heads() -> list[str]:
-    """Lines for `podium list heads`."""
-    return [f"{name:<10} {h.description}" for name, h in HEADS.items()]
+    return None if HEADS.get(cfg.head).build is None else cfg.head_scale

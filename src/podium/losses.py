@@ -1,10 +1,11 @@
 """Registry of losses (`train.loss`, `podium list losses`): each maps (logits N x C, class indices N) to a scalar.
 
 The long-tail losses read the class counts of the fold's *training* rows (`LossContext`), never the validation
-fold's. Each loss's parameters are typed once in `podium.config` (`LOSS_ARGS`, one model per name, the same
-names as `LOSSES` here) and arrive validated, defaults filled in. Multi-label losses (`task="multi_label"`: bce,
-asl) take N x K multi-hot targets and the per-label positive counts; a multi-task run applies any single-label loss
-to each task's slice of the logits (`MultiTaskLoss`, built by `podium.tasks`).
+fold's. Each loss's parameters are typed once, beside its builder (`FocalArgs`, ...): `podium.tasks.check_config`
+validates `train.loss_args` against the chosen loss's model and fills in every default, so a run's config.yaml
+says exactly which loss made it. Multi-label losses (`MULTILABEL_LOSSES`: bce, asl) take N x K multi-hot targets
+and the per-label positive counts; a multi-task run applies any single-label loss to each task's slice of the
+logits (`MultiTaskLoss`, built by `podium.tasks`).
 
 Every loss is a `Loss`: an nn.Module whose tensors are non-persistent buffers, so checkpoints hold model weights
 only, and whose `set_epoch` the engine calls at the start of every epoch (LDAM's deferred re-weighting uses it).
@@ -13,27 +14,17 @@ only, and whose `set_epoch` the engine calls at the start of every epoch (LDAM's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from podium.config import (
-    ALL_LOSS_ARGS,
-    ASLArgs,
-    BalancedSoftmaxArgs,
-    BCEArgs,
-    ClassWeights,
-    CrossEntropyArgs,
-    FocalArgs,
-    LDAMArgs,
-    LogitAdjustedArgs,
-    SoftF1Args,
-    WeightedCEArgs,
-)
+from podium.config import NonNegativeFloat
 from podium.errors import PodiumError
+from podium.registry import Entry, Params, Registry
 
 Tensor = torch.Tensor
 
@@ -46,6 +37,61 @@ class LossContext:
     epochs: int  # train.epochs: schedules such as LDAM's deferred re-weighting are set in epochs
     logit_scale: float | None  # s of a cosine head (logits = s x cosine); None for a linear head
     n_images: int = 0  # the fold's training images (multi-label: class_counts are each label's positives among them)
+
+
+# ------------------------------------------------------------------------------------- loss parameters
+# One typed model per loss (each registry entry's `params`): `train.loss_args` is checked against the chosen loss's.
+
+ClassWeights = Literal["inverse", "sqrt_inverse", "effective_number"] | list[NonNegativeFloat]
+Smoothing = Annotated[float, Field(ge=0.0, lt=1.0)]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class CrossEntropyArgs(Params):
+    label_smoothing: Smoothing = 0.1  # share of the target spread evenly over all classes
+
+
+class WeightedCEArgs(Params):
+    weights: ClassWeights = "inverse"  # 1/n | 1/sqrt(n) | (1-beta)/(1-beta^n) (Cui et al. 2019) | a list in class order
+    beta: Beta = 0.9999  # weights=effective_number: how fast more images of a class stop adding information
+    label_smoothing: Smoothing = 0.0  # as cross_entropy's
+
+
+class FocalArgs(Params):
+    gamma: Annotated[float, Field(ge=0.0)] = 2.0  # each image's loss is scaled by (1 - p_true)^gamma (0: cross-entropy)
+    alpha: ClassWeights | None = None  # per-class factor, as weighted_ce's weights; None: 1 for every class
+    beta: Beta = 0.9999  # alpha=effective_number: as weighted_ce's
+
+
+class SoftF1Args(Params):
+    eps: Annotated[float, Field(gt=0.0)] = 1e-7  # keeps each class's F1 defined when a batch neither holds nor predicts it
+
+
+class BalancedSoftmaxArgs(Params):
+    label_smoothing: Smoothing = 0.0  # as cross_entropy's
+
+
+class LogitAdjustedArgs(Params):
+    tau: NonNegativeFloat = 1.0  # logits + tau x log(class prior) while training (Menon et al. 2021; 1 = balanced softmax)
+    label_smoothing: Smoothing = 0.0  # as cross_entropy's
+
+
+class LDAMArgs(Params):
+    max_margin: Annotated[float, Field(gt=0.0)] = 0.5  # cosine margin of the rarest class; class c: max_margin x (n_min/n_c)^(1/4)
+    drw_epoch: Annotated[int, Field(ge=0)] | None = None  # deferred re-weighting from this epoch; None: 80% of train.epochs
+    beta: Beta = 0.9999  # DRW's effective-number weights (Cao et al. 2019)
+
+
+class BCEArgs(Params):
+    pos_weight: Literal["none", "balanced"] | list[NonNegativeFloat] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
+    label_smoothing: Smoothing = 0.0  # targets y -> y(1 - s) + s/2
+
+
+class ASLArgs(Params):
+    gamma_neg: Annotated[float, Field(ge=0.0)] = 4.0  # focusing of the negatives: (p_m)^gamma_neg (Ridnik et al. 2021)
+    gamma_pos: Annotated[float, Field(ge=0.0)] = 0.0  # focusing of the positives: (1 - p)^gamma_pos
+    clip: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05  # probability margin: negatives use p_m = max(p - clip, 0)
+    eps: Annotated[float, Field(gt=0.0)] = 1e-8  # floor inside the logs
 
 
 # ------------------------------------------------------------------------------------ class statistics
@@ -291,47 +337,36 @@ def _asl(a: ASLArgs, ctx: LossContext) -> Loss:
     return AsymmetricLoss(a.gamma_neg, a.gamma_pos, a.clip, a.eps)
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    build: Callable  # (its LOSS_ARGS model, LossContext) -> Loss
-    description: str
-    task: Literal["single_label", "multi_label"] = "single_label"  # what targets it takes
+# build: (its params model, validated; LossContext) -> Loss
+LOSSES = Registry("losses", "train.loss", [
+    Entry("cross_entropy", "cross-entropy with label smoothing (podium's default)", CrossEntropyArgs, _cross_entropy),
+    Entry("weighted_ce", "cross-entropy with per-class weights: inverse, sqrt_inverse or effective_number of the class "
+                         "counts (Cui et al. 2019), or a list", WeightedCEArgs, _weighted_ce),
+    Entry("focal", "focal loss: down-weights well-classified images by (1-p)^gamma, optional per-class alpha "
+                   "(Lin et al. 2017)", FocalArgs, _focal),
+    Entry("soft_f1", "1 - macro-F1 of the batch computed on probabilities (differentiable F1)", SoftF1Args, _soft_f1),
+    Entry("balanced_softmax", "cross-entropy of logits + log(class prior): predicts as if classes were balanced "
+                              "(Ren et al. 2020)", BalancedSoftmaxArgs, _balanced_softmax),
+    Entry("logit_adjusted", "cross-entropy of logits + tau x log(class prior) (Menon et al. 2021; tau=1 is "
+                            "balanced_softmax)", LogitAdjustedArgs, _logit_adjusted),
+    Entry("ldam", "LDAM-DRW: larger margins for rarer classes, class re-weighting from drw_epoch (Cao et al. 2019); "
+                  "needs model.head=cosine", LDAMArgs, _ldam),
+], noun="loss", scope="data.task=multiclass or multitask: one class per image, or per task",
+    params_key="train.loss_args")
 
+MULTILABEL_LOSSES = Registry("losses", "train.loss", [  # targets N x K multi-hot
+    Entry("bce", "multi-label: binary cross-entropy per label (the default for data.task=multilabel), optional "
+                 "pos_weight", BCEArgs, _bce),
+    Entry("asl", "multi-label: asymmetric loss, down-weights and clips easy negatives (Ridnik et al. 2021)", ASLArgs,
+          _asl),
+], noun="loss", scope="data.task=multilabel", params_key="train.loss_args")
 
-LOSSES: dict[str, LossSpec] = {
-    "cross_entropy": LossSpec(_cross_entropy, "cross-entropy with label smoothing (podium's default)"),
-    "weighted_ce": LossSpec(_weighted_ce, "cross-entropy with per-class weights: inverse, sqrt_inverse or "
-                                          "effective_number of the class counts (Cui et al. 2019), or a list"),
-    "focal": LossSpec(_focal, "focal loss: down-weights well-classified images by (1-p)^gamma, optional per-class "
-                              "alpha (Lin et al. 2017)"),
-    "soft_f1": LossSpec(_soft_f1, "1 - macro-F1 of the batch computed on probabilities (differentiable F1)"),
-    "balanced_softmax": LossSpec(_balanced_softmax, "cross-entropy of logits + log(class prior): predicts as if "
-                                                    "classes were balanced (Ren et al. 2020)"),
-    "logit_adjusted": LossSpec(_logit_adjusted, "cross-entropy of logits + tau x log(class prior) "
-                                                "(Menon et al. 2021; tau=1 is balanced_softmax)"),
-    "ldam": LossSpec(_ldam, "LDAM-DRW: larger margins for rarer classes, class re-weighting from drw_epoch "
-                            "(Cao et al. 2019); needs model.head=cosine"),
-}
-MULTILABEL_LOSSES: dict[str, LossSpec] = {  # data.task=multilabel: targets N x K multi-hot (config.MULTILABEL_LOSS_ARGS)
-    "bce": LossSpec(_bce, "multi-label: binary cross-entropy per label (the default for data.task=multilabel), "
-                          "optional pos_weight", task="multi_label"),
-    "asl": LossSpec(_asl, "multi-label: asymmetric loss, down-weights and clips easy negatives (Ridnik et al. 2021)",
-                    task="multi_label"),
-}
-ALL_LOSSES = {**LOSSES, **MULTILABEL_LOSSES}  # every name train.loss can take
+# every name train.loss can take, for looking a loss up whatever the task (podium.tasks says which task takes which)
+ALL_LOSSES = Registry("losses", "train.loss", [*LOSSES.entries, *MULTILABEL_LOSSES.entries], noun="loss",
+                      params_key="train.loss_args")
 
 
 def create_loss(name: str, args: dict, ctx: LossContext) -> Loss:
-    """The loss `name` with `args` (checked against its LOSS_ARGS model) for a fold with `ctx`'s class counts."""
-    if name not in ALL_LOSSES:
-        raise PodiumError(f"Unknown loss '{name}'. Known: {', '.join(ALL_LOSSES)} (`podium list losses`).")
-    return ALL_LOSSES[name].build(ALL_LOSS_ARGS[name].model_validate(args), ctx)
-
-
-def describe_losses() -> list[str]:
-    """Lines for `podium list losses`: each loss, what it does, its parameters (train.loss_args) and defaults."""
-    lines = []
-    for name, spec in ALL_LOSSES.items():
-        params = ", ".join(f"{k}={v!r}" for k, v in ALL_LOSS_ARGS[name]().model_dump().items()) or "no parameters"
-        lines += [f"{name:<18} {spec.description}", f"{'':<18} loss_args: {params}"]
-    return lines
+    """The loss `name` with `args` (checked against its params model) for a fold with `ctx`'s class counts."""
+    entry = ALL_LOSSES.get(name)
+    return entry.build(entry.params.model_validate(ALL_LOSSES.params(name, args, "train.loss_args.")), ctx)

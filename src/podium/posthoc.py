@@ -19,12 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from podium.metrics import get_metric
+from podium.registry import Entry, Registry
 
-POSTHOC: dict[str, str] = {
-    "none": "the probabilities as the folds predict them",
-    "logit_adjust": "log p - tau x log(train prior), tau fitted on OOF for cv.metric (Menon et al. 2021)",
-    "prior": "p x uniform prior / train prior, renormalised (Bayes' rule for a balanced test set; tau = 1)",
-}
+# build: none (podium.run.decisions fits a method on a run's OOF: logit_adjust searches tau, prior takes tau = 1)
+POSTHOC = Registry("posthoc", "posthoc.method", [
+    Entry("none", "the probabilities as the folds predict them"),
+    Entry("logit_adjust", "log p - tau x log(train prior), tau fitted on OOF for cv.metric (Menon et al. 2021)"),
+    Entry("prior", "p x uniform prior / train prior, renormalised (Bayes' rule for a balanced test set; tau = 1)"),
+], noun="post-hoc method")
 TAU_STEP = 0.05  # spacing of logit_adjust's tau search
 
 

@@ -9,11 +9,10 @@ The labels a sampler balances are those of the fold's training rows; indices are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 import torch
+
+from podium.registry import Entry, Registry
 
 
 def _generator(seed: int, epoch: int) -> torch.Generator:
@@ -79,33 +78,21 @@ def balanced_weights(labels: np.ndarray, power: float) -> np.ndarray:
     return counts[labels] ** -power
 
 
-@dataclass(frozen=True)
-class SamplerSpec:
-    build: Callable[[np.ndarray, int, float], torch.utils.data.Sampler]  # (labels, seed, repeat_threshold)
-    description: str
-
-
-SAMPLERS: dict[str, SamplerSpec] = {
-    "random": SamplerSpec(lambda y, seed, t: EpochSampler(len(y), seed),
-                          "each image once per epoch, shuffled (the natural class frequencies)"),
-    "class_balanced": SamplerSpec(lambda y, seed, t: WeightedEpochSampler(balanced_weights(y, 1.0), seed),
-                                  "every class equally often: draws with replacement, P(image) ~ 1/n_class; "
-                                  "an epoch has as many draws as images"),
-    "sqrt": SamplerSpec(lambda y, seed, t: WeightedEpochSampler(balanced_weights(y, 0.5), seed),
-                        "class c drawn in proportion to sqrt(n_c): halfway between random and balanced "
-                        "(Mahajan et al. 2018)"),
-    "repeat_factor": SamplerSpec(lambda y, seed, t: RepeatFactorSampler(y, seed, t),
-                                 "each image of a class with share f < train.repeat_threshold repeated "
-                                 "sqrt(t/f) times per epoch (LVIS, Gupta et al. 2019)"),
-}
+# build: (class index per training row, seed, train.repeat_threshold) -> torch Sampler
+SAMPLERS = Registry("samplers", "train.sampler", [
+    Entry("random", "each image once per epoch, shuffled (the natural class frequencies)", None,
+          lambda y, seed, t: EpochSampler(len(y), seed)),
+    Entry("class_balanced", "every class equally often: draws with replacement, P(image) ~ 1/n_class; an epoch has "
+                            "as many draws as images", None,
+          lambda y, seed, t: WeightedEpochSampler(balanced_weights(y, 1.0), seed)),
+    Entry("sqrt", "class c drawn in proportion to sqrt(n_c): halfway between random and balanced (Mahajan et al. "
+                  "2018)", None, lambda y, seed, t: WeightedEpochSampler(balanced_weights(y, 0.5), seed)),
+    Entry("repeat_factor", "each image of a class with share f < train.repeat_threshold repeated sqrt(t/f) times per "
+                           "epoch (LVIS, Gupta et al. 2019)", None, lambda y, seed, t: RepeatFactorSampler(y, seed, t)),
+], noun="sampler", note="auto (the default): random, or class_balanced when train.stage=classifier (cRT)")
+AUTO = "auto"  # train.sampler's default, resolved by TrainConfig.resolved_sampler (not an entry: it builds nothing)
 
 
 def create_sampler(name: str, labels: np.ndarray, seed: int, repeat_threshold: float) -> torch.utils.data.Sampler:
     """The sampler `name` (a resolved train.sampler, not `auto`) over training rows with class indices `labels`."""
-    return SAMPLERS[name].build(np.asarray(labels, dtype=np.int64), seed, repeat_threshold)
-
-
-def describe_samplers() -> list[str]:
-    """Lines for `podium list samplers`."""
-    return [f"{name:<15} {s.description}" for name, s in SAMPLERS.items()] + [
-        f"{'auto':<15} random; class_balanced when train.stage=classifier (cRT)"]
+    return SAMPLERS.get(name).build(np.asarray(labels, dtype=np.int64), seed, repeat_threshold)

@@ -13,15 +13,14 @@ textures), zooms and crops when objects vary in size and position.
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from podium.errors import PodiumError
+from podium.registry import Entry, Registry
 
 Tensor = torch.Tensor
 View = Callable[[Tensor], Tensor]  # (B, C, H, W) -> (B, C, H, W)
@@ -73,27 +72,27 @@ def _crop(i: int) -> View:
     return lambda x: five_crops(x)[i]
 
 
-@dataclass(frozen=True)
-class TTAEntry:
-    views: tuple[tuple[str, View], ...]  # (label, view) pairs this name adds
-    description: str
+def _views(*pairs: tuple[str, View]) -> Callable[[], tuple[tuple[str, View], ...]]:
+    return lambda: pairs
 
 
-TTA: dict[str, TTAEntry] = {
-    "identity": TTAEntry((("identity", lambda x: x),), "the image as it is (always included)"),
-    "hflip": TTAEntry((("hflip", lambda x: x.flip(-1)),), "mirrored left-right"),
-    "vflip": TTAEntry((("vflip", lambda x: x.flip(-2)),), "mirrored top-bottom"),
-    "flips": TTAEntry((("hflip", lambda x: x.flip(-1)), ("vflip", lambda x: x.flip(-2)),
-                       ("hvflip", lambda x: x.flip(-2).flip(-1))), "both mirrors and both at once (3 views)"),
-    "rot90s": TTAEntry(tuple((f"rot{90 * k}", _rot(k)) for k in (1, 2, 3)),
-                       "rotated by 90, 180 and 270 degrees (3 views): data with no up, square images"),
-    "multi-scale": TTAEntry(tuple((f"zoom{z:g}", lambda x, z=z: zoom(x, z)) for z in ZOOMS),
-                            f"content zoomed by {' and '.join(f'{z:g}' for z in ZOOMS)} about the centre, kept at "
-                            "the model's size (2 views)"),
-    "five-crop": TTAEntry(tuple((name, _crop(i)) for i, name in enumerate(
-                              ["crop_tl", "crop_tr", "crop_bl", "crop_br", "crop_center"])),
-                          f"4 corner crops and the centre crop ({CROP:g} of the side) resized back (5 views)"),
-}
+# build: () -> the (label, view) pairs the name adds
+TTA = Registry("tta", "tta.views", [
+    Entry("identity", "the image as it is (always included)", None, _views(("identity", lambda x: x))),
+    Entry("hflip", "mirrored left-right", None, _views(("hflip", lambda x: x.flip(-1)))),
+    Entry("vflip", "mirrored top-bottom", None, _views(("vflip", lambda x: x.flip(-2)))),
+    Entry("flips", "both mirrors and both at once (3 views)", None,
+          _views(("hflip", lambda x: x.flip(-1)), ("vflip", lambda x: x.flip(-2)),
+                 ("hvflip", lambda x: x.flip(-2).flip(-1)))),
+    Entry("rot90s", "rotated by 90, 180 and 270 degrees (3 views): data with no up, square images", None,
+          _views(*((f"rot{90 * k}", _rot(k)) for k in (1, 2, 3)))),
+    Entry("multi-scale", f"content zoomed by {' and '.join(f'{z:g}' for z in ZOOMS)} about the centre, kept at the "
+                         "model's size (2 views)", None, _views(*((f"zoom{z:g}", lambda x, z=z: zoom(x, z)) for z in ZOOMS))),
+    Entry("five-crop", f"4 corner crops and the centre crop ({CROP:g} of the side) resized back (5 views)", None,
+          _views(*((name, _crop(i)) for i, name in enumerate(["crop_tl", "crop_tr", "crop_bl", "crop_br",
+                                                              "crop_center"])))),
+], noun="TTA view", note="none (also accepted): the identity alone, no TTA. Several views: --tta hflip,vflip "
+                         "(names add views, they do not compose)")
 ALIASES = {"none": "identity"}  # `--tta none`: the plain prediction
 
 
@@ -109,18 +108,13 @@ def _probs_mean(logits: Tensor, activation: Activation) -> Tensor:
     return torch.stack([activation(view) for view in logits]).mean(0)  # activations take B x C
 
 
-@dataclass(frozen=True)
-class Combination:
-    fn: Callable[[Tensor, Activation], Tensor]  # logits of every view (V x B x C), activation -> probabilities (B x C)
-    description: str
-
-
-COMBINE: dict[str, Combination] = {
-    "mean_probs": Combination(_probs_mean, "mean of the views' probabilities: a saturated, over-confident "
-                                           "view counts no more than a probability of 1"),
-    "mean_logits": Combination(_logits_mean, "the probabilities of the views' mean logits (for softmax, the renormalised geometric mean of "
-                                             "their probabilities): a confident view weighs more"),
-}
+# build: (logits of every view V x B x C, activation) -> probabilities B x C
+COMBINE = Registry("tta", "tta.combine", [
+    Entry("mean_probs", "mean of the views' probabilities: a saturated, over-confident view counts no more than a "
+                        "probability of 1", None, _probs_mean),
+    Entry("mean_logits", "the probabilities of the views' mean logits (for softmax, the renormalised geometric mean "
+                         "of their probabilities): a confident view weighs more", None, _logits_mean),
+], noun="TTA combination")
 
 
 def parse_tta(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -134,10 +128,8 @@ def parse_tta(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
         if not name:
             continue
         if name not in TTA:
-            close = difflib.get_close_matches(name, list(TTA), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise PodiumError(f"Unknown TTA view '{name}'.{hint} Known: {', '.join(TTA)}, none "
-                              "(`podium list tta`); separate several with commas, e.g. --tta hflip,vflip.")
+            raise PodiumError(f"{TTA.unknown(name)}; also none (no TTA). Separate several with commas, e.g. "
+                              "--tta hflip,vflip.")
         if name != "identity" and name not in names:
             names.append(name)
     return names
@@ -149,17 +141,17 @@ def tta_key(names: list[str]) -> str:
 
 
 def check_combine(name: str) -> str:
+    """`name` if it is a TTA combination (tta.combine, --tta-combine), else a PodiumError naming the choices."""
     if name not in COMBINE:
-        raise PodiumError(f"Unknown TTA combination '{name}' (tta.combine, --tta-combine). Choose one of: "
-                          f"{', '.join(COMBINE)}.")
+        raise PodiumError(f"{COMBINE.unknown(name)}; --tta-combine takes the same names.")
     return name
 
 
 def tta_views(spec: str | list[str] | None) -> list[tuple[str, View]]:
     """The identity first, then every view the names add (a view named twice, e.g. by hflip and flips, runs once)."""
-    views = dict(TTA["identity"].views)
+    views = dict(TTA.get("identity").build())
     for name in parse_tta(spec):
-        for label, view in TTA[name].views:
+        for label, view in TTA.get(name).build():
             views.setdefault(label, view)
     return list(views.items())
 
@@ -168,12 +160,4 @@ def combine(logits: list[Tensor] | Tensor, how: str = "mean_probs", activation: 
     """Probabilities (B x C) from the logits of every view (V tensors of B x C), combined by COMBINE[how];
     `activation` turns logits into probabilities (the task's: softmax, sigmoid per label, softmax per task)."""
     stacked = logits if isinstance(logits, Tensor) else torch.stack(list(logits))
-    return COMBINE[check_combine(how)].fn(stacked.float(), activation)
-
-
-def describe_tta() -> list[str]:
-    """Lines for `podium list tta`."""
-    lines = [f"{name:<12} {entry.description}" for name, entry in TTA.items()]
-    lines.append(f"{'none':<12} the identity alone (no TTA)")
-    lines += [f"{'tta.combine=' + name:<24} {c.description}" for name, c in COMBINE.items()]
-    return lines
+    return COMBINE.get(check_combine(how)).build(stacked.float(), activation)

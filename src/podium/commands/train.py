@@ -133,7 +133,7 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
     from podium.run.guard import check_location, check_writable, open_run
 
-    check_config(cfg)
+    cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
     check_location(cfg, config_path)  # before anything is read or written
     check_writable(cfg.output_dir)
     data = load_data(cfg)

@@ -170,9 +170,9 @@ def _csv_table(data: DataConfig, csv: Path, folder_key: str, folder: Path | None
     out = out.drop(columns=["_path"], errors="ignore")
     out["label"] = None
     if labelled:  # the task reads its label column(s): text per row, plus label tuples for multilabel/multitask
-        from podium.tasks import TASKS
+        from podium.tasks import task_class
 
-        text, labels, label_problems = TASKS[data.task].read_labels(frame, data, csv)
+        text, labels, label_problems = task_class(data.task).read_labels(frame, data, csv)
         out["label"] = text
         if labels is not None:
             out["labels"] = labels
@@ -302,10 +302,10 @@ def load_train(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     """The training table ready for splitting and training: problems raised, subset applied, `target` added."""
     table = train_table(cfg)
     raise_problems(table, f"Training data '{table.source}'")
-    from podium.tasks import TASKS, make_task
+    from podium.tasks import make_task, task_class
 
     frame = table.frame
-    classes = TASKS[cfg.data.task].outputs_of(frame, cfg.data)  # classes | labels | task:class names
+    classes = task_class(cfg.data.task).outputs_of(frame, cfg.data)  # classes | labels | task:class names
     task = make_task(cfg.data, classes)
     if cfg.data.task != "multiclass":  # one class per image to stratify on (folds, data.subset); see podium.tasks
         frame["stratify"] = task.stratify_key(frame)

@@ -1,82 +1,30 @@
 """Persisted K-fold splits: `folds.csv` (id, fold) is written once and every later command reuses it.
 
-Rows are sorted by id before splitting, so the same data, strategy and seed give the same file whatever the
-order of the CSV. A folds file that no longer matches the data (ids added or removed) is refused, never
-silently rewritten: runs trained on different folds cannot be compared or ensembled.
+Folds are drawn by the strategy `cv.strategy` names (podium.strategies). Rows are sorted by id before splitting, so
+the same data, strategy and seed give the same file whatever the order of the CSV. A folds file that no longer
+matches the data (ids added or removed) is refused, never silently rewritten: runs trained on different folds
+cannot be compared or ensembled.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import (
-    GroupKFold,
-    KFold,
-    StratifiedGroupKFold,
-    StratifiedKFold,
-)
 
 from podium.config import Config, CVConfig
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv
-
-
-def _kfold(frame: pd.DataFrame, cv: CVConfig):
-    return KFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame)
-
-
-def _key(frame: pd.DataFrame) -> pd.Series:
-    """What the stratified strategies balance: the class, or for multilabel / multitask data the `stratify` column
-    load_train adds (the rarest label an image holds / the combination of the tasks' classes; podium.tasks)."""
-    return frame["stratify"] if "stratify" in frame.columns else frame["label"]
-
-
-def _stratified(frame: pd.DataFrame, cv: CVConfig):
-    return StratifiedKFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, _key(frame))
-
-
-def _group(frame: pd.DataFrame, cv: CVConfig):
-    return GroupKFold(cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, groups=frame["group"])
-
-
-def _stratified_group(frame: pd.DataFrame, cv: CVConfig):
-    splitter = StratifiedGroupKFold(cv.n_folds, shuffle=True, random_state=cv.seed)
-    return splitter.split(frame, _key(frame), groups=frame["group"])
-
-
-def _multilabel(frame: pd.DataFrame, cv: CVConfig):
-    """Iterative stratification (Sechidis et al. 2011; iterative-stratification's MultilabelStratifiedKFold): every
-    label's positives spread over the folds as evenly as possible, rarest labels first. Reads the `labels` tuples of
-    a multi-label table; a single-label table is the special case of one label per image."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    sets = frame["labels"] if "labels" in frame.columns else frame["label"].map(lambda x: (x,))
-    names = sorted({x for tup in sets for x in tup})
-    index = {c: i for i, c in enumerate(names)}
-    hot = np.zeros((len(frame), max(1, len(names))), dtype=int)
-    for i, tup in enumerate(sets):
-        hot[i, [index[x] for x in tup]] = 1
-    return MultilabelStratifiedKFold(n_splits=cv.n_folds, shuffle=True, random_state=cv.seed).split(frame, hot)
-
-
-# name -> function yielding (train_idx, val_idx) per fold; `podium list` and tests iterate over this.
-STRATEGIES: dict[str, Callable] = {
-    "kfold": _kfold,
-    "stratified": _stratified,
-    "group": _group,
-    "stratified_group": _stratified_group,
-    "multilabel": _multilabel,
-}
+from podium.strategies import GROUPED, STRATEGIES
 
 
 def assign_folds(frame: pd.DataFrame, cv: CVConfig) -> pd.DataFrame:
     """A (id, fold) table sorted by id, for `frame` (columns id, label, [group])."""
     ordered = frame.sort_values("id", kind="stable").reset_index(drop=True)
-    if cv.strategy in ("group", "stratified_group"):
+    split = STRATEGIES.get(cv.strategy).build
+    if cv.strategy in GROUPED:
         n_groups = ordered["group"].nunique()
         if n_groups < cv.n_folds:
             raise PodiumError(f"cv.group_col '{cv.group_col}' has {n_groups} groups: fewer than cv.n_folds={cv.n_folds}.")
@@ -85,7 +33,7 @@ def assign_folds(frame: pd.DataFrame, cv: CVConfig) -> pd.DataFrame:
     fold = np.full(len(ordered), -1, dtype=int)
     with warnings.catch_warnings():  # sklearn warns when a class has fewer members than folds; we report it below
         warnings.simplefilter("ignore", UserWarning)
-        for k, (_, val_idx) in enumerate(STRATEGIES[cv.strategy](ordered, cv)):
+        for k, (_, val_idx) in enumerate(split(ordered, cv)):
             fold[val_idx] = k
     return pd.DataFrame({"id": ordered["id"].to_numpy(), "fold": fold})
 

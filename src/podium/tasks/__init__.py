@@ -25,6 +25,9 @@ import pandas as pd
 from podium.config import Config, DataConfig, TrainConfig
 from podium.errors import PodiumError, fmt_list
 from podium.metrics import METRICS, MULTILABEL_METRICS, Metric, score_all
+from podium.posthoc import POSTHOC
+from podium.registry import Entry, Registry
+from podium.strategies import STRATEGIES
 from podium.tasks.combine import Combine
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -65,7 +68,6 @@ class Multiclass:
     """One class per image (the class names are the outputs)."""
 
     kind = "multiclass"
-    description = "one class per image: softmax over the classes (default)"
 
     def __init__(self, data: DataConfig, outputs: list[str]):
         self.data, self.outputs = data, list(outputs)
@@ -149,7 +151,6 @@ class Multilabel(Multiclass):
     """Any set of labels per image: one 0/1 column per label, or one column of labels joined by data.label_sep."""
 
     kind = "multilabel"
-    description = "any set of labels per image: one sigmoid per label, per-label thresholds fitted on OOF"
 
     def __init__(self, data: DataConfig, outputs: list[str]):
         super().__init__(data, outputs)
@@ -233,7 +234,7 @@ class Multilabel(Multiclass):
 
     @property
     def metrics(self):
-        return {name: Metric(lambda y, p, fn=m.fn: fn(y, p, self.thresholds), m.higher_is_better, m.description)
+        return {name: Metric(lambda y, p, fn=m.fn: fn(y, p, self.thresholds), m.higher_is_better)
                 for name, m in MULTILABEL_METRICS.items()}
 
     def score(self, y, probs):
@@ -277,7 +278,6 @@ class Multitask(Multiclass):
     """One class per task (data.label_col lists the tasks' columns); outputs are named task:class."""
 
     kind = "multitask"
-    description = "one class per task (e.g. mask, gender, age): one backbone, one softmax head per task"
 
     def __init__(self, data: DataConfig, outputs: list[str]):
         super().__init__(data, outputs)
@@ -352,19 +352,9 @@ class Multitask(Multiclass):
 
     @property
     def metrics(self):
-        out: dict[str, Metric] = {
-            "accuracy": Metric(lambda y, p: float(np.mean((self._pred(p) == y).all(1))), True,
-                               "share of images whose every task is right (accuracy of the combined class)"),
-            "f1_macro": Metric(lambda y, p: _f1_macro(self.key(y), self.key(self._pred(p))), True,
-                               "macro-F1 of the combined class (over the combinations in the truth or the predictions)"),
-            "logloss": Metric(lambda y, p: float(np.mean([METRICS["logloss"].fn(y[:, j], part)
-                                                          for j, part in enumerate(self.slices(p))])), False,
-                              "mean over tasks of each task's cross-entropy (lower is better)"),
-        }
-        for j, t in enumerate(self.tasks):
-            for name in ("accuracy", "f1_macro"):
-                out[f"{name}_{t}"] = Metric(lambda y, p, j=j, m=METRICS[name]: m.fn(y[:, j], self.slices(p)[j]), True,
-                                            f"{name} of task '{t}' alone")
+        out: dict[str, Metric] = {}
+        for entry in MULTITASK_METRICS.entries:
+            out.update(entry.build(self))
         return out
 
     def score(self, y, probs):
@@ -404,22 +394,65 @@ class Multitask(Multiclass):
         return ["label"] if self.data.combine is not None else list(self.tasks)
 
 
-# -------------------------------------------------------------------------------------------- registry
+# ---------------------------------------------------------------------------------------- registries
 
-TASKS: dict[str, type[Multiclass]] = {"multiclass": Multiclass, "multilabel": Multilabel, "multitask": Multitask}
+
+def _mt_accuracy(task: Multitask) -> dict[str, Metric]:
+    return {"accuracy": Metric(lambda y, p: float(np.mean((task._pred(p) == y).all(1))), True)}
+
+
+def _mt_f1_macro(task: Multitask) -> dict[str, Metric]:
+    return {"f1_macro": Metric(lambda y, p: _f1_macro(task.key(y), task.key(task._pred(p))), True)}
+
+
+def _mt_logloss(task: Multitask) -> dict[str, Metric]:
+    return {"logloss": Metric(lambda y, p: float(np.mean([METRICS["logloss"].fn(y[:, j], part)
+                                                          for j, part in enumerate(task.slices(p))])), False)}
+
+
+def _per_task(name: str):
+    """The single-label metric `name` on each task's slice alone: one metric `<name>_<task>` per task."""
+    def build(task: Multitask) -> dict[str, Metric]:
+        return {f"{name}_{t}": Metric(lambda y, p, j=j, m=METRICS[name]: m.fn(y[:, j], task.slices(p)[j]), True)
+                for j, t in enumerate(task.tasks)}
+
+    return build
+
+
+# build: (a Multitask) -> {cv.metric name: Metric}; the <task> entries make one metric per task (accuracy_mask, ...)
+MULTITASK_METRICS = Registry("metrics", "cv.metric", [
+    Entry("accuracy", "share of images whose every task is right (accuracy of the combined class)", None, _mt_accuracy),
+    Entry("f1_macro", "macro-F1 of the combined class (over the combinations in the truth or the predictions)", None,
+          _mt_f1_macro),
+    Entry("logloss", "mean over tasks of each task's cross-entropy (lower is better)", None, _mt_logloss),
+    Entry("accuracy_<task>", "accuracy of one task alone (one metric per column of data.label_col)", None,
+          _per_task("accuracy")),
+    Entry("f1_macro_<task>", "f1_macro of one task alone", None, _per_task("f1_macro")),
+], noun="metric", scope="data.task=multitask")
+
+# build: the task's class, (DataConfig, outputs) -> task; its static read_labels / outputs_of read the training table
+TASKS = Registry("tasks", "data.task", [
+    Entry("multiclass", "one class per image: softmax over the classes (default)", None, Multiclass),
+    Entry("multilabel", "any set of labels per image: one sigmoid per label, per-label thresholds fitted on OOF", None,
+          Multilabel),
+    Entry("multitask", "one class per task (e.g. mask, gender, age): one backbone, one softmax head per task", None,
+          Multitask),
+], noun="task")
+
+
+def task_class(kind: str) -> type[Multiclass]:
+    """The class of the task `kind` (data.task) names."""
+    return TASKS.get(kind).build
 
 
 def make_task(data: DataConfig, outputs: list[str]) -> Multiclass:
     """The task data.task names, for a network with these outputs (classes.json)."""
-    return TASKS[data.task](data, outputs)
+    return task_class(data.task)(data, outputs)
 
 
 def metric_names(data: DataConfig) -> list[str]:
     """The metrics cv.metric can name for this data (multitask adds accuracy_<task> and f1_macro_<task>)."""
-    if data.task == "multitask":
-        return ["accuracy", "f1_macro", "logloss",
-                *(f"{m}_{t}" for t in data.label_columns() for m in ("accuracy", "f1_macro"))]
-    return list(MULTILABEL_METRICS if data.task == "multilabel" else METRICS)
+    return list(make_task(data, []).metrics)
 
 
 def require_multiclass(cfg: Config, what: str) -> None:
@@ -430,24 +463,8 @@ def require_multiclass(cfg: Config, what: str) -> None:
 
 def label_counts(frame: pd.DataFrame, data: DataConfig) -> dict[str, int]:
     """Training images per output (class, label or task:class) of a training table."""
-    task = make_task(data, TASKS[data.task].outputs_of(frame, data))
+    task = make_task(data, task_class(data.task).outputs_of(frame, data))
     return task.counts(task.encode(frame))
-
-
-def describe_metrics() -> list[str]:
-    """Lines for `podium list metrics`: each task kind's metrics (multitask's for a stand-in task named <task>)."""
-    lines = []
-    for kind in TASKS:
-        data = DataConfig(task=kind, label_col=["<task>", "..."] if kind == "multitask" else "label")
-        lines.append(f"data.task={kind}:")
-        lines += [f"  {name:<19} {m.description}" for name, m in make_task(data, []).metrics.items()
-                  if not name.endswith("_...")]
-    return lines
-
-
-def describe_tasks() -> list[str]:
-    """Lines for `podium list tasks`."""
-    return [f"{name:<11} {cls.description}" for name, cls in TASKS.items()]
 
 
 def class_names(labels: pd.Series, declared: list[str] | None) -> list[str]:
@@ -462,9 +479,37 @@ def class_names(labels: pd.Series, declared: list[str] | None) -> list[str]:
 
 
 def check_config(cfg: Config) -> Config:
-    """`cfg` checked against the registries the config schema cannot see (it sits below them): cv.metric is one of
-    the task's metrics, tta.views are known views. Every command that takes a config calls this once."""
-    from podium.tta import parse_tta  # delayed: the TTA views import torch
+    """`cfg` checked against the registries the config schema cannot see (it sits below them): every key that names
+    an entry (data.task, cv.strategy, model.head, augment.preset, train.sampler, train.loss, posthoc.method,
+    tta.views, tta.combine, cv.metric) names one the task takes, and model.head_margin and train.loss_args fit their
+    entry's parameters. train.loss_args gets every default filled in, in place, so the run's config.yaml records
+    the loss exactly. Every command that takes a config calls this once; returns `cfg`."""
+    # delayed: these registries' modules import torch
+    from podium.augment import PRESETS
+    from podium.heads import HEADS, head_margin
+    from podium.losses import ALL_LOSSES, LOSSES, MULTILABEL_LOSSES
+    from podium.samplers import AUTO, SAMPLERS
+    from podium.tta import COMBINE, parse_tta
+
+    TASKS.get(cfg.data.task)
+    STRATEGIES.get(cfg.cv.strategy)
+    HEADS.get(cfg.model.head)
+    head_margin(cfg.model)
+    PRESETS.get(cfg.augment.preset)
+    if cfg.train.sampler != AUTO:
+        SAMPLERS.get(cfg.train.sampler)
+    POSTHOC.get(cfg.posthoc.method)
+    parse_tta(cfg.tta.views)
+    COMBINE.get(cfg.tta.combine)
+
+    task, loss = cfg.data.task, cfg.train.loss
+    ALL_LOSSES.get(loss)
+    if task == "multilabel" and loss not in MULTILABEL_LOSSES:
+        raise PodiumError(f"train.loss={loss} takes one class per image; data.task=multilabel needs a multi-label "
+                          f"loss: {' | '.join(MULTILABEL_LOSSES)}")
+    if task != "multilabel" and loss not in LOSSES:
+        raise PodiumError(f"train.loss={loss} is a multi-label loss; data.task={task} takes {', '.join(LOSSES)}")
+    cfg.train.loss_args = ALL_LOSSES.params(loss, cfg.train.loss_args, "train.loss_args.")
 
     names = metric_names(cfg.data)
     if cfg.cv.metric not in names:
@@ -472,8 +517,4 @@ def check_config(cfg: Config) -> Config:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise PodiumError(f"cv.metric: unknown metric '{cfg.cv.metric}' for data.task={cfg.data.task}.{hint} Known: "
                           f"{', '.join(names)} (`podium list metrics`)")
-    try:
-        parse_tta(cfg.tta.views)
-    except PodiumError as exc:
-        raise PodiumError(f"tta.views: {exc}") from None
     return cfg
