@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import numpy as np
 import torch
 
@@ -115,8 +117,7 @@ def main() -> None:
                 "rounds_ms": {p: [x * 1e3 for x in v] for p, v in wall.items()},
                 "rounds_cpu_ms": {p: [x * 1e3 for x in v] for p, v in cpu.items()}}
     result["load_average_before"], result["load_average_after"] = load_before, os.getloadavg()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print("\n| size | preset | ms/step (wall) | CPU ms/step | CPU x light | image stage, CPU ms/image | per batch |")
     print("|---|---|---|---|---|---|---|")
     for size, r in result["sizes"].items():

@@ -17,14 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
 from podium.config import from_dict
-from podium.engine import Classifier, seed_everything
+from podium.engine import seed_everything
 from podium.models import create_model
-from podium.train import make_loader, make_trainer
+from podium.tasks import make_task
+from podium.train import build_module, make_loader, make_trainer
 
 RESULTS = Path(__file__).parent / "results" / "train_overhead.json"
 
@@ -59,7 +62,9 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 def podium_round(cfg, images, targets, steps: int, workdir: Path) -> list[float]:
     seed_everything(0)
     loader = make_loader(images, targets, np.arange(len(images)), cfg.train.batch_size, seed=0)
-    module = Classifier(cfg, create_model(cfg.model, 10, images.shape[-1]), (0.5,), (0.5,), len(loader))
+    # the module, head and loss exactly as `podium train` builds them for a fold (loss from the training targets)
+    task = make_task(cfg.data, [str(c) for c in range(10)])
+    module = build_module(cfg, task, images.shape[-1], len(loader), train_targets=targets, stats=((0.5,), (0.5,)))
     clock = StepClock()
     trainer = make_trainer(cfg, workdir, len(loader), max_steps=steps, limit_val_batches=0)
     trainer.callbacks.append(clock)
@@ -128,8 +133,7 @@ def main() -> None:
         "train_gflop_per_step": flops / 1e9, "achieved_gflops": {"podium": flops / p / 1e9, "bare": flops / b / 1e9},
         "fp32_matmul_peak_gflops": peak, "share_of_peak": {"podium": flops / p / 1e9 / peak, "bare": flops / b / 1e9 / peak},
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"podium/bare time per step: {p / b:.3f} (target <= 1.10); podium {p * 1e3:.1f} ms, bare {b * 1e3:.1f} ms")
     print(f"training GFLOP/s: podium {flops / p / 1e9:.1f}, bare {flops / b / 1e9:.1f}; fp32 matmul peak {peak:.1f} "
           f"-> {flops / p / 1e9 / peak:.0%} / {flops / b / 1e9 / peak:.0%} of peak")
