@@ -39,11 +39,11 @@ bench: bench-data bench-train bench-fashion bench-cnn bench-report bench-noisy b
 
 # Rewrite every <!-- figures:NAME --> block of README.md and docs/*.md from benchmarks/results; stale results are
 # listed as warnings. figures-check changes nothing and fails when a block differs (what the tests check).
-figures:
-	$(BIN)/python benchmarks/figures.py
+figures:  # figures.py needs the standard library only: no venv
+	$(PY) benchmarks/figures.py
 
 figures-check:
-	$(BIN)/python benchmarks/figures.py --check
+	$(PY) benchmarks/figures.py --check
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/data_loading.py
