@@ -535,6 +535,159 @@ def report_speed(res: Results) -> str:
     return table(["what", "measured"], rows)
 
 
+LT_SHORT = {"ce": "plain cross-entropy", "weighted_ce": "weighted CE", "focal": "focal", "balanced_softmax":
+            "balanced softmax", "ldam_drw": "LDAM-DRW", "logit_adjust": "post-hoc logit adjustment",
+            "class_balanced": "class-balanced sampler", "crt": "cRT"}
+
+
+def _measured_rows(res: Results) -> list[list[str]]:
+    rows = []
+    d = res.cite("data_loading.json")
+    s, b, p = d["settings"], d["imagefolder_pil"], d["podium_cache"]
+    rows.append([f"images/s into the training loop, {num(s['n_images'])} {s['side_px']}×{s['side_px']} PNG+JPEG, "
+                 f"batch {s['batch_size']}",
+                 f"podium cache **{num(p['img_per_s'])}** vs ImageFolder+PIL (best of "
+                 f"{'/'.join(map(str, s['baseline_workers']))} workers) **{num(b['best_img_per_s'])}**: "
+                 f"**{d['ratio_podium_over_imagefolder']:.0f}×** (1-min load average "
+                 f"{d['machine']['loadavg_1min_start']:.1f} → {d['machine']['loadavg_1min_end']:.1f}); one-time build "
+                 f"{p['build_s']:.0f} s ({num(s['n_images'])} images), reuse {1000 * p['reuse_s']:.0f} ms; peak RSS "
+                 f"{num(p['peak_mb_while_iterating']['rss'])} MB, of which importing torch is "
+                 f"{num(p['rss_mb_before']['rss'])} MB", "`make bench-data`"])
+    d = res.cite("train_overhead.json")
+    s, ms = d["settings"], d["ms_per_step"]
+    rows.append([f"podium's Lightning loop vs a bare PyTorch loop, `{s['model']}`, {s['size']} px, batch {s['batch']}, "
+                 f"alternating rounds",
+                 f"**{d['ratio_podium_over_bare']:.2f}×** time per step ({ms['podium']:.0f} vs {ms['bare']:.0f} ms); "
+                 f"training at {d['achieved_gflops']['podium']:.0f} GFLOP/s = {100 * d['share_of_peak']['podium']:.0f}% "
+                 f"of the fp32 matmul peak measured in the same run ({d['fp32_matmul_peak_gflops']:.0f} GFLOP/s)",
+                 "`make bench-train`"])
+    d = res.cite("fashion_mnist.json")
+    s, k = d["settings"], d["config"]["cv"]["n_folds"]
+    folds = d["folds_trained"]
+    trained = f"{k} folds" if len(folds) == k else \
+        f"fold {', '.join(map(str, folds))} of {k} = {num(60000 * (k - 1) / k)} images"
+    rows.append([f"Fashion-MNIST, full pipeline (cache, split, train {trained}, {s['epochs']} epochs, predict with "
+                 f"{s['tta']} TTA), official 10,000 test images held out",
+                 f"test accuracy **{f3(d['test_accuracy'])}** in **{num(d['wall_seconds'])} s** wall "
+                 f"(CV {f3(d['cv_accuracy'])}); the brief's bars: timm `train.py` 0.882 in ~12 min, fastai 0.903 in "
+                 f"~15 min, plain 4-conv CNN 0.922 in ~12 min", "`make bench-fashion`"])
+    entry = bare_loop_entry(res.load("podium_cnn.json"))
+    if entry is not None:
+        res.cite("podium_cnn.json", part=entry, label="the entry shown")
+        c, sel = entry["config"], entry["selection"]
+        per_epoch = entry["train_wall_s"] / len(entry["epochs"])
+        rows.append([f"`{c['model']}` alone, bare loop, {sel['on'].split(';')[0]} held out to choose the drop rate "
+                     f"({sel['chosen_drop_rate']})",
+                     f"{f3(entry['test_acc'])} test after {c['epochs']} epochs of ~{per_epoch:.0f} s "
+                     f"({f4(entry['test_acc_hflip_tta'])} with hflip TTA)", "`make bench-cnn`"])
+    d = res.cite("long_tail.json")
+    r = d["rows"]
+    chosen = max(r, key=lambda key: r[key]["oof_balanced_accuracy"])
+    others = sorted((key for key in r if key not in ("ce", chosen)), key=lambda key: -r[key]["balanced_accuracy"])
+    gain = 100 * (round(r[chosen]["balanced_accuracy"], 3) - round(r["ce"]["balanced_accuracy"], 3))  # as shown
+    rows.append([f"long tails: fashion-lt (imbalance 100), fold 0, `{d['settings']['model']}` "
+                 f"{d['settings']['epochs']} epochs, balanced 10,000-image test set",
+                 f"balanced accuracy: plain cross-entropy **{f3(r['ce']['balanced_accuracy'])}** → "
+                 f"{LT_SHORT.get(chosen, chosen)} **{f3(r[chosen]['balanced_accuracy'])}** ({gain:+.1f} points; "
+                 + ", ".join(f"{LT_SHORT.get(key, key)} {f3(r[key]['balanced_accuracy'])}" for key in others)
+                 + f"); {LT_SHORT.get(chosen, chosen)} is the best on OOF balanced accuracy", "`make bench-long-tail`"])
+    d = res.cite("report_speed.json")
+    loads = d["load_average_1min_before_each"]
+    rows.append([f"`podium report` on a {len(d['folds'])}-fold Fashion-MNIST run, {num(d['oof_images'])} OOF images "
+                 f"(galleries sampled: {d['images_embedded']} images, {d['html_bytes'] / 1e6:.1f} MB of HTML; "
+                 f"Grad-CAM from the real fold checkpoints)",
+                 f"median **{d['median_seconds']:.1f} s** of {len(d['seconds'])} in a fresh process "
+                 f"({', '.join(f'{x:.1f}' for x in d['seconds'])} s; 1-min load average "
+                 f"~{sum(loads) / len(loads):.0f} on {d['cpu_count']} cores), target < {d['target_seconds']:.0f} s",
+                 "`make bench-report`"])
+    d = res.cite("noisy_test.json")
+    nr, k = d["rows"], d["rows"]["none"]["config"]["cv"]["n_folds"]
+    share = d["share_of_clean_f1_macro"]["documents"]
+    rows.append([f"augmentation for a corrupted test set (S2): fashion-noisy, `{d['settings']['model']}` "
+                 f"{d['settings']['epochs']} epochs on {num(d['settings']['n'] * (k - 1) / k)} images, macro-F1 on the "
+                 f"corrupted 10,000",
+                 ", ".join(f"`{p}` " + bold(f3(v["corrupted"]["f1_macro"]), p in ("none", "documents"))
+                           for p, v in nr.items())
+                 + f" = {100 * share:.0f}% of the clean-test reference {f3(d['reference_clean_f1_macro'])} "
+                   f"(target ≥ 90%: {'met' if share >= 0.9 else 'missed'}); {num(d['wall_seconds'])} s",
+                 "`make bench-noisy`"])
+    d = res.cite("augment_speed.json")
+    sizes = d["sizes"]
+    names = " / ".join(f"{size} px {'gray' if v['channels'] == 1 else 'RGB'}" for size, v in sizes.items())
+    stage = {size: v["image_stage_cpu_ms_per_image"] for size, v in sizes.items()}
+    presets = [p for p in next(iter(stage.values())) if any(st[p] for st in stage.values())]
+    rows.append([f"per-image augmentation cost (CPU ms per image, {names})",
+                 ", ".join(f"`{p}` " + " / ".join(f"{st[p]:.2f}" for st in stage.values()) for p in presets)
+                 + "; the default `light` has no per-image stage", "`make bench-augment`"])
+    d = res.cite("ensemble.json")
+    st = d["settings"]
+    n_test = st["test_subset"]
+    best = d["best_single_test"]
+    diffs = {t: round((d["accuracy"]["blend"][t]["test"] - best[t]) * n_test) for t in best}
+    tta_checks = [c for c in d["sign_checks"] if ": TTA " in c["comparison"]]
+    rows.append([f"ensembles and TTA: {len(st['models'].split(','))} backbones × 5 folds, Fashion-MNIST "
+                 f"{num(st['subset'])}-image subset, {st['epochs']} epochs, official test",
+                 f"fitted blend {f4(d['accuracy']['blend']['none']['test'])} vs best run {f4(best['none'])} on test "
+                 f"(target \"blend ≥ best run\": met with {sum(n >= 0 for n in diffs.values())} of {len(diffs)} TTA "
+                 "settings; blend − best run in test images: "
+                 + ", ".join(f"{'no TTA' if t == 'none' else t} {'±0' if n == 0 else signed(n, 0, '−')}"
+                             for t, n in diffs.items())
+                 + f"); OOF predicted the sign of test gains in {sum(c['agree'] for c in tta_checks)} of "
+                   f"{len(tta_checks)} TTA comparisons, {d['sign_agreement']} overall; {num(d['wall_seconds'])} s",
+                 "`make bench-ensemble`"])
+    d = res.cite("tasks.json", "multilabel")
+    t = d["test"]
+    errors = (1 - t["per_label_accuracy@fitted"]) / (1 - t["per_label_accuracy@0.5"]) - 1
+    rows.append([f"multi-label thresholds fitted on OOF ({len(d['config']['data']['label_col'])} glyphs, 1,200 train / "
+                 f"600 test)",
+                 f"test per-label accuracy {f4(t['per_label_accuracy@0.5'])} → **{f4(t['per_label_accuracy@fitted'])}** "
+                 f"({signed(errors * 100, 0, '−')}% errors), exact match {f3(t['exact_match@0.5'])} → "
+                 f"{f3(t['exact_match@fitted'])}", "`make bench-tasks`"])
+    d, e10 = res.cite("letters.json"), res.cite("letters-e10.json")
+    rows.append([f"S0 letters: 5,000 / 1,000 256×256 images, pretrained `{d['settings']['model']}` at "
+                 f"{d['settings']['size']} px, fold {d['settings']['folds']}",
+                 f"test per-label accuracy **{f4(d['test']['per_label_accuracy'])}** (target ≥ "
+                 f"{d['target']['per_label_accuracy']}: {'met' if d['target_met'] else 'missed'}), exact match "
+                 f"{f3(d['test']['exact_match'])}; {d['settings']['epochs']} epochs, {num(d['seconds']['train'])} s "
+                 f"training ({e10['settings']['epochs']} epochs: {f3(e10['test']['per_label_accuracy'])}, too short)",
+                 "`make bench-letters`"])
+    d = res.cite("leakage.json")
+    kf, gr, persons = d["rows"]["kfold"], d["rows"]["group"], d["settings"]["persons"]
+    rows.append([f"leakage (S1): profiles, 18 classes, {persons} persons × 7, CV vs {persons} new persons",
+                 f"`kfold` CV {f3(kf['cv']['label'])} vs test {f3(kf['test']['label'])} "
+                 f"(**{signed(kf['gap'], 3, '−')}**{', overstated' if d.get('kfold_overstates') else ''}); `group` CV "
+                 f"{f3(gr['cv']['label'])} vs test {f3(gr['test']['label'])} ({signed(gr['gap'], 3, '−')})",
+                 "`make bench-leakage`"])
+    d = res.cite("near_duplicates.json")
+    hs = list(d["hash_seconds"].values())
+    rows.append([f"near-duplicate search in `podium data check`, {num(d['n_images'])} Fashion-MNIST images",
+                 f"hashing {hs[0]:.1f} s (`imagehash` {hs[1]:.1f} s), all-pairs search + confirmation "
+                 f"{d['two_step_seconds_default']:.1f} s; {100 * d['planted_reported']:.1f}% of planted copies found",
+                 "`make bench-near-dup`"])
+    d = res.cite("gpu.json")
+    g, s = d["efficientnet_lite0_fold0"], d["settings"]
+    rows.append([f"the GPU path, {d['device']} (torch {d['torch']}): digits at {s['size']} px, pretrained "
+                 f"`efficientnet_lite0`, fold 0, {s['epochs']} epochs, batch {s['batch']}",
+                 f"fp32 **{num(g['32']['train_images_per_second'])}** vs bf16 mixed "
+                 f"**{num(g['bf16']['train_images_per_second'])}** training images/s (**{d['bf16_speedup']:.2f}×**; "
+                 f"peak GPU memory {g['32']['peak_gpu_memory_gb']:.1f} → {g['bf16']['peak_gpu_memory_gb']:.1f} GB); "
+                 f"bf16 CV {f3(g['bf16']['cv_accuracy'])} vs fp32 {f3(g['32']['cv_accuracy'])} at this budget; "
+                 f"`podium demo` on the GPU: {num(d['demo']['wall_seconds'])} s, CV {f4(d['demo']['cv'])} and test "
+                 f"{f3(d['demo']['test_accuracy'])}", "`make bench-gpu` (needs a GPU)"])
+    return rows
+
+
+@renderer("measured", ("data_loading.json", "train_overhead.json", "fashion_mnist.json", "podium_cnn.json",
+                       "long_tail.json", "report_speed.json", "noisy_test.json", "augment_speed.json", "ensemble.json",
+                       "tasks.json", "letters.json", "letters-e10.json", "leakage.json", "near_duplicates.json",
+                       "gpu.json"),
+          "README 'Measured': one row per benchmark (what | figure | command); rows with no results file (make demo, "
+          "the test suite) stay outside the block",
+          "asides measured outside the results files (quieter reruns, import times) are left out")
+def measured(res: Results) -> str:
+    return table(["what", "figure", "command"], _measured_rows(res))
+
+
 # ----------------------------------------------------------------------------------------------- staleness
 
 
