@@ -3,7 +3,8 @@
 Rounds alternate (podium, bare, podium, bare, ...) in one process so machine noise hits both alike. Time per
 step = median gap between consecutive step starts (everything between steps counts: Lightning's hooks,
 logging, the progress bar, the loader). Also: training GFLOP/s achieved (forward FLOPs counted by torch's
-FlopCounterMode, x3 for forward + backward) as a share of the fp32 matmul peak measured in the same run.
+FlopCounterMode, x3 for forward + backward) as a share of the fp32 matmul peak measured in the same run (the
+better of a measurement before and one after the rounds).
 
     .venv/bin/python benchmarks/train_overhead.py [--steps 60] [--rounds 3] [--model podium_cnn] [--size 28]
 """
@@ -124,6 +125,8 @@ def main() -> None:
             podium_t.append(statistics.median(podium_round(cfg, images, targets, args.steps, Path(tmp) / f"r{r}")))
             bare_t.append(statistics.median(bare_round(cfg, images, targets, args.steps)))
             print(f"round {r}: podium {podium_t[-1] * 1e3:.1f} ms/step, bare {bare_t[-1] * 1e3:.1f} ms/step")
+    peaks = [peak, matmul_peak_gflops()]  # before and after the rounds: on a shared machine the best is the peak
+    peak = max(peaks)
     p, b = statistics.median(podium_t), statistics.median(bare_t)
     result = {
         "benchmark": "train_overhead", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -131,7 +134,7 @@ def main() -> None:
         "ms_per_step": {"podium": p * 1e3, "bare": b * 1e3}, "ratio_podium_over_bare": p / b,
         "rounds": {"podium_ms": [x * 1e3 for x in podium_t], "bare_ms": [x * 1e3 for x in bare_t]},
         "train_gflop_per_step": flops / 1e9, "achieved_gflops": {"podium": flops / p / 1e9, "bare": flops / b / 1e9},
-        "fp32_matmul_peak_gflops": peak, "share_of_peak": {"podium": flops / p / 1e9 / peak, "bare": flops / b / 1e9 / peak},
+        "fp32_matmul_peak_gflops": peak, "fp32_matmul_gflops_before_after": peaks, "share_of_peak": {"podium": flops / p / 1e9 / peak, "bare": flops / b / 1e9 / peak},
     }
     write_results(RESULTS, result)
     print(f"podium/bare time per step: {p / b:.3f} (target <= 1.10); podium {p * 1e3:.1f} ms, bare {b * 1e3:.1f} ms")
