@@ -15,12 +15,13 @@ Writes benchmarks/results/augment_speed.json (with the load average: the machine
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
 import numpy as np
 import torch
@@ -117,8 +118,7 @@ def main() -> None:
                 "rounds_ms": {p: [x * 1e3 for x in v] for p, v in wall.items()},
                 "rounds_cpu_ms": {p: [x * 1e3 for x in v] for p, v in cpu.items()}}
     result["load_average_before"], result["load_average_after"] = load_before, os.getloadavg()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print("\n| size | preset | ms/step (wall) | CPU ms/step | CPU x light | image stage, CPU ms/image | per batch |")
     print("|---|---|---|---|---|---|---|")
     for size, r in result["sizes"].items():

@@ -28,6 +28,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
@@ -236,8 +238,7 @@ def main() -> None:
         "target_ratio": 20,
         "wall_s": time.time() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -32,6 +32,8 @@ import os
 import time
 from pathlib import Path
 
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import numpy as np
 import pandas as pd
 import torch
@@ -167,8 +169,7 @@ def main() -> None:
            "sign_agreement_where_oof_gain_exceeds_2_se": f"{sum(c['agree'] for c in clear)} of {len(clear)}",
            "target": {"blend_test_ge_best_single": target, "oof_gain_predicts_test_gain_in_sign": agree == len(checks)},
            "configs": configs}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    out = write_results(RESULTS, out)
     print_tables(out, list(settings))
 
 

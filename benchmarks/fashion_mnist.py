@@ -13,9 +13,10 @@ The brief's bar on 2 CPU cores: a plain 4-conv CNN needs ~12 min for 0.922; targ
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
 import pandas as pd
 import torch
@@ -74,8 +75,7 @@ def main() -> None:
         "wall_seconds": round(wall, 1), "train_seconds": round(t_train, 1), "predict_seconds": round(wall - t_train, 1),
         "target": {"test_accuracy": 0.92, "wall_seconds": 300},
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS, result)
     print(f"Fashion-MNIST test accuracy {acc:.4f} (CV {metrics['cv']:.4f}, folds {metrics['folds_done']}) "
           f"in {wall:.0f} s wall ({t_train:.0f} s train + cache, {wall - t_train:.0f} s predict, TTA {args.tta})")
     print(f"target: >= 0.92 within 300 s -> {'met' if acc >= 0.92 and wall <= 300 else 'NOT met'}; wrote {RESULTS}")

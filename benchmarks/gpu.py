@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import provenance, write_json  # benchmarks/provenance.py: commit, machine, load, versions
+
 import torch
 
 from podium.config import from_dict
@@ -71,11 +73,10 @@ def main() -> None:
               "bf16_speedup": round(rows["32"]["seconds"] / rows["bf16"]["seconds"], 2),
               "demo": {"cv": demo["cv"], "test_accuracy": demo["test_accuracy"], "tta": demo["tta"],
                        "wall_seconds": round(time.time() - t0, 1)}}
-    text = json.dumps(result, indent=2) + "\n"
-    print(text)
+    result = {**result, "provenance": provenance()}
+    print(json.dumps(result, indent=2))
     for path in [RESULTS] + ([args.out / "gpu.json"] if args.out else []):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_json(path, result)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -22,10 +22,11 @@ Writes benchmarks/results/leakage.json: both rows, the settings, the load averag
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
+
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
 import numpy as np
 import pandas as pd
@@ -113,8 +114,7 @@ def main() -> None:
            "torch_threads": torch.get_num_threads(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
            "wall_seconds": round(time.time() - t_start, 1), "rows": rows,
            "kfold_overstates": rows["kfold"]["gap"] > 0.05, "group_close": abs(rows["group"]["gap"]) < 0.03}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    out = write_results(RESULTS, out)
     print("\n| folds | CV (OOF accuracy) | test accuracy (new persons) | gap | persons in >1 fold |")
     print("|---|---|---|---|---|")
     for strategy, r in rows.items():

@@ -20,7 +20,8 @@ import string
 import time
 from pathlib import Path
 
-import numpy as np
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import pandas as pd
 import torch
 
@@ -93,8 +94,7 @@ def main() -> None:
            "seconds": {"data": round(t_data, 1), "train": round(t_train, 1), "predict": round(t_predict, 1),
                        "total": round(time.time() - t0, 1)},
            "target": {"per_label_accuracy": 0.95}, "target_met": test["per_label_accuracy"] >= 0.95}
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    write_results(args.out, out)
     print(f"OOF per-label accuracy {metrics['oof'].get('per_label_accuracy', float('nan')):.4f}; test per-label "
           f"accuracy {test['per_label_accuracy']:.4f}, exact match {test['exact_match']:.4f}, F1 micro "
           f"{test['f1_micro']:.4f}; train {t_train:.0f} s, predict {t_predict:.0f} s, total {time.time() - t0:.0f} s")

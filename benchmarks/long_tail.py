@@ -27,6 +27,8 @@ import json
 import time
 from pathlib import Path
 
+from provenance import provenance, write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import numpy as np
 import pandas as pd
 import torch
@@ -107,6 +109,8 @@ def main() -> None:
     same = {k: v for k, v in old.get("settings", {}).items() if k != "rows"} == {
         k: v for k, v in vars(args).items() if k != "rows"}
     results = old["rows"] if same else {}  # rows measured earlier with the same settings are kept
+    for kept in results.values():  # each row carries the provenance of the run that measured it (None: unknown)
+        kept.setdefault("provenance", None)
     ce_cfg = from_dict(merge(base(args), {**ROWS["ce"], "name": "lt-ce"}))
     make_folds_file(ce_cfg)
     for row in rows:
@@ -130,7 +134,7 @@ def main() -> None:
             rd, cv, extra = run_dir(cfg), metrics["cv"], {}
             scores = test_scores(rd, posthoc=False, tta=args.tta)
         results[row] = {**scores, "oof_balanced_accuracy": cv, "seconds": round(time.time() - t0, 1), **extra,
-                        "config": cfg.model_dump(mode="json")}
+                        "config": cfg.model_dump(mode="json"), "provenance": provenance()}
         print(f"{row:17s} test balanced acc {scores['balanced_accuracy']:.4f}  macro-F1 {scores['f1_macro']:.4f}  "
               f"rarest-3 recall {scores['recall_rarest3']:.4f}  (OOF {cv:.4f}, {time.time() - t0:.0f} s)", flush=True)
         write(results, args)
@@ -146,8 +150,7 @@ def write(results: dict, args) -> None:
            "torch_threads": torch.get_num_threads(), "rows": results, "best": best,
            "best_minus_ce_balanced_accuracy": gain, "target": {"best_minus_ce_balanced_accuracy": 0.05},
            "target_met": gain is not None and gain >= 0.05}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(RESULTS, out)
 
 
 def print_table(results: dict) -> None:

@@ -16,10 +16,11 @@ Writes benchmarks/results/near_duplicates.json.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
+
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
 import numpy as np
 from PIL import Image
@@ -107,8 +108,7 @@ def main() -> None:
             res.setdefault("check_near_duplicate_findings", {})[name] = len(shown) - (1 if more else 0) + more
         print(f"podium data check on 60,000 images: {res['check_seconds']}", flush=True)
     res["loadavg_after"] = os.getloadavg()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    res = write_results(RESULTS, res)
 
 
 if __name__ == "__main__":

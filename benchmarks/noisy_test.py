@@ -21,6 +21,8 @@ import os
 import time
 from pathlib import Path
 
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import numpy as np
 import pandas as pd
 import torch
@@ -109,8 +111,7 @@ def write(rows: dict, args, seconds: float) -> None:
            "share_of_clean_f1_macro": recovered, "rows": rows,
            "target": "documents corrupted macro-F1 >= 0.9 x reference (none on clean test); none collapses",
            "target_met": bool(recovered) and recovered.get("documents", 0) >= 0.9}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    out = write_results(RESULTS, out)
     print(f"\n| augment.preset | macro-F1, corrupted test | macro-F1, clean test | corrupted / reference | train s |")
     print("|---|---|---|---|---|")
     for p, r in rows.items():

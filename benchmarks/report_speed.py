@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 HERE = Path(__file__).parent
 WORK = HERE / "work" / "fashion-mnist"
 RESULTS = HERE / "results" / "report_speed.json"
@@ -88,8 +90,7 @@ def main() -> None:
         "html_bytes": len(html), "images_embedded": html.count("<img "), "cpu_count": os.cpu_count(),
         "load_average_1min_before_each": [round(x, 2) for x in load], "config": config().model_dump(mode="json"),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    result = write_results(RESULTS, result)
     print(f"podium report on {metrics['oof']['n']} OOF images, {len(metrics['folds_done'])} folds: median "
           f"{median:.1f} s of {[round(s, 1) for s in seconds]} ({result['images_embedded']} images, "
           f"{len(html) / 1e6:.1f} MB); target < {TARGET_S:.0f} s -> {'met' if median < TARGET_S else 'NOT met'}; "

@@ -25,6 +25,8 @@ import shutil
 import time
 from pathlib import Path
 
+from provenance import provenance, write_results  # benchmarks/provenance.py: commit, machine, load, versions
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -177,9 +179,12 @@ def main() -> None:
     for part in args.parts.split(","):
         before = os.getloadavg()
         results[keys[part]] = {**parts[part](args), "epochs": args.epochs, "load_average_before": before,
-                               "load_average_after": os.getloadavg()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+                               "load_average_after": os.getloadavg(), "provenance": provenance()}
+    for kept in results.values():  # each part carries the provenance of the run that measured it (None: unknown)
+        if isinstance(kept, dict):
+            kept.setdefault("provenance", None)
+    results.pop("provenance", None)
+    results = write_results(RESULTS, results)  # the top-level "provenance": this run's
     if "multilabel" in args.parts:
         r = results["multilabel"]
         print(f"multilabel ({r['seconds']} s)          at 0.5    fitted on OOF")

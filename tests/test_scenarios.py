@@ -6,7 +6,6 @@ import hashlib
 import string
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image

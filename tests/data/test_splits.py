@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from podium.config import CVConfig, from_dict
-from podium.data.splits import STRATEGIES, assign_folds, load_folds, make_folds_file
+from podium.strategies import STRATEGIES
+from podium.data.splits import assign_folds, load_folds, make_folds_file
 from podium.errors import PodiumError
 
 
