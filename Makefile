@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench bench-data bench-train bench-fashion bench-report bench-noisy bench-ensemble bench-letters \
-        bench-leakage bench-cnn bench-long-tail bench-augment bench-tasks bench-near-dup bench-gpu figures figures-check \
+        bench-leakage bench-demo bench-cnn bench-long-tail bench-augment bench-tasks bench-near-dup bench-gpu figures figures-check \
         fashion-mnist chromium clean
 
 # the demo needs podium alone; the tests add their tools (pytest, import-linter, ruff, MLflow, ...)
@@ -40,7 +40,7 @@ fashion-mnist:
 # Every benchmark (hours on 2 CPU cores; each writes benchmarks/results/<name>.json with its provenance), then the
 # tables in README.md and docs/*.md are rendered again from the new results. Run them one at a time (no -j): they
 # time themselves. bench-gpu needs a GPU and is not part of `bench`.
-bench: bench-data bench-train bench-fashion bench-cnn bench-report bench-noisy bench-augment bench-ensemble \
+bench: bench-demo bench-data bench-train bench-fashion bench-cnn bench-report bench-noisy bench-augment bench-ensemble \
        bench-long-tail bench-tasks bench-letters bench-leakage bench-near-dup
 	$(MAKE) figures
 
@@ -92,6 +92,9 @@ bench-tasks: $(STAMP)
 
 bench-near-dup: $(STAMP) fashion-mnist
 	$(BIN)/python benchmarks/near_duplicates.py
+
+bench-demo: $(STAMP)
+	$(BIN)/python benchmarks/demo.py
 
 bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/gpu.py --epochs 12 --batch 256

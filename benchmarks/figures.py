@@ -243,6 +243,22 @@ def headline(res: Results) -> str:
     return table(["who", "test accuracy", "wall time"], rows + BRIEF_ROWS)
 
 
+@renderer("demo", ("demo.json",), "README's first screen: what `make demo` prints at the end")
+def demo(res: Results) -> str:
+    d = res.cite("demo.json")
+    tta, acc = d["tta_checked"], d["test_accuracy_by_tta"]
+    lines = [f" CV accuracy (OOF, 5 folds)       {d['cv']:.4f}"]
+    if d.get("cv_tta") is not None:
+        lines.append(f" CV accuracy (OOF, TTA {tta})     {d['cv_tta']:.4f}" + (
+            "   <- digits are not mirror-symmetric: the OOF says so before any submission"
+            if d["cv_tta"] < d["cv"] else ""))
+    for view, value in acc.items():
+        lines.append(f" test accuracy (TTA {view}){' ' * max(1, 15 - len(view))}{value:.4f}")
+    lines.append(f" wall time                        {d['demo_seconds']:.0f} s")
+    lines.append(f" submission (TTA {d['submitted_tta']}, the better on OOF)")
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
 @renderer("fashion_mnist", ("fashion_mnist.json",),
           "the Fashion-MNIST full-pipeline run (a row of the README's 'Measured' table), as its own table")
 def fashion_mnist(res: Results) -> str:
