@@ -128,14 +128,22 @@ def collect_runs(output_dir: Path | str) -> pd.DataFrame:
     return frame[COLUMNS].reset_index(drop=True)
 
 
+def _data_versions(frame: pd.DataFrame) -> set[str]:
+    """The short data versions of the readable runs ("" for a run that recorded none)."""
+    return set(frame.loc[frame["problem"] == "", "data"].fillna(""))
+
+
 def runs_table(frame: pd.DataFrame, title: str) -> Table:
+    """The leaderboard; its data column only when the runs were not all trained on the same data (the table is
+    already as wide as an 80-column terminal: list_runs says the one version otherwise)."""
     metrics = frame.loc[frame["problem"] == "", "cv_metric"].unique()  # a broken run has no metric
     if len(metrics) == 1:
         title += f" (CV = OOF {metrics[0]})"
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    show_data = len(_data_versions(frame)) > 1
     for col, justify in [("#", "right"), ("name", "left"), ("model", "left"), ("px", "right"), ("loss", "left"),
                          ("CV", "right"), ("± std", "right"), ("folds", "right"), ("wall", "right"),
-                         ("date", "left"), ("data", "left")]:
+                         ("date", "left"), *([("data", "left")] if show_data else [])]:
         table.add_column(col, justify=justify, overflow="fold", no_wrap=col not in ("name", "model", "loss"))
     for i, r in enumerate(frame.itertuples(index=False), 1):
         finished = r.cv is not None and r.cv == r.cv
@@ -143,7 +151,8 @@ def runs_table(frame: pd.DataFrame, title: str) -> Table:
         score = "broken" if r.problem else score
         data = (r.data + (" *" if r.data_note else "")) if r.data else "-"
         table.add_row(str(i), r.name, r.model, str(r.image_size), r.loss, score,
-                      f"{r.cv_fold_std:.4f}" if finished else "", r.folds, f"{r.wall_s:.0f} s", r.date[5:], data)
+                      f"{r.cv_fold_std:.4f}" if finished else "", r.folds, f"{r.wall_s:.0f} s", r.date[5:],
+                      *([data] if show_data else []))
     return table
 
 
@@ -165,10 +174,14 @@ def list_runs(output_dir: Path | str = "runs", csv: Path | str | None = None,
     csv = Path(csv) if csv is not None else default
     atomic_write_csv(csv, frame)
     console.print(runs_table(frame, f"runs in {output_dir}"))
+    versions = _data_versions(frame)
     flagged = frame[frame["data_note"] != ""]
     if len(flagged):  # one note for all: every flagged run differs from the same newest run
         console.print(f"* {fmt_list(list(flagged['name']))}: {flagged['data_note'].iloc[0]}, the newest run: CV "
                       "scores on other data do not compare.", highlight=False, markup=False)
+    elif len(versions) == 1 and "" not in versions:
+        console.print(f"data: every run was trained on the same data (version {versions.pop()})", highlight=False,
+                      markup=False)
     for r in frame[frame["problem"] != ""].itertuples(index=False):
         console.print(f"broken run {r.name}: {r.problem}", highlight=False, markup=False)
     console.print(f"written to {csv}")
