@@ -93,7 +93,7 @@ def test_runs_on_other_data_than_the_newest_are_flagged(tmp_path, capsys):
     assert pd.read_csv(tmp_path / "leaderboard.csv").set_index("name").loc["a", "data_note"].startswith("trained on")
 
 
-def test_two_runs_on_the_same_data_share_its_version_and_one_changed_label_flags_the_others(tiny_competition):
+def test_two_runs_on_the_same_data_share_its_version_and_one_changed_label_flags_the_others(tiny_competition, capsys):
     from podium.commands.train import train
     from podium.config import load_config
     from podium.run.rundir import RunDir
@@ -118,3 +118,7 @@ def test_two_runs_on_the_same_data_share_its_version_and_one_changed_label_flags
     assert out.returncode == 0, out.stderr
     assert f"{first['version'][:8]} *" in out.stdout and f"{third['version'][:8]}" in out.stdout
     assert "first, second: trained on other data than relabelled" in " ".join(out.stdout.split())
+    capsys.readouterr()
+    train(load_config(tiny_competition, [*fast, "name=first"]), folds=[0], resume=True)  # fold 0 is finished
+    assert (f"the data changed since fold(s) 0 of '{runs / 'first'}' were trained (data version "
+            f"{first['version'][:8]}, now {third['version'][:8]})") in " ".join(capsys.readouterr().err.split())

@@ -36,8 +36,8 @@ def _pattern(names) -> re.Pattern:
 
 def _docstrings(tree: ast.AST) -> set[int]:
     """ids of the string constants that are a statement of their own: docstrings and string 'comments'."""
-    return {id(node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)}
+    return {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)}
 
 
 def spellings(source: str, names=RUN_FILES) -> list[tuple[int, str]]:

@@ -86,8 +86,8 @@ def run_row(rd: Path) -> dict:
         return _read_row(rd)
     except (PodiumError, OSError, AttributeError, TypeError) as exc:  # the types: a config section that is no mapping
         return {**dict.fromkeys(COLUMNS), "name": rd.name, "model": "?", "loss": "?", "cv_metric": "?", "folds": "?",
-                "wall_s": 0.0, "date": _date(rd), "data": "", "data_note": "", "path": str(rd), "higher_is_better": True,
-                "_version": "",
+                "wall_s": 0.0, "date": _date(rd), "data": "", "data_note": "", "path": str(rd),
+                "higher_is_better": True, "_version": "",
                 "problem": str(exc) if isinstance(exc, PodiumError) else f"'{rd}' cannot be read ({exc})"}
 
 

@@ -134,7 +134,8 @@ class RunDir(Folder):
         import pandas as pd
 
         frame = self.read_csv(f.FOLDS, ["id", "fold"], text=("id",))
-        if not pd.api.types.is_integer_dtype(frame["fold"]) or (frame["fold"] < 0).any() or frame["id"].duplicated().any():
+        folds = frame["fold"]
+        if not pd.api.types.is_integer_dtype(folds) or (folds < 0).any() or frame["id"].duplicated().any():
             raise self.wrong(f.FOLDS, "must hold each id once with a non-negative integer fold")
         return frame
 
@@ -187,7 +188,8 @@ class RunDir(Folder):
         metrics = self.read_json(f.METRICS)
         shape = {"cv_metric": str, "cv": Real, "cv_fold_std": Real, "folds_done": list, "n_folds": int,
                  "complete": bool, "oof": dict, "folds": dict}
-        bad = [key for key, kind in shape.items() if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
+        bad = [key for key, kind in shape.items()
+               if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
         if bad:
             raise self.wrong(f.METRICS, f"lacks or has the wrong type for {', '.join(bad)}")
         return metrics
