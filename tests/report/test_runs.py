@@ -68,7 +68,7 @@ def _data(rd, table: str, stamp: float):
     """data.json of a run trained on table `table` (the image files the same), last changed at `stamp`."""
     from podium.run.rundir import RunDir
 
-    RunDir(rd).write_data(table * 64, "f" * 64, "c" * 64, 48)
+    RunDir(rd).write_data(RunDir.data_record(table * 64, "f" * 64, "c" * 64, 48))
     for p in [rd / "config.yaml", *rd.glob("fold*/done.json")]:
         os.utime(p, (stamp, stamp))
     return RunDir(rd).data_version()
@@ -121,4 +121,5 @@ def test_two_runs_on_the_same_data_share_its_version_and_one_changed_label_flags
     capsys.readouterr()
     train(load_config(tiny_competition, [*fast, "name=first"]), folds=[0], resume=True)  # fold 0 is finished
     assert (f"the data changed since fold(s) 0 of '{runs / 'first'}' were trained (data version "
-            f"{first['version'][:8]}, now {third['version'][:8]})") in " ".join(capsys.readouterr().err.split())
+            f"{first['version'][:8]}, now {third['version'][:8]};") in " ".join(capsys.readouterr().err.split())
+    assert RunDir(runs / "first").data() == first  # still the data its finished fold was trained on

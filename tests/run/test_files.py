@@ -77,11 +77,16 @@ def test_files_newer_than_a_run_are_optional_and_record_what_they_hold(tmp_path)
 
 def test_the_data_version_is_the_table_and_the_files_together(tmp_path):
     rd = RunDir(tmp_path)
-    first = rd.write_data("t" * 64, "f" * 64, "c" * 64, 48)
+    first = RunDir.data_record("t" * 64, "f" * 64, "c" * 64, 48)
+    rd.write_data(first)
     assert rd.data() == first and rd.data_version() == first["version"] and len(first["version"]) == 64
-    assert rd.write_data("t" * 64, "f" * 64, "other decode settings", 48)["version"] == first["version"]
-    assert rd.write_data("u" * 64, "f" * 64, "c" * 64, 48)["version"] != first["version"]  # one label changed
-    assert rd.write_data("t" * 64, "g" * 64, "c" * 64, 48)["version"] != first["version"]  # an image changed
+
+    def version(*prints: str) -> str:
+        return RunDir.data_record(*prints, 48)["version"]
+
+    assert version("t" * 64, "f" * 64, "other decode settings") == first["version"]
+    assert version("u" * 64, "f" * 64, "c" * 64) != first["version"]  # one label changed
+    assert version("t" * 64, "g" * 64, "c" * 64) != first["version"]  # an image changed
 
 
 @pytest.mark.parametrize("name, text, read, says", [

@@ -85,22 +85,25 @@ def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], res
 
 
 def _record_data(rd: RunDir, data: TrainData) -> None:
-    """data.json: the table's and the image files' fingerprints, and the data version they make; a note when the
-    run's finished folds were trained on other data."""
+    """data.json: the table's and the image files' fingerprints, and the data version they make. A run with finished
+    folds keeps the record of the data they were trained on (a note says when the data changed since); a new run, or
+    one without a finished fold or a readable record, records the data found now."""
     from podium.data.sources import table_fingerprint
 
     try:
         before = rd.data_version()
     except PodiumError:
-        before = None  # damaged: rewritten below
+        before = None  # damaged: written again
     prints = data.fingerprints or {}
-    record = rd.write_data(table_fingerprint(data.frame), prints.get("images", ""), prints.get("cache", ""),
-                           len(data.frame))
+    now = RunDir.data_record(table_fingerprint(data.frame), prints.get("images", ""), prints.get("cache", ""),
+                             len(data.frame))
     done = rd.finished_folds()
-    if before is not None and before != record["version"] and done:
+    if before is None or not done:
+        rd.write_data(now)
+    elif before != now["version"]:
         _note(f"the data changed since fold(s) {fmt_list(done)} of '{rd.path}' were trained (data version "
-              f"{before[:8]}, now {record['version'][:8]}): retrain them (--overwrite) to train every fold on the "
-              "same data")
+              f"{before[:8]}, now {now['version'][:8]}; {rd.data_json} keeps theirs): retrain every fold "
+              "(--overwrite) to train them all on the same data")
 
 
 def _note(text: str) -> None:

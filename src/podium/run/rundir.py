@@ -144,15 +144,17 @@ class RunDir(Folder):
         self.write_csv(f.FOLDS, frame[["id", "fold"]].sort_values("id"))
 
     # ------------------------------------------------------------------ the data it was trained on (data.json)
-    def write_data(self, table: str, images: str, cache: str, n_train: int) -> dict:
-        """Record the data of this training: `table` (podium.data.sources.table_fingerprint: ids, labels, paths),
-        `images` (the decode cache's fingerprint of the image files: paths, sizes, mtimes) and `cache` (that with
-        the decode settings: the cache folder's key). The version is the table's and the files' together, so runs
-        at another image size on the same data share it."""
+    @staticmethod
+    def data_record(table: str, images: str, cache: str, n_train: int) -> dict:
+        """What data.json holds: `table` (podium.data.sources.table_fingerprint: ids, labels, paths), `images` (the
+        decode cache's fingerprint of the image files: paths, sizes, mtimes), `cache` (that with the decode
+        settings: the cache folder's key) and the version: the table's and the files' together, so runs at another
+        image size on the same data share it."""
         version = hashlib.sha256(f"podium-data 1\n{table}\n{images}\n".encode()).hexdigest()
-        record = {"version": version, "table": table, "images": images, "cache": cache, "n_train": n_train}
+        return {"version": version, "table": table, "images": images, "cache": cache, "n_train": n_train}
+
+    def write_data(self, record: dict) -> None:
         self.write_json(f.DATA, record)
-        return record
 
     def data(self) -> dict | None:
         """data.json; None for a run made before podium recorded its data."""
