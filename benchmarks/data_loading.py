@@ -28,9 +28,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work"

@@ -32,20 +32,20 @@ import os
 import time
 from pathlib import Path
 
-from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
 import pandas as pd
 import torch
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
-from podium.config import from_dict
-from podium.data.splits import make_folds_file
-from podium.data.datasets import FASHION_CLASSES, make_dataset
 from podium.commands.ensemble import METHODS, fit_weights
-from podium.metrics import METRICS
-from podium.commands.predict import oof_file, predict
-from podium.tta import parse_tta, tta_key
+from podium.commands.predict import predict
 from podium.commands.train import run_dir, train
+from podium.config import from_dict
+from podium.data.datasets import FASHION_CLASSES, make_dataset
+from podium.data.splits import make_folds_file
+from podium.metrics import METRICS
+from podium.run.rundir import RunDir
+from podium.tta import parse_tta, tta_key
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "ensemble.json"
@@ -132,7 +132,7 @@ def main() -> None:
             if test_ids is None:
                 test_ids = pd.read_csv(res["test_probs"], dtype={"id": str})["id"].to_numpy()
             test[key][m] = probs_of(res["test_probs"], test_ids)
-            oof_name = "oof.csv" if key == "none" else oof_file(parse_tta(tta), "mean_probs")
+            oof_name = "oof.csv" if key == "none" else RunDir(rd).tta_oof_path(parse_tta(tta), "mean_probs").name
             oof[key][m] = probs_of(rd / oof_name, oof_ids)
             seconds[m][f"test_{key}"] = res["test_seconds"]
             if res["oof"] is not None:

@@ -19,15 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from provenance import provenance, write_json  # benchmarks/provenance.py: commit, machine, load, versions
 
-import torch
-
-from podium.config import from_dict
-from podium.data.splits import make_folds_file
 from podium.commands.demo import run_demo
-from podium.data.scenarios.digits import write_digits_competition
 from podium.commands.train import train
+from podium.config import from_dict
+from podium.data.scenarios.digits import write_digits_competition
+from podium.data.splits import make_folds_file
 
 RESULTS = Path(__file__).parent / "results" / "gpu.json"
 

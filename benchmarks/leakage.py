@@ -26,19 +26,18 @@ import os
 import time
 from pathlib import Path
 
-from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
 import pandas as pd
 import torch
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
+from podium.commands.predict import predict
+from podium.commands.train import run_dir, train
 from podium.config import from_dict
 from podium.data.leakage import groups_across_folds, read_current_folds
+from podium.data.scenarios.profiles import make_profiles
 from podium.data.sources import train_table
 from podium.data.splits import make_folds_file
-from podium.commands.predict import predict
-from podium.data.scenarios.profiles import make_profiles
-from podium.commands.train import run_dir, train
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "leakage.json"

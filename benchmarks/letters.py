@@ -20,16 +20,15 @@ import string
 import time
 from pathlib import Path
 
-from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import pandas as pd
 import torch
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
-from podium.config import from_dict
-from podium.data.splits import make_folds_file
-from podium.data.datasets import make_dataset
 from podium.commands.predict import predict
 from podium.commands.train import run_dir, train
+from podium.config import from_dict
+from podium.data.datasets import make_dataset
+from podium.data.splits import make_folds_file
 
 HERE = Path(__file__).parent
 WORK = HERE / "work" / "letters"

@@ -27,19 +27,18 @@ import json
 import time
 from pathlib import Path
 
-from provenance import provenance, write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
 import pandas as pd
 import torch
+from provenance import provenance, write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
-from podium.config import from_dict
-from podium.data.splits import make_folds_file
-from podium.data.datasets import FASHION_CLASSES, make_dataset
-from podium.metrics import METRICS
-from podium.run.decisions import fit_run
 from podium.commands.predict import predict
 from podium.commands.train import run_dir, train
+from podium.config import from_dict
+from podium.data.datasets import FASHION_CLASSES, make_dataset
+from podium.data.splits import make_folds_file
+from podium.metrics import METRICS
+from podium.run.decisions import fit_run
 
 HERE = Path(__file__).parent
 WORK = HERE / "work" / "fashion-lt"

@@ -20,13 +20,12 @@ import os
 import time
 from pathlib import Path
 
-from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
 from PIL import Image
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
-from podium.data.leakage import NEAR_DUP_DISTANCE, near_duplicate_pairs, near_pairs, sketch
 from podium.data.datasets import load_fashion_mnist
+from podium.data.leakage import NEAR_DUP_DISTANCE, near_duplicate_pairs, near_pairs, sketch
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "near_duplicates.json"

@@ -21,19 +21,18 @@ import os
 import time
 from pathlib import Path
 
-from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
 import pandas as pd
 import torch
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
-from podium.config import from_dict, to_yaml
-from podium.data.splits import make_folds_file
-from podium.data.datasets import FASHION_CLASSES, load_fashion_mnist, make_dataset
-from podium.metrics import METRICS
-from podium.engine.predict import load_fold_module, predict_probs
 from podium.commands.predict import predict
 from podium.commands.train import run_dir, train
+from podium.config import from_dict, to_yaml
+from podium.data.datasets import FASHION_CLASSES, load_fashion_mnist, make_dataset
+from podium.data.splits import make_folds_file
+from podium.engine.predict import load_fold_module, predict_probs
+from podium.metrics import METRICS
 from podium.tasks import check_config
 
 HERE = Path(__file__).parent

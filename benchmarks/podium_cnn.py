@@ -31,11 +31,10 @@ import json
 import time
 from pathlib import Path
 
-from provenance import provenance, write_json  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+from provenance import provenance, write_json  # benchmarks/provenance.py: commit, machine, load, versions
 
 from podium.config import ModelConfig
 from podium.models import create_model

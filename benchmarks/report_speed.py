@@ -47,11 +47,11 @@ def config():
 
 def make_run() -> Path:
     """Train the 5-fold run once (about 2 min on 2 cores); later calls reuse it."""
-    from podium.config import to_yaml
-    from podium.data.splits import make_folds_file
-    from podium.data.datasets import make_dataset
     from podium.commands.predict import predict
     from podium.commands.train import run_dir, train
+    from podium.config import to_yaml
+    from podium.data.datasets import make_dataset
+    from podium.data.splits import make_folds_file
 
     if not (WORK / "train.csv").exists():
         make_dataset("fashion-mnist", WORK)

@@ -25,16 +25,15 @@ import shutil
 import time
 from pathlib import Path
 
-from provenance import provenance, write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import numpy as np
 import pandas as pd
 from PIL import Image
+from provenance import provenance, write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
-from podium.config import from_dict
-from podium.metrics import METRICS, MULTILABEL_METRICS
 from podium.commands.predict import predict
 from podium.commands.train import run_dir, train
+from podium.config import from_dict
+from podium.metrics import METRICS, MULTILABEL_METRICS
 
 HERE = Path(__file__).parent
 WORK = HERE / "work" / "tasks"

@@ -17,19 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
-
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from provenance import write_results  # benchmarks/provenance.py: commit, machine, load, versions
 
 from podium.config import from_dict
+from podium.engine.build import build_module
+from podium.engine.fold import make_trainer
+from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
 from podium.models import create_model
 from podium.tasks import make_task
-from podium.engine.build import build_module
-from podium.engine.loader import make_loader
-from podium.engine.fold import make_trainer
 
 RESULTS = Path(__file__).parent / "results" / "train_overhead.json"
 

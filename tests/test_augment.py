@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from podium.augment import PRESETS, AugmentedDataset, ItemPipeline, eval_pipeline, resolve, train_pipeline, train_transform, with_edges
-from podium.data.cache import data_stats
+from podium.augment import (
+    PRESETS,
+    AugmentedDataset,
+    ItemPipeline,
+    eval_pipeline,
+    resolve,
+    train_pipeline,
+    train_transform,
+    with_edges,
+)
 from podium.config import AugmentConfig, load_config
-from podium.data.cache import CachedDataset
+from podium.data.cache import CachedDataset, data_stats
 from podium.errors import PodiumError
 from podium.samplers import EpochSampler
 from podium.tasks import check_config
@@ -146,10 +154,10 @@ def test_data_stats_equal_numpys():
 
 
 def test_normalize_data_is_stored_in_the_run_and_used_by_predict(tiny_competition):
-    from podium.engine.predict import load_fold_module
     from podium.commands.predict import predict
-    from podium.engine.fold import load_data
     from podium.commands.train import train
+    from podium.engine.fold import load_data
+    from podium.engine.predict import load_fold_module
 
     cfg = load_config(tiny_competition, ["augment.normalize=data", "train.epochs=1", "cv.n_folds=2"])
     train(cfg, folds=[0])
@@ -166,9 +174,9 @@ def test_normalize_data_is_stored_in_the_run_and_used_by_predict(tiny_competitio
 
 
 def test_edge_channel_trains_and_predicts(tiny_competition):
-    from podium.engine.predict import load_fold_module
     from podium.commands.predict import predict
     from podium.commands.train import train
+    from podium.engine.predict import load_fold_module
 
     cfg = load_config(tiny_competition, ["augment.edges=true", "augment.preset=medium", "train.epochs=1",
                                          "cv.n_folds=2"])

@@ -300,10 +300,10 @@ CASES = [
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """One tiny competition, split, trained (3 folds x 1 epoch) and predicted; each case copies it."""
-    from podium.config import load_config
-    from podium.data.splits import make_folds_file
     from podium.commands.predict import predict
     from podium.commands.train import train
+    from podium.config import load_config
+    from podium.data.splits import make_folds_file
 
     root = tmp_path_factory.mktemp("bad-input")
     config = write_tiny_competition(root / "comp")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from podium.data.splits import make_folds_file
 from podium.config import load_config
+from podium.data.splits import make_folds_file
 from tests.conftest import podium_cmd
 
 

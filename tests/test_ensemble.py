@@ -69,10 +69,10 @@ def test_files_soft_and_hard_and_diff(tmp_path):
 def test_ensemble_runs_scores_oof_and_writes_an_aligned_submission(tiny_competition):
     import json
 
-    from podium.config import load_config
     from podium.commands.ensemble import ensemble_runs
     from podium.commands.predict import predict
     from podium.commands.train import train
+    from podium.config import load_config
 
     runs = tiny_competition.parent / "runs"
     for name, seed in (("a", 1), ("b", 2)):

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from podium.commands.train import train
 from podium.config import AugmentConfig, ModelConfig, load_config
 from podium.heads import attach_head, margin_logits
 from podium.losses import LOSSES, LossContext, create_loss
 from podium.mixing import NO_MIX, Mix, draw_mix, mix_images, mix_targets, mixed_loss, mixing_enabled
 from podium.models import create_model
-from podium.commands.train import train
 
 SHAPE = (6, 3, 16, 16)
 

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from podium.commands.predict import predict
+from podium.commands.train import train
 from podium.config import load_config
 from podium.errors import PodiumError
 from podium.metrics import METRICS, score_all
 from podium.posthoc import adjust, fit_tau
-from podium.commands.predict import predict
-from podium.commands.train import train
 from tests.conftest import CLASSES
 
 

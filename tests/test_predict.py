@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podium.config import load_config, save_config
-from podium.errors import PodiumError
-from podium.metrics import score_all
-from podium.data.submission import align_submission
 from podium.commands.predict import oof_with_tta, predict
 from podium.commands.train import train
+from podium.config import load_config, save_config
+from podium.data.submission import align_submission
+from podium.errors import PodiumError
+from podium.metrics import score_all
 from tests.conftest import CLASSES, podium_cmd
 
 

@@ -3,7 +3,6 @@ kept when Lightning shards the draw over several GPUs."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper

@@ -12,13 +12,11 @@ from PIL import Image
 
 import podium.data.scenarios as scenarios
 from podium.config import load_config
-from podium.data.splits import make_folds_file
 from podium.data.datasets import DATASETS, make_dataset
+from podium.data.scenarios.letters import LETTERS, font_files, make_letters
+from podium.data.scenarios.profiles import MASKS, make_profiles
+from podium.data.splits import make_folds_file
 from podium.errors import PodiumError
-from podium.data.scenarios.letters import LETTERS, font_files
-from podium.data.scenarios.letters import make_letters
-from podium.data.scenarios.profiles import MASKS
-from podium.data.scenarios.profiles import make_profiles
 
 CSVS = ["train.csv", "test.csv", "sample_submission.csv", "test_labels.csv"]
 

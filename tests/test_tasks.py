@@ -16,8 +16,8 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from podium.config import DataConfig, load_config
 from podium.data.sources import load_train
 from podium.errors import PodiumError
-from podium.tasks.combine import Combine
 from podium.tasks import TASKS, Multilabel, Multitask, check_config, make_task, metric_names
+from podium.tasks.combine import Combine
 from podium.thresholds import fit_thresholds
 from tests.conftest import podium_cmd
 from tests.task_data import LABELS, write_multilabel, write_multitask
@@ -227,9 +227,9 @@ def test_multitask_fill_combines_or_writes_one_column_per_task():
 
 
 def test_multilabel_end_to_end_from_config_alone(tmp_path):
-    from podium.data.splits import make_folds_file
     from podium.commands.predict import predict
     from podium.commands.train import train
+    from podium.data.splits import make_folds_file
 
     path = write_multilabel(tmp_path / "c")
     root = tmp_path / "c"
@@ -256,6 +256,7 @@ def test_multilabel_end_to_end_from_config_alone(tmp_path):
     (run / "thresholds.json").write_text(json.dumps(stale))
     predict(run, overwrite=True)
     assert json.loads((run / "thresholds.json").read_text())["folds"] == [0, 1]
+    _loads_through_rundir(run, LABELS)
 
 
 def test_multitask_and_single_head_end_to_end_from_config_alone(tmp_path):
@@ -277,11 +278,24 @@ def test_multitask_and_single_head_end_to_end_from_config_alone(tmp_path):
     shape = probs[["shape:0", "shape:1", "shape:2"]].to_numpy().argmax(1)
     bright = probs[["bright:0", "bright:1"]].to_numpy().argmax(1)
     np.testing.assert_array_equal(sub["label"], 2 * shape + bright)
+    _loads_through_rundir(run, ["shape:0", "shape:1", "shape:2", "bright:0", "bright:1"])
     # the single-head alternative: same data and folds, the combined column, one 6-way softmax
     train(load_config(path, ["name=single", "data.task=multiclass", "data.label_col=label", "data.combine=null",
                              "train.epochs=1"]))
     assert json.loads((root / "runs" / "single" / "classes.json").read_text()) == [str(c) for c in range(6)]
     pd.testing.assert_frame_equal(pd.read_csv(root / "runs" / "single" / "folds.csv"), pd.read_csv(run / "folds.csv"))
+
+
+def _loads_through_rundir(run: Path, outputs: list[str]) -> None:
+    """Every file of a finished run of any task reads through RunDir's checked readers."""
+    from podium.run.rundir import RunDir
+
+    rd = RunDir(run)
+    assert rd.classes() == outputs and rd.metrics()["complete"] and rd.finished_folds() == [0, 1]
+    oof, folds = rd.oof(outputs), rd.folds()
+    assert sorted(oof["id"]) == sorted(folds["id"]) and oof[outputs].notna().all().all()
+    assert rd.test_probs(outputs) is not None and len(rd.data_version()) == 64 and rd.done(1)["seconds"] > 0
+    assert rd.predict_record()["folds"] == [0, 1] and not rd.curves(0).empty
 
 
 def _fake_run(tmp_path: Path) -> Path:
@@ -302,9 +316,9 @@ def _fake_run(tmp_path: Path) -> Path:
 
 def test_commands_for_multiclass_runs_refuse_other_tasks_cleanly(tmp_path):
     from podium.commands.ensemble import ensemble_runs
-    from podium.run.decisions import fit_run
     from podium.report.folders import export_errors
     from podium.report.rundata import load_run
+    from podium.run.decisions import fit_run
 
     run = _fake_run(tmp_path)
     for call in (lambda: load_run(run), lambda: fit_run(run, "prior", "accuracy"),

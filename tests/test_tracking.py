@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from podium.commands.train import train
 from podium.config import load_config
 from podium.engine.tracking import flat_params, score_metrics
-from podium.commands.train import train
 from tests.conftest import write_tiny_competition
 
 

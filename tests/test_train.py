@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
+from podium.commands.train import train
 from podium.config import load_config
 from podium.errors import PodiumError
 from podium.metrics import score_all
-from podium.commands.train import train
 from tests.conftest import CLASSES, podium_cmd
 
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-
 from podium.config import load_config
-from podium.errors import PodiumError
 from podium.engine.predict import predict_probs
+from podium.errors import PodiumError
 from podium.tasks import Multiclass, check_config
 from podium.tta import COMBINE, TTA, combine, parse_tta, tta_key, tta_views, zoom
 

@@ -118,6 +118,7 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
     from rich.table import Table
 
     from podium.commands.ensemble import ensemble_files, ensemble_runs
+    from podium.run.files import OOF
 
     if files:
         if out is None:
@@ -134,7 +135,7 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
     for name, score in res["oof_scores"].items():
         table.add_row(name, f"{score:.4f}", f"{res['weights'][name]:.3f}" if name in res["weights"] else "")
     Console().print(table)
-    tta = {name: f for name, f in res["oof_files"].items() if f != "oof.csv"}
+    tta = {name: f for name, f in res["oof_files"].items() if f != OOF}
     if tta:  # the OOF that matches each run's test_probs.csv (`podium predict --tta`)
         console.print("OOF with TTA, as the test probabilities: " + ", ".join(f"{n} ({f})" for n, f in tta.items()))
     console.print(f"[green]wrote[/] {res['out']}" + ("" if "submission" in res else
@@ -247,16 +248,15 @@ def posthoc(run: Path,
 
     Guide: docs/long-tails.md
     """
-    from podium.config import load_config
     from podium.posthoc import summary
     from podium.run.decisions import fit_run
+    from podium.run.rundir import RunDir
 
-    if not (Path(run) / "config.yaml").exists():
-        raise PodiumError(f"'{run}' is not a run folder (no config.yaml).")
-    cfg = load_config(Path(run) / "config.yaml")
+    rd = RunDir(run)
+    cfg = rd.load_config()
     method = method or (cfg.posthoc.method if cfg.posthoc.method != "none" else "logit_adjust")
     params = fit_run(run, method, metric or cfg.cv.metric, tau if tau is not None else cfg.posthoc.tau, cfg.posthoc.tau_max)
-    console.print(f"{summary(params)}; wrote {Path(run) / 'posthoc.json'}")
+    console.print(f"{summary(params)}; wrote {rd.posthoc_json}")
 
 
 @app.command("demo")

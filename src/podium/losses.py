@@ -113,7 +113,7 @@ def class_weights(spec: ClassWeights, counts: np.ndarray, beta: float) -> np.nda
         w = np.asarray(spec, dtype=np.float64)
         if w.shape != n.shape or (w <= 0).any():
             raise PodiumError(f"Class weights {spec} must be {len(n)} positive numbers, one per class in class "
-                              f"order (classes.json).")
+                              f"order (RUN/classes.json).")
         return w
     formulas: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "inverse": lambda n: 1.0 / n,
@@ -324,7 +324,7 @@ def _bce(a: BCEArgs, ctx: LossContext) -> Loss:
     if isinstance(a.pos_weight, list):
         if len(a.pos_weight) != len(pos) or min(a.pos_weight) <= 0:
             raise PodiumError(f"train.loss_args.pos_weight {a.pos_weight} must be {len(pos)} positive numbers, one "
-                              "per label in label order (classes.json).")
+                              "per label in label order (RUN/classes.json).")
         weight = np.asarray(a.pos_weight)
     elif a.pos_weight == "balanced":
         weight = (ctx.n_images - pos) / np.maximum(pos, 1.0)

@@ -305,3 +305,15 @@ def test_a_file_in_place_of_the_cache_folder_says_to_set_data_cache_dir(files, t
         build_cache(files, 8, "resize", 3, tmp_path / "cache", progress=False, workers=1)
     with pytest.raises(PodiumError, match=r"Cannot write '.*cache/sub': a part of the path is a file.*set data\.cache_dir="):
         build_cache(files, 8, "resize", 3, tmp_path / "cache" / "sub", progress=False, workers=1)
+
+
+def test_the_files_fingerprint_is_the_file_list_without_the_decode_settings(files, tmp_path):
+    """What a run records as the images it trained on (RunDir.write_data): another size shares it, a changed file
+    does not."""
+    small = build_cache(files, SIZE, "resize", 3, tmp_path / "cache", progress=False)
+    large = build_cache(files, 2 * SIZE, "pad", 1, tmp_path / "cache", progress=False)
+    assert small.files == large.files and small.fingerprint != large.fingerprint and len(small.files) == 64
+    assert build_cache(files, SIZE, "resize", 3, tmp_path / "cache", progress=False).files == small.files  # reused
+    _write(files[0], 7, size=(30, 30))  # rewritten: another size on disk
+    assert build_cache(files, SIZE, "resize", 3, tmp_path / "cache", progress=False).files != small.files
+    assert build_cache(files[:-1], SIZE, "resize", 3, tmp_path / "cache", progress=False).files != small.files

@@ -11,9 +11,18 @@ import pytest
 from PIL import Image
 
 from podium.config import from_dict
-from podium.tasks import class_names
-from podium.data.sources import load_test, load_train, stratified_subset, test_table as read_test_table, train_table
+from podium.data.sources import (
+    load_test,
+    load_train,
+    stratified_subset,
+    table_fingerprint,
+    train_table,
+)
+from podium.data.sources import (
+    test_table as read_test_table,
+)
 from podium.errors import PodiumError
+from podium.tasks import class_names
 
 
 def _img(path: Path, seed: int = 0) -> Path:
@@ -331,3 +340,22 @@ def test_path_col_values_that_cannot_name_a_file(tmp_path):
     csv = _csv(tmp_path / "train.csv", f"id,file,label\na,a.png,x\nb,{'z' * 256}.png,y\n")
     table = train_table(_cfg(train_csv=csv, image_dir=img, path_col="file"))
     assert _kinds(table) == ["bad-name"] and "column 'file' holds a name of 260 bytes" in table.problems[0].message
+
+
+def test_the_table_fingerprint_follows_ids_labels_and_paths_not_row_order(tmp_path):
+    """What a run records as the table it trained on (RunDir.write_data)."""
+    img = tmp_path / "img"
+    for i in range(4):
+        _img(img / f"{i}.png", i)
+    rows = ["0,cat", "1,dog", "2,cat", "3,dog"]
+
+    def fp(lines: list[str], name: str = "train.csv") -> str:
+        csv = _csv(tmp_path / name, "id,label\n" + "\n".join(lines) + "\n")
+        return table_fingerprint(load_train(_cfg(train_csv=csv, image_dir=img))[0])
+
+    same = fp(rows)
+    assert fp(rows, "copy.csv") == same and fp(rows[::-1]) == same and len(same) == 64
+    assert fp(["0,dog", *rows[1:]]) != same  # one label changed
+    assert fp(rows[:3]) != same  # one image fewer
+    (img / "0.png").rename(img / "0.jpg")
+    assert fp(rows) != same  # another file for id 0

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from podium.config import CVConfig, from_dict
-from podium.strategies import STRATEGIES
 from podium.data.splits import assign_folds, load_folds, make_folds_file
 from podium.errors import PodiumError
+from podium.strategies import STRATEGIES
 
 
 def _frame(n=203, n_classes=7, n_groups=40, seed=0):

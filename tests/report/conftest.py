@@ -14,9 +14,9 @@ from tests.conftest import write_tiny_competition
 
 @pytest.fixture(scope="session")
 def two_runs(tmp_path_factory) -> tuple[Path, Path]:
-    from podium.config import load_config
     from podium.commands.predict import predict
     from podium.commands.train import train
+    from podium.config import load_config
 
     config = write_tiny_competition(tmp_path_factory.mktemp("report") / "comp")
     runs = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pandas as pd
@@ -61,3 +62,64 @@ def test_real_runs_in_the_terminal_and_as_csv(two_runs):
 def test_empty_folder_says_so(tmp_path, capsys):
     assert list_runs(tmp_path).empty
     assert "No runs" in capsys.readouterr().out
+
+
+def _data(rd, table: str, stamp: float):
+    """data.json of a run trained on table `table` (the image files the same), last changed at `stamp`."""
+    from podium.run.rundir import RunDir
+
+    RunDir(rd).write_data(RunDir.data_record(table * 64, "f" * 64, "c" * 64, 48))
+    for p in [rd / "config.yaml", *rd.glob("fold*/done.json")]:
+        os.utime(p, (stamp, stamp))
+    return RunDir(rd).data_version()
+
+
+def test_runs_on_other_data_than_the_newest_are_flagged(tmp_path, capsys):
+    from rich.console import Console
+
+    fake_run(tmp_path, "old", "accuracy", 0.70)  # made before runs recorded their data
+    v1 = _data(fake_run(tmp_path, "a", "accuracy", 0.90), "1", 1_000_000)
+    assert _data(fake_run(tmp_path, "b", "accuracy", 0.80), "1", 2_000_000) == v1
+    v2 = _data(fake_run(tmp_path, "c", "accuracy", 0.85), "2", 3_000_000)  # the newest, on other data
+    frame = collect_runs(tmp_path).set_index("name")
+    assert dict(frame["data"]) == {"a": v1[:8], "b": v1[:8], "c": v2[:8], "old": ""}
+    assert dict(frame["data_note"]) == {"a": f"trained on other data than c (data {v2[:8]})",
+                                        "b": f"trained on other data than c (data {v2[:8]})", "c": "", "old": ""}
+    list_runs(tmp_path, console=Console(width=200))
+    out = capsys.readouterr().out
+    assert f"{v1[:8]} *" in out and f"{v2[:8]} " in out and f"{v2[:8]} *" not in out
+    assert next(line for line in out.splitlines() if " old " in line).rstrip().endswith(" -")  # no version
+    assert f"* a, b: trained on other data than c (data {v2[:8]}), the newest run" in out
+    assert pd.read_csv(tmp_path / "leaderboard.csv").set_index("name").loc["a", "data_note"].startswith("trained on")
+
+
+def test_two_runs_on_the_same_data_share_its_version_and_one_changed_label_flags_the_others(tiny_competition, capsys):
+    from podium.commands.train import train
+    from podium.config import load_config
+    from podium.run.rundir import RunDir
+
+    fast = ["train.epochs=1"]
+    for name in ("first", "second"):
+        train(load_config(tiny_competition, [*fast, f"name={name}"]), folds=[0])
+    runs = tiny_competition.parent / "runs"
+    first, second = (RunDir(runs / n).data() for n in ("first", "second"))
+    assert first["version"] == second["version"] and first["n_train"] == 48
+    csv = tiny_competition.parent / "train.csv"
+    table = pd.read_csv(csv, dtype=str)
+    assert table.loc[0, "label"] != "bag"
+    table.loc[0, "label"] = "bag"  # one label changed, nothing else
+    table.to_csv(csv, index=False)
+    train(load_config(tiny_competition, [*fast, "name=relabelled"]), folds=[0])
+    third = RunDir(runs / "relabelled").data()
+    assert third["version"] != first["version"] and third["images"] == first["images"]  # the same image files
+    assert third["table"] != first["table"]
+    out = subprocess.run(podium_cmd("runs", str(runs)), capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert f"{first['version'][:8]} *" in out.stdout and f"{third['version'][:8]}" in out.stdout
+    assert "first, second: trained on other data than relabelled" in " ".join(out.stdout.split())
+    capsys.readouterr()
+    train(load_config(tiny_competition, [*fast, "name=first"]), folds=[0], resume=True)  # fold 0 is finished
+    assert (f"the data changed since fold(s) 0 of '{runs / 'first'}' were trained (data version "
+            f"{first['version'][:8]}, now {third['version'][:8]};") in " ".join(capsys.readouterr().err.split())
+    assert RunDir(runs / "first").data() == first  # still the data its finished fold was trained on

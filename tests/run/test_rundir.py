@@ -11,14 +11,12 @@ import torch
 
 from podium.config import load_config
 from podium.errors import PodiumError
-from podium.run.rundir import RunDir
-from podium.run.lock import fold_locks
-from podium.run.marker import is_podium_run, run_above, write_marker
 from podium.run.checkpoint import load_checkpoint
 from podium.run.guard import check_location, clear_run, open_run
-from podium.run.lock import live_holders, lock_path
+from podium.run.lock import fold_locks, live_holders, lock_path
+from podium.run.marker import is_podium_run, run_above, write_marker
+from podium.run.rundir import RunDir
 from tests.run.helpers import dead_pid, evil_checkpoint
-
 
 # ---------------------------------------------------------------------------------------------- marker
 

@@ -18,8 +18,9 @@ from scipy.optimize import minimize
 from scipy.stats import rankdata
 
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv, atomic_write_json
+from podium.io import atomic_write_csv
 from podium.metrics import get_metric
+from podium.run.files import OOF
 from podium.run.rundir import RunDir
 
 
@@ -90,37 +91,34 @@ class RunPredictions:
     test: pd.DataFrame | None  # id, classes...
     folds: pd.DataFrame  # id, fold
     cfg: object
-    oof_file: str = "oof.csv"  # which OOF: the plain one, or the TTA one matching test_probs.csv (predict.json)
+    oof_file: str = OOF  # which OOF: the plain one, or the TTA one matching RUN/test_probs.csv (RUN/predict.json)
 
 
 def load_run(run: Path) -> RunPredictions:
-    from podium.config import load_config
-
     run = Path(run)
-    for name in ("oof.csv", "classes.json", "folds.csv", "config.yaml"):
-        if not (run / name).exists():
-            raise PodiumError(f"'{run}' has no {name}: pass finished run folders (train every fold first).")
+    rd = RunDir(run)
+    for path in (rd.oof_csv, rd.classes_file, rd.folds_csv, rd.config):
+        if not path.exists():
+            raise PodiumError(f"'{run}' has no {path.name}: pass finished run folders (train every fold first).")
     from podium.tasks import require_multiclass
 
-    require_multiclass(load_config(run / "config.yaml"), "podium ensemble")
-    test = run / "test_probs.csv"
+    cfg = rd.load_config()
+    require_multiclass(cfg, "podium ensemble")
     oof_file = _oof_matching_test(run)
-    rd = RunDir(run)
     classes = rd.classes()
-    return RunPredictions(run.name, classes, rd.oof(classes, oof_file),
-                          rd.read_csv("test_probs.csv", ["id", *classes], text=("id",)) if test.exists() else None,
-                          rd.folds(), load_config(run / "config.yaml"), oof_file)
+    return RunPredictions(run.name, classes, rd.oof(classes, oof_file), rd.test_probs(classes), rd.folds(), cfg,
+                          oof_file)
 
 
 def _oof_matching_test(run: Path) -> str:
     """The OOF made like test_probs.csv: when the last `podium predict` used TTA and re-predicted the OOF with it
     (RUN/predict.json), that file (over every finished fold), so weights are fitted on what they are applied to."""
-    record = RunDir(run).read_json("predict.json") if (run / "predict.json").exists() else {}
-    oof = (record.get("oof") if isinstance(record, dict) else None) or {}
-    done = sorted(int(p.parent.name[4:]) for p in run.glob("fold*/done.json"))
-    if oof.get("file") and (run / oof["file"]).exists() and oof.get("folds") == done:
+    rd = RunDir(run)
+    oof = (rd.predict_record() or {}).get("oof")
+    oof = oof if isinstance(oof, dict) else {}  # null: the last predict had no TTA
+    if isinstance(oof.get("file"), str) and (rd / oof["file"]).exists() and oof.get("folds") == rd.finished_folds():
         return oof["file"]
-    return "oof.csv"
+    return OOF
 
 
 def _check_compatible(runs: list[RunPredictions]) -> None:
@@ -133,7 +131,7 @@ def _check_compatible(runs: list[RunPredictions]) -> None:
         b = r.folds.set_index("id")["fold"].reindex(a.index)
         if len(r.folds) != len(first.folds) or b.isna().any() or (a != b).any():
             raise PodiumError(f"Runs '{first.name}' and '{r.name}' were trained on different folds, so their OOF "
-                              "predictions cannot be blended fairly. Train both from the same folds.csv.")
+                              "predictions cannot be blended fairly. Train both from the same split (cv.folds_file).")
 
 
 def ensemble_folder(out: Path, overwrite: bool, protected: dict[str, Path]) -> Path:
@@ -146,11 +144,11 @@ def ensemble_folder(out: Path, overwrite: bool, protected: dict[str, Path]) -> P
     check_out(out, overwrite, protected, what="--out", folder=True)
     target = out.resolve()
     if target.exists():
-        kind = marker_kind(target) or ("ensemble" if (target / "ensemble.json").is_file() else None)
+        kind = marker_kind(target) or ("ensemble" if RunDir(target).ensemble_json.is_file() else None)
         if not target.is_dir() or (kind is None and any(target.iterdir())):
             raise PodiumError(f"--out '{out}' exists and was not made by `podium ensemble` (no {MARKER} marker): "
                               "podium never writes into it. Choose another --out folder.")
-        if kind not in (None, "ensemble") or (target / "config.yaml").exists():
+        if kind not in (None, "ensemble") or RunDir(target).config.exists():
             raise PodiumError(f"--out '{out}' is a run made by `podium {kind}`: blending into it would replace its "
                               "OOF and submission. Choose another --out folder.")
         if kind == "ensemble":
@@ -200,16 +198,17 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
     for p in preds:
         protected.update({f"{key} of run '{p.name}'": path for key, path in data_paths(p.cfg).items()})
     out = ensemble_folder(Path(out) if out else default, overwrite or out is None, protected)
+    folder = RunDir(out)
     oof = pd.DataFrame({"id": ids, "label": np.asarray(classes)[y]})
     oof[classes] = blend_oof
-    atomic_write_csv(out / "oof.csv", oof)
+    folder.write_oof(oof)
     if all(p.test is not None for p in preds):
         test_ids = preds[0].test["id"].to_numpy()
         tstack = np.stack([p.test.set_index("id").loc[test_ids, classes].to_numpy(dtype=np.float64) for p in preds])
         probs = METHODS[method](tstack, w)
         table = pd.DataFrame({"id": test_ids})
         table[classes] = probs
-        atomic_write_csv(out / "test_probs.csv", table)
+        folder.write_test_probs(table)
         cfg = preds[0].cfg
         if cfg.data.sample_submission is not None:
             from podium.data.submission import align_submission
@@ -217,9 +216,8 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
             sub = align_submission(Path(cfg.data.sample_submission), cfg.data.id_col, test_ids, probs, classes)
         else:
             sub = pd.DataFrame({cfg.data.id_col: test_ids, cfg.data.label_col: np.asarray(classes)[probs.argmax(1)]})
-        atomic_write_csv(out / "submission.csv", sub)
-        result["submission"] = str(out / "submission.csv")
-    atomic_write_json(out / "ensemble.json", result)
+        result["submission"] = str(folder.write_submission(sub))
+    folder.write_ensemble(result)
     result["out"] = str(out)
     return result
 

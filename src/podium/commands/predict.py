@@ -13,26 +13,22 @@ a label column gets the class names as the user wrote them, one column per class
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
-from podium.config import Config, load_config
+from podium.config import Config
 from podium.data.submission import align_submission
 from podium.engine.predict import load_fold_module, predict_probs
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv, atomic_write_json
+from podium.io import atomic_write_csv
 from podium.run.guard import data_paths
 from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
 from podium.tta import check_combine, parse_tta, tta_key, tta_views
-
-
-def finished_folds(rd: Path) -> list[int]:
-    return sorted(int(p.parent.name[4:]) for p in rd.glob("fold*/done.json"))
 
 
 def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None = None, out: Path | None = None,
@@ -45,24 +41,23 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     from podium.data.sources import load_test
 
     run = Path(run)
-    if not (run / "config.yaml").exists():
-        raise PodiumError(f"'{run}' is not a run folder (no config.yaml). Pass <output_dir>/<name> of a trained run.")
-    cfg = load_config(run / "config.yaml")
+    rd = RunDir(run)
+    cfg = rd.load_config()
     names = parse_tta(cfg.tta.views if tta is None else tta)
     how = check_combine(how or cfg.tta.combine)
     if test_csv is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"test_csv": Path(test_csv), "test_dir": None})})
-    folds = finished_folds(run)
+    folds = rd.finished_folds()
     if not folds:
         raise PodiumError(f"Run '{run}' has no finished fold yet. Train it first (`podium train`).")
     test = load_test(cfg)
     if test is None:
         raise PodiumError("The run's config names no test data: set data.test_csv or data.test_dir, or pass --test-csv.")
-    classes = RunDir(run).classes()
-    info = RunDir(run).info()
+    classes = rd.classes()
+    info = rd.info()
     task = _run_task(run, cfg, folds)  # with its decision: multi-label thresholds fitted on these folds' OOF
-    out = check_out(out if out is not None else run / "submission.csv", overwrite,
-                    {"the run folder": run, **data_paths(cfg)}, allowed=(run / "submission.csv",))
+    out = check_out(out if out is not None else rd.submission_csv, overwrite,
+                    {"the run folder": run, **data_paths(cfg)}, allowed=(rd.submission_csv,))
     adjustment = _posthoc_params(run, cfg, folds) if posthoc else None  # refused before the work, not after
     oof_result = oof_with_tta(run, names, how, cfg=cfg, folds=folds) if names and oof else None
     t0 = time.time()
@@ -77,7 +72,7 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
         probs = apply_posthoc(probs, adjustment)
     table = pd.DataFrame({"id": test["id"]})
     table[classes] = probs
-    atomic_write_csv(run / "test_probs.csv", table)
+    rd.write_test_probs(table)
     if cfg.data.sample_submission is not None:
         sub = align_submission(Path(cfg.data.sample_submission), cfg.data.id_col, test["id"].to_numpy(), probs, classes,
                                task)
@@ -85,34 +80,30 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
         sub = task.fill(pd.DataFrame({cfg.data.id_col: test["id"]}), task.default_columns(), probs, "the submission")
     atomic_write_csv(out, sub)
     n_views = len(tta_views(names))
-    result = {"submission": out, "test_probs": run / "test_probs.csv", "folds": folds, "tta": tta_key(names),
+    result = {"submission": out, "test_probs": rd.test_probs_csv, "folds": folds, "tta": tta_key(names),
               "combine": how, "views": [label for label, _ in tta_views(names)], "n": len(sub),
               "posthoc": None if adjustment is None else f"{adjustment['method']} (tau {adjustment['tau']:g})",
               "test_seconds": round(time.time() - t0, 1), "test_images_predicted": len(test) * len(folds) * n_views,
               "oof": oof_result}
-    atomic_write_json(run / "predict.json", {k: str(v) if isinstance(v, Path) else v for k, v in result.items()})
+    rd.write_predict_record({k: str(v) if isinstance(v, Path) else v for k, v in result.items()})
     return result
-
-
-def oof_file(names: list[str], how: str) -> str:
-    """RUN/oof_tta-<views>.csv (-mean_logits added when the views' logits were averaged)."""
-    return f"oof_tta-{tta_key(names)}{'' if how == 'mean_probs' else '-' + how}.csv"
 
 
 def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: Config | None = None,
                  folds: list[int] | None = None) -> dict:
-    """Each finished fold's validation images predicted again with TTA by that fold's model -> RUN/oof_<...>.csv;
+    """Each finished fold's validation images predicted again with TTA by that fold's model -> RUN/oof_tta-<...>.csv;
     returns the OOF scores without TTA (the run's oof.csv) and with it, over the same images, and the cost."""
     from podium.data.cache import build_cache
     from podium.data.sources import load_train
     from podium.run.decisions import run_task
 
     run = Path(run)
-    cfg = cfg or load_config(run / "config.yaml")
-    folds = folds if folds is not None else finished_folds(run)
+    rd = RunDir(run)
+    cfg = cfg or rd.load_config()
+    folds = folds if folds is not None else rd.finished_folds()
     names, how = parse_tta(tta), check_combine(how)
-    classes = RunDir(run).classes()
-    channels = RunDir(run).info()["channels"]
+    classes = rd.classes()
+    channels = rd.info()["channels"]
     task = run_task(run, cfg)
     task.set_decision(None)  # scored like metrics.json: multi-label at 0.5, before thresholds fitted on this OOF
     t0 = time.time()
@@ -128,11 +119,11 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
                                       cfg.train.eval_batch_size, names, how)
         parts.append(part)
     with_tta = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable")
-    atomic_write_csv(run / oof_file(names, how), with_tta)
-    plain = RunDir(run).oof(classes).set_index("id").loc[with_tta["id"]]
+    written = rd.write_tta_oof(names, how, with_tta)
+    plain = rd.oof(classes).set_index("id").loc[with_tta["id"]]
     y = task.parse(with_tta["label"])
     n_views = len(tta_views(names))
-    return {"file": oof_file(names, how), "n": len(with_tta), "folds": folds, "metric": cfg.cv.metric,
+    return {"file": written.name, "n": len(with_tta), "folds": folds, "metric": cfg.cv.metric,
             "plain": task.score(y, plain[classes].to_numpy(dtype=np.float64)),
             "tta": task.score(y, with_tta[classes].to_numpy(dtype=np.float64)),
             "seconds": round(time.time() - t0, 1), "images_predicted": len(with_tta) * n_views}
@@ -140,10 +131,11 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
 
 def _run_folds(run: Path, ids: pd.Series) -> np.ndarray:
     """The fold of each training id as the run recorded it (RUN/folds.csv); refused when the data changed."""
-    recorded = RunDir(run).folds().set_index("id")["fold"]
+    rd = RunDir(run)
+    recorded = rd.folds().set_index("id")["fold"]
     missing = ids[~ids.isin(recorded.index)]
     if len(missing) or len(ids) != len(recorded):
-        raise PodiumError(f"The training data no longer matches '{run / 'folds.csv'}' ({len(ids)} images now, "
+        raise PodiumError(f"The training data no longer matches '{rd.folds_csv}' ({len(ids)} images now, "
                           f"{len(recorded)} when trained; not in the run: {fmt_list(missing[:5].tolist())}): "
                           "the OOF with TTA needs the images the run was trained on. Pass --no-oof to skip it.")
     return recorded.loc[ids].to_numpy()
@@ -156,10 +148,9 @@ def _run_task(run: Path, cfg: Config, folds: list[int]):
 
     task = run_task(run, cfg)
     if cfg.data.task == "multilabel":
-        path = run / "thresholds.json"
-        if not path.exists() or json.loads(path.read_text())["folds"] != folds:
-            from rich.console import Console
-
+        path = RunDir(run).thresholds_json
+        fitted = RunDir(run).thresholds()
+        if fitted is None or fitted.get("folds") != folds:
             from podium.commands.train import fit_decision
             from podium.run.merge import merge_folds
 
@@ -173,15 +164,14 @@ def _run_task(run: Path, cfg: Config, folds: list[int]):
 
 def _posthoc_params(run: Path, cfg: Config, folds: list[int]) -> dict | None:
     """RUN/posthoc.json when the run has one; refused when it was fitted on other folds than those predicting."""
-    from podium.run.decisions import load_posthoc
-
-    params = load_posthoc(run)
+    rd = RunDir(run)
+    params = rd.posthoc()
     if params is None:
         if cfg.posthoc.method != "none":
             raise PodiumError(f"The run's config sets posthoc.method={cfg.posthoc.method} but '{run}' has no "
-                              f"posthoc.json: fit it with `podium posthoc {run}`, or pass --no-posthoc.")
+                              f"{rd.posthoc_json.name}: fit it with `podium posthoc {run}`, or pass --no-posthoc.")
         return None
-    if params["folds"] != folds:
-        raise PodiumError(f"'{run}/posthoc.json' was fitted on the OOF of folds {params['folds']}, but folds {folds} "
+    if params.get("folds") != folds:
+        raise PodiumError(f"'{rd.posthoc_json}' was fitted on the OOF of folds {params['folds']}, but folds {folds} "
                           f"are finished now: refit it with `podium posthoc {run}`, or pass --no-posthoc.")
     return params

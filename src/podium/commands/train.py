@@ -1,9 +1,10 @@
 """`podium train`: train the chosen folds of the persisted split into one run folder, then collect OOF.
 
-Run folder <output_dir>/<name>/ (podium.run.RunDir):
+Run folder <output_dir>/<name>/ (podium.run.RunDir; docs/run-folder.md):
   .podium-run                               the marker: podium made it (only a marked folder is ever removed)
   locks/fold<k>.lock                        held while a process trains fold k: one writer per fold
   config.yaml, folds.csv, classes.json      what the run was made from (run.json: input channels, mean/std)
+  data.json                                 the data it was trained on: fingerprints, and the data version
   fold<k>/best.ckpt, last.ckpt              Lightning checkpoints (written atomically)
   fold<k>/metrics.csv                       one row per epoch
   fold<k>/oof.csv, fold<k>/done.json        the fold's out-of-fold probabilities, and its finished marker
@@ -14,7 +15,6 @@ re-merges whatever folds are finished.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -26,7 +26,6 @@ from podium.config import Config, to_yaml
 from podium.engine.build import normalisation
 from podium.engine.fold import TrainData, load_data, train_fold
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from podium.run.lock import fold_locks
 from podium.run.merge import merge_folds
 from podium.run.rundir import RunDir
@@ -39,8 +38,9 @@ def run_dir(cfg: Config) -> Path:
 
 def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], resume: bool, overwrite: bool,
                  stats: tuple[tuple, tuple], held: list[dict]) -> Path:
-    """Refuse to clobber a finished run; write config.yaml, folds.csv and classes.json. `rd` is checked and marked
-    (podium.run.guard.open_run); `held`: the fold locks this process holds."""
+    """Refuse to clobber a finished run; write what it is made from (config, folds, classes, input stats, data
+    fingerprints). `rd` is checked and marked (podium.run.guard.open_run); `held`: the fold locks this process
+    holds."""
     from podium.run.guard import clear_run
     from podium.run.lock import live_holders
 
@@ -77,12 +77,34 @@ def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], res
         if recorded != data.classes:
             raise PodiumError(f"'{rd.classes_file}' lists other classes than the data ({fmt_list(data.classes)}). "
                               "Pass --overwrite or use a new name=.")
-    atomic_write_text(saved, to_yaml(cfg))
-    atomic_write_csv(rd.folds_csv, data.frame[["id", "fold"]].sort_values("id"))
-    atomic_write_json(rd.classes_file, data.classes)
-    atomic_write_json(rd.run_json, {"channels": data.channels, "n_train": len(data.frame),
-                                    "mean": list(stats[0]), "std": list(stats[1])})  # the model's input stats
+    rd.write_config(cfg)
+    rd.write_folds(data.frame)
+    rd.write_classes(data.classes)
+    rd.write_info(data.channels, len(data.frame), stats)  # the model's input stats
+    _record_data(rd, data)
     return rd.path
+
+
+def _record_data(rd: RunDir, data: TrainData) -> None:
+    """data.json: the table's and the image files' fingerprints, and the data version they make. A run with finished
+    folds keeps the record of the data they were trained on (a note says when the data changed since); a new run, or
+    one without a finished fold or a readable record, records the data found now."""
+    from podium.data.sources import table_fingerprint
+
+    try:
+        before = rd.data_version()
+    except PodiumError:
+        before = None  # damaged: written again
+    prints = data.fingerprints or {}
+    now = RunDir.data_record(table_fingerprint(data.frame), prints.get("images", ""), prints.get("cache", ""),
+                             len(data.frame))
+    done = rd.finished_folds()
+    if before is None or not done:
+        rd.write_data(now)
+    elif before != now["version"]:
+        _note(f"the data changed since fold(s) {fmt_list(done)} of '{rd.path}' were trained (data version "
+              f"{before[:8]}, now {now['version'][:8]}; {rd.data_json} keeps theirs): retrain every fold "
+              "(--overwrite) to train them all on the same data")
 
 
 def _note(text: str) -> None:
@@ -102,16 +124,18 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
     """cRT starts fold k from fold k of train.init_from: refuse unless that run has the same classes, the same
     folds (so no fold's validation images were ever trained on) and a finished fold k for every k asked for."""
     init = Path(cfg.train.init_from)
-    if not (init / "config.yaml").exists() or not (init / "folds.csv").exists():
-        raise PodiumError(f"train.init_from: '{init}' is not a trained run folder (no config.yaml / folds.csv).")
+    ir = RunDir(init)
+    if not ir.config.exists() or not ir.folds_csv.exists():
+        raise PodiumError(f"train.init_from: '{init}' is not a trained run folder (no {ir.config.name} / "
+                          f"{ir.folds_csv.name}).")
     if init.resolve() == run_dir(cfg).resolve():
         raise PodiumError(f"train.init_from is this run's own folder '{init}': give the classifier stage its own "
                           f"name, e.g. name={cfg.name}-crt.")
-    classes = RunDir(init).classes()
+    classes = ir.classes()
     if classes != data.classes:
         raise PodiumError(f"train.init_from: '{init}' was trained on classes {fmt_list(classes)}, this data has "
                           f"{fmt_list(data.classes)}.")
-    theirs = RunDir(init).folds().set_index("id")["fold"]
+    theirs = ir.folds().set_index("id")["fold"]
     ours = data.frame.set_index("id")["fold"]
     differ = ours.index.symmetric_difference(theirs.index).tolist()
     common = ours.index.intersection(theirs.index)
@@ -120,7 +144,7 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
         raise PodiumError(f"train.init_from: '{init}' used other folds than this config ({len(differ)} id(s) differ, "
                           f"first: {fmt_list(differ[:5])}): its backbones saw some of this split's validation "
                           f"images. Use the same data, cv settings and folds file as that run.")
-    missing = [k for k in folds if not (init / f"fold{k}" / "done.json").exists()]
+    missing = [k for k in folds if not ir.fold_dir(k).is_done()]
     if missing:
         raise PodiumError(f"train.init_from: '{init}' has no finished fold {fmt_list(missing)}. Train it there first, "
                           f"or pass --folds with finished ones.")
@@ -180,7 +204,7 @@ def fit_decision(cfg: Config, rd: Path) -> dict:
     params = fit_run_thresholds(rd, task, cfg.cv.metric, task.parse(oof["label"]),
                                 oof[task.outputs].to_numpy(np.float64), folds)
     Console(stderr=True).print(summary(params))
-    return json.loads((rd / "metrics.json").read_text())
+    return RunDir(rd).metrics()
 
 
 def _fit_posthoc(cfg: Config, rd: Path) -> dict:
@@ -190,4 +214,4 @@ def _fit_posthoc(cfg: Config, rd: Path) -> dict:
 
     params = fit_run(rd, cfg.posthoc.method, cfg.cv.metric, cfg.posthoc.tau, cfg.posthoc.tau_max)
     Console(stderr=True).print(summary(params))
-    return json.loads((rd / "metrics.json").read_text())
+    return RunDir(rd).metrics()

@@ -66,6 +66,7 @@ class DecodedImages:
     fingerprint: str  # sha256 hex of the file list and the decode settings
     dir: Path  # the cache folder (images.npy + meta.json)
     reused: bool  # True when an existing cache was returned without decoding
+    files: str = ""  # sha256 hex of the file list alone (paths, sizes, mtimes): what a run records as its images
 
 
 # ------------------------------------------------------------------------------------------- channels
@@ -98,16 +99,26 @@ def fingerprint(paths: Sequence[str | Path], image_size: int, resize: str, chann
                 center_crop: float = 1.0) -> str:
     """sha256 over the decode settings and, per file in order, its absolute path, size and mtime (ns).
     A file rewritten in place with the same size and mtime is not noticed (rsync -t can do that)."""
+    return fingerprints(paths, image_size, resize, channels, center_crop)[0]
+
+
+def fingerprints(paths: Sequence[str | Path], image_size: int, resize: str, channels: int,
+                 center_crop: float = 1.0) -> tuple[str, str]:
+    """(the cache's fingerprint, the files' alone), from one stat of each file: the second is the first without
+    the decode settings, so runs at another image size on the same files share it (a run's data version)."""
     crop = f" crop{center_crop!r}" if center_crop < 1 else ""  # absent when off: older caches still match
     h = hashlib.sha256(f"podium-cache {CACHE_FORMAT} {image_size} {resize} {channels}{crop}\n".encode())
+    files = hashlib.sha256(b"podium-files 1\n")
     for path in paths:
         path = os.path.abspath(path)
         try:
             st = os.stat(path)
         except FileNotFoundError:
             raise PodiumError(f"Image '{path}' does not exist. {_FIX}") from None
-        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+        line = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+        h.update(line)
+        files.update(line)
+    return h.hexdigest(), files.hexdigest()
 
 
 def cache_folder(cache_dir: Path, n: int, image_size: int, resize: str, channels: int, fp: str,
@@ -145,11 +156,11 @@ def build_cache(
         raise ValueError("build_cache needs at least one image path")
     paths = [os.fspath(p) for p in paths]
     shape = (len(paths), image_size, image_size, channels)
-    fp = fingerprint(paths, image_size, resize, channels, center_crop)
+    fp, files = fingerprints(paths, image_size, resize, channels, center_crop)
     final = cache_folder(cache_dir, len(paths), image_size, resize, channels, fp, center_crop)
     found = _open_if_valid(final, fp, shape)
     if found is not None:
-        return DecodedImages(found, fp, final, reused=True)
+        return DecodedImages(found, fp, final, reused=True, files=files)
 
     cache_dir = Path(cache_dir)
     try:
@@ -177,7 +188,7 @@ def build_cache(
     images = _open_if_valid(final, fp, shape)
     if images is None:  # someone removed or damaged it between our rename and this read
         raise PodiumError(f"The decode cache '{final}' changed while it was being opened. Run the command again.")
-    return DecodedImages(images, fp, final, reused=False)
+    return DecodedImages(images, fp, final, reused=False, files=files)
 
 
 def _unwritable(cache_dir: Path, exc: OSError) -> PodiumError:

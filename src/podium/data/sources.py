@@ -9,6 +9,7 @@ strict loaders raise them all at once; `podium data check` reports them with eve
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,6 +316,15 @@ def load_train(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     frame = frame.reset_index(drop=True)
     frame["target"] = task.key(task.encode(frame))  # multiclass: the class index
     return frame, classes
+
+
+def table_fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 of the training table as loaded (load_train: data.subset applied): each row's id, label and image path,
+    in id order. One changed label, image path, added or removed row changes it."""
+    h = hashlib.sha256(b"podium-table 1\n")
+    for ident, label, path in frame[["id", "label", "path"]].astype(str).sort_values("id").itertuples(index=False):
+        h.update(f"{ident}\0{label}\0{path}\n".encode())
+    return h.hexdigest()
 
 
 def load_test(cfg: Config) -> pd.DataFrame | None:

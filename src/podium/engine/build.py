@@ -51,7 +51,7 @@ def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) 
     if mode == "data":
         if images is None:
             raise PodiumError("augment.normalize=data needs the training images' statistics: they are stored in "
-                              "the run's run.json by `podium train`.")
+                              "RUN/run.json by `podium train`.")
         mean, std = data_stats(images)
     else:
         stats = pretrained_stats(cfg.model.name) if (cfg.model.pretrained or cfg.model.weights) else None
@@ -99,7 +99,7 @@ def _start_from(model: torch.nn.Module, state: dict, cfg: Config) -> None:
     except RuntimeError as err:
         raise PodiumError(f"train.init_from: the weights of '{cfg.train.init_from}' do not fit this config's "
                           f"model (model.name={cfg.model.name}, model.head={cfg.model.head}); use the model settings "
-                          f"of that run's config.yaml. ({str(err).splitlines()[0]})") from None
+                          f"of '{RunDir(cfg.train.init_from).config}'. ({str(err).splitlines()[0]})") from None
     if cfg.train.reinit_classifier:
         for module in model.get_classifier().modules():
             if hasattr(module, "reset_parameters"):

@@ -12,7 +12,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from podium.errors import PodiumError
-from podium.io import atomic_path, atomic_write_csv
+from podium.io import atomic_path
+from podium.run.folddir import FoldDir
 
 RESUME = "set output_dir=... to a folder with room that you can write to; then continue with --resume"
 
@@ -52,13 +53,13 @@ def _why(exc: BaseException, folder: Path) -> str:
 class EpochMetricsCSV(pl.Callback):
     """fold<k>/metrics.csv: one row per epoch (train loss, every validation metric, lr), rewritten atomically."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, fold: FoldDir):
+        self.fold = fold
 
     def on_train_epoch_end(self, trainer, module):  # runs after this epoch's validation (and the module's hooks)
         if not module.last_val:
             return
-        rows = pd.read_csv(self.path) if self.path.exists() else pd.DataFrame()
+        rows = self.fold.curves()
         if len(rows):
             rows = rows[rows["epoch"] < trainer.current_epoch]  # a resumed epoch replaces its earlier row
         m = trainer.callback_metrics
@@ -66,7 +67,7 @@ class EpochMetricsCSV(pl.Callback):
                "train_loss": float(m["train_loss_epoch"]) if "train_loss_epoch" in m else np.nan,
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
                **{f"val_{k}": v for k, v in module.last_val.items()}}
-        atomic_write_csv(self.path, pd.concat([rows, pd.DataFrame([row])], ignore_index=True))
+        self.fold.write_curves(pd.concat([rows, pd.DataFrame([row])], ignore_index=True))
 
 
 class FreezeBackbone(pl.Callback):

@@ -21,8 +21,9 @@ from podium.engine.build import build_module, fold_weights, freeze_mode, metric_
 from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone
 from podium.engine.loader import make_loader
 from podium.engine.tracking import fold_loggers
-from podium.io import atomic_write_csv, atomic_write_json
 from podium.run.checkpoint import load_checkpoint
+from podium.run.folddir import FoldDir
+from podium.run.rundir import RunDir
 from podium.samplers import create_sampler
 
 
@@ -36,6 +37,7 @@ class TrainData:
     channels: int
     task: object = None  # podium.tasks task of data.task; None: multiclass over `classes`
     targets: np.ndarray | None = None  # what the loss takes: class index N | multi-hot N x K | index per task N x T
+    fingerprints: dict[str, str] | None = None  # the decode cache's: images (the files), cache (files + decoding)
 
 
 def load_data(cfg: Config) -> TrainData:
@@ -51,7 +53,8 @@ def load_data(cfg: Config) -> TrainData:
     from podium.tasks import make_task
 
     task = make_task(cfg.data, classes)
-    return TrainData(frame, classes, cache.images, channels, task, task.encode(frame))
+    return TrainData(frame, classes, cache.images, channels, task, task.encode(frame),
+                     {"images": cache.files, "cache": cache.fingerprint})
 
 
 def _precision(cfg: Config, accelerator: str) -> str:
@@ -79,9 +82,11 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
     accelerator = "gpu" if gpu else "cpu"
     mode = metric_mode(cfg.cv.metric, cfg.data)
-    callbacks = [ModelCheckpoint(dirpath=fold_dir, filename="best", monitor="val_metric", mode=mode, save_last=True,
-                                 save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
-                 EpochMetricsCSV(fold_dir / "metrics.csv"), RichProgressBar(leave=False)]
+    files = FoldDir(fold_dir)  # save_last writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
+    callbacks = [ModelCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
+                                 save_last=True, save_top_k=1, enable_version_counter=False,
+                                 auto_insert_metric_name=False),
+                 EpochMetricsCSV(files), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
     if freeze_mode(cfg) != "none":
@@ -102,7 +107,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     from podium.engine.predict import predict_probs
     from podium.tasks import make_task
 
-    fold_dir = rd / f"fold{k}"
+    files = RunDir(rd).fold_dir(k)
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k
     key = data.frame["target"].to_numpy()  # one class per row (multitask: the combination) for the sampler
@@ -120,20 +125,20 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
     module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
                           init_state=start, stats=stats)
-    trainer = make_trainer(cfg, fold_dir, len(train_loader), fold=k)
-    last = fold_dir / "last.ckpt"
+    trainer = make_trainer(cfg, files.path, len(train_loader), fold=k)
+    last = files.last_ckpt
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
     if trainer.global_rank != 0:
         return {}
-    module.load_state_dict(load_checkpoint(fold_dir / "best.ckpt")["state_dict"])
+    module.load_state_dict(load_checkpoint(files.best_ckpt)["state_dict"])
     probs = predict_probs(module, data.images, va_idx, cfg.train.eval_batch_size, tta="none")
     oof = pd.DataFrame({"id": data.frame["id"].to_numpy()[va_idx], "fold": k,
                         "label": data.frame["label"].to_numpy()[va_idx]})
     oof[data.classes] = probs
-    atomic_write_csv(fold_dir / "oof.csv", oof)
-    done = {"fold": k, "best_epoch": int(pd.read_csv(fold_dir / "metrics.csv").pipe(_best_epoch, cfg.cv.metric)),
+    files.write_oof(oof)
+    done = {"fold": k, "best_epoch": int(files.curves().pipe(_best_epoch, cfg.cv.metric)),
             "epochs_run": trainer.current_epoch, "seconds": round(time.time() - t0, 1)}
-    atomic_write_json(fold_dir / "done.json", done)
+    files.write_done(done)
     return done
 
 

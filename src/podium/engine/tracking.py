@@ -19,14 +19,12 @@ later with `wandb sync <output_dir>/wandb/offline-run-*`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from podium.config import Config
 from podium.errors import PodiumError
-from podium.io import atomic_write_json
-
-ARTIFACTS = ("config.yaml", "metrics.json", "oof.csv", "report.html")
+from podium.run.folddir import FoldDir
+from podium.run.rundir import RunDir
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -81,18 +79,11 @@ def _experiment_id(cfg: Config, client) -> str:
     return client.create_experiment(cfg.track.experiment, artifact_location=where)
 
 
-def _saved_id(path: Path, uri: str) -> str | None:
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("tracking_uri") == uri:
-            return saved["run_id"]
-    return None
-
-
 def mlflow_parent(cfg: Config, run_dir: Path) -> str:
     """The podium run's MLflow run id: created (with the config as params) the first time, then reused."""
     client, uri = _client(cfg), mlflow_uri(cfg)
-    run_id = _saved_id(run_dir / "mlflow.json", uri)
+    rd = RunDir(run_dir)
+    run_id = rd.tracking_id(uri)
     if run_id is None:
         run = client.create_run(_experiment_id(cfg, client), run_name=cfg.name,
                                 tags={"podium.run_dir": str(run_dir.resolve())})
@@ -101,7 +92,7 @@ def mlflow_parent(cfg: Config, run_dir: Path) -> str:
         from mlflow.entities import Param
 
         client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
-        atomic_write_json(run_dir / "mlflow.json", {"tracking_uri": uri, "run_id": run_id})
+        rd.write_tracking_id(uri, run_id)
     return run_id
 
 
@@ -110,11 +101,11 @@ def mlflow_log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
 
     client = _client(cfg)
     run_id = mlflow_parent(cfg, run_dir)
-    stamp = int((run_dir / "metrics.json").stat().st_mtime * 1000)
+    rd = RunDir(run_dir)
+    stamp = int(rd.metrics_json.stat().st_mtime * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in score_metrics(metrics).items()])
-    for name in ARTIFACTS:
-        if (run_dir / name).exists():
-            client.log_artifact(run_id, str(run_dir / name))
+    for path in rd.artifacts():
+        client.log_artifact(run_id, str(path))
     client.set_tag(run_id, "podium.complete", str(metrics["complete"]).lower())
     if metrics["complete"]:
         client.set_terminated(run_id, "FINISHED")
@@ -143,9 +134,8 @@ def wandb_log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
     try:
         run.summary.update(score_metrics(metrics))
         artifact = wandb.Artifact(f"{cfg.name}-files".replace("/", "_"), type="podium-run")
-        for name in ARTIFACTS:
-            if (run_dir / name).exists():
-                artifact.add_file(str(run_dir / name))
+        for path in RunDir(run_dir).artifacts():
+            artifact.add_file(str(path))
         run.log_artifact(artifact)
     finally:
         run.finish()
@@ -155,7 +145,8 @@ def fold_loggers(cfg: Config, fold_dir: Path, fold: int) -> list:
     """Lightning loggers for one fold."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    loggers = [TensorBoardLogger(fold_dir, name="tensorboard", version="")]
+    board = FoldDir(fold_dir).tensorboard
+    loggers = [TensorBoardLogger(board.parent, name=board.name, version="")]
     if cfg.track.mlflow:
         loggers.append(_mlflow_fold_logger(cfg, fold_dir, fold))
     if cfg.track.wandb:
@@ -167,11 +158,12 @@ def _mlflow_fold_logger(cfg: Config, fold_dir: Path, fold: int):
     from lightning.pytorch.loggers import MLFlowLogger
 
     parent, uri = mlflow_parent(cfg, fold_dir.parent), mlflow_uri(cfg)
+    files = FoldDir(fold_dir)
     logger = MLFlowLogger(experiment_name=cfg.track.experiment, run_name=f"{cfg.name}/fold{fold}", tracking_uri=uri,
                           tags={"mlflow.parentRunId": parent, "podium.fold": str(fold)},
-                          run_id=_saved_id(fold_dir / "mlflow.json", uri))
+                          run_id=files.tracking_id(uri))
     fold_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(fold_dir / "mlflow.json", {"tracking_uri": uri, "run_id": logger.run_id})  # creates the run
+    files.write_tracking_id(uri, logger.run_id)  # logger.run_id creates the run
     return logger
 
 

@@ -25,6 +25,7 @@ from podium.report import analysis, plots
 from podium.report.html import esc, figure, img, page, table
 from podium.report.rundata import Run, load_run
 from podium.report.terminal import score_names
+from podium.run.rundir import RunDir
 
 THUMB = 192  # px: larger images are shrunk to this side before embedding (they are shown at 140 px)
 
@@ -64,7 +65,8 @@ def config_section(run: Run) -> str:
     rows.append(["all folds", f"{total:.1f}", "", ""])
     timings = table(["fold", "training wall time (s)", "epochs run", "best epoch"], rows,
                     row_classes=[""] * (len(rows) - 1) + ["total"])
-    return (f"<h3>Timings</h3>{timings}<details><summary>config.yaml (every key, defaults filled in)</summary>"
+    return (f"<h3>Timings</h3>{timings}<details><summary>{esc(RunDir(run.path).config)} (every key, defaults filled "
+            "in)</summary>"
             f"<pre>{esc(run.config_text)}</pre></details>")
 
 
@@ -82,7 +84,7 @@ def scores_section(run: Run) -> str:
 def curves_section(run: Run) -> str:
     curves = {k: f.curves for k, f in run.folds.items() if not f.curves.empty}
     if not curves:
-        return '<p class="note">No fold has a metrics.csv yet.</p>'
+        return '<p class="note">No fold has finished an epoch yet: no learning curves to draw.</p>'
     return img(plots.learning_curves(curves, run.metrics["cv_metric"]), "learning curves per fold")
 
 
@@ -94,7 +96,7 @@ def distribution_section(run: Run) -> str:
     if run.test_probs is not None and set(run.classes) <= set(run.test_probs.columns):
         counts["test predictions"] = analysis.distribution(run.test_probs[run.classes].to_numpy().argmax(1), n)
     else:
-        note = '<p class="note">No test_probs.csv yet: `podium predict RUN` adds the test predictions.</p>'
+        note = '<p class="note">No test predictions yet (RUN/test_probs.csv): `podium predict RUN` adds them.</p>'
     rows = [[c, *(str(int(v[i])) for v in counts.values())] for i, c in enumerate(run.classes)]
     return (img(plots.distributions(counts, run.classes), "class distribution") + note
             + table(["class", *counts], rows))
@@ -174,7 +176,7 @@ def gradcam_section(run: Run, rows: np.ndarray) -> str:
     folds = run.oof["fold"].to_numpy()[rows]
     tiles = {}
     for k in np.unique(folds):
-        if not (run.path / f"fold{k}" / "done.json").exists():
+        if run.folds.get(int(k)) is None or run.folds[int(k)].done is None:
             continue  # an unfinished fold's OOF rows are not in the report; a finished one's best.ckpt must load
         module = load_fold_module(run.cfg, run.path, int(k), len(run.classes), run.channels)
         mine = rows[folds == k]
@@ -214,8 +216,9 @@ def build_report(run_path: Path | str, out: Path | str | None = None, gallery: i
 
     t0 = time.time()
     run = load_run(run_path)
-    out = check_out(out if out is not None else run.path / "report.html", overwrite,
-                    {"the run folder": run.path, **data_paths(run.cfg)}, allowed=(run.path / "report.html",))
+    default = RunDir(run.path).report_html
+    out = check_out(out if out is not None else default, overwrite,
+                    {"the run folder": run.path, **data_paths(run.cfg)}, allowed=(default,))
     cm = analysis.confusion(run.y, run.pred, len(run.classes))
     worst = analysis.top_losses(run.y, run.probs, gallery)
     sections = [

@@ -22,6 +22,7 @@ from podium.report import analysis
 from podium.report.html import esc, figure, page, table
 from podium.report.rundata import Run, is_run, load_run
 from podium.run.outputs import check_out
+from podium.run.rundir import RunDir
 
 EXAMPLES = 48  # disagreements shown with their image; the table lists up to LISTED
 LISTED = 500
@@ -55,7 +56,8 @@ def read_side(path: Path | str, split: str = "train") -> Side:
         run = load_run(path)
         if split == "test":
             if run.test_probs is None:
-                raise PodiumError(f"Run '{path}' has no test_probs.csv: run `podium predict {path}` first.")
+                raise PodiumError(f"Run '{path}' has no test predictions ('{RunDir(path).test_probs_csv}' is missing): "
+                                  f"run `podium predict {path}` first.")
             t = run.test_probs
             preds, probs = _frame(t["id"], run.classes, t[run.classes].to_numpy(np.float64))
         else:
@@ -63,7 +65,7 @@ def read_side(path: Path | str, split: str = "train") -> Side:
         return Side(run.name, preds, probs, run.classes, run, split)
     if not path.is_file():
         raise PodiumError(f"'{path}' is neither a run folder nor a CSV file.")
-    run = load_run(path.parent) if is_run(path.parent) and (path.parent / "oof.csv").exists() else None
+    run = load_run(path.parent) if is_run(path.parent) and RunDir(path.parent).oof_csv.exists() else None
     frame = pd.read_csv(path, dtype=str)
     id_col = run.cfg.data.id_col if run is not None and run.cfg.data.id_col in frame.columns else frame.columns[0]
     is_oof = {"fold", "label"} <= set(frame.columns)

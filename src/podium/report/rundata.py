@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from podium.config import Config, load_config
+from podium.config import Config
 from podium.errors import PodiumError
 from podium.run.rundir import RunDir
 
@@ -103,37 +103,31 @@ class Run:
 
 
 def is_run(path: Path) -> bool:
-    return (Path(path) / "config.yaml").is_file() and (Path(path) / "classes.json").is_file()
+    return RunDir(path).is_started()
 
 
 def load_run(path: Path | str) -> Run:
-    """Read a run folder; refuses one without merged OOF predictions (train a fold first)."""
+    """Read a run folder; refuses one without merged OOF predictions (train a fold first). Every file is read
+    through RunDir, whatever the task; the report's analyses are multiclass, so other tasks are refused here."""
     path = Path(path)
-    if not is_run(path):
-        raise PodiumError(f"'{path}' is not a run folder (no config.yaml and classes.json). "
+    rd = RunDir(path)
+    if not rd.is_started():
+        raise PodiumError(f"'{path}' is not a run folder (no {rd.config.name} and {rd.classes_file.name}). "
                           "Pass <output_dir>/<name> of a trained run.")
-    if not (path / "metrics.json").exists() or not (path / "oof.csv").exists():
-        raise PodiumError(f"Run '{path}' has no finished fold yet (no oof.csv / metrics.json). "
+    if not rd.metrics_json.exists() or not rd.oof_csv.exists():
+        raise PodiumError(f"Run '{path}' has no finished fold yet (no {rd.oof_csv.name} / {rd.metrics_json.name}). "
                           "Train at least one fold first (`podium train`).")
-    cfg = load_config(path / "config.yaml")
+    cfg = rd.load_config()
     from podium.tasks import require_multiclass
 
     require_multiclass(cfg, "podium report / errors / compare")
-    rd = RunDir(path)
     classes = rd.classes()
     oof = rd.oof(classes)
     index = {c: i for i, c in enumerate(classes)}
     y = oof["label"].map(index).to_numpy()
-    folds = {}
-    for d in sorted(path.glob("fold*")):
-        if d.is_dir() and d.name[4:].isdigit():
-            k = int(d.name[4:])
-            curves = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").exists() else pd.DataFrame()
-            done = rd.read_json(f"{d.name}/done.json") if (d / "done.json").exists() else None
-            folds[k] = Fold(k, curves, done)
+    folds = {k: Fold(k, rd.curves(k), rd.done(k)) for k in rd.started_folds()}
     info = rd.info()
-    test_file = path / "test_probs.csv"
-    return Run(path=path, cfg=cfg, config_text=(path / "config.yaml").read_text(), classes=classes,
+    return Run(path=path, cfg=cfg, config_text=rd.config.read_text(), classes=classes,
                metrics=rd.metrics(), oof=oof, y=y,
                probs=oof[classes].to_numpy(dtype=np.float64), folds=folds, channels=info["channels"],
-               test_probs=pd.read_csv(test_file, dtype={"id": str}) if test_file.exists() else None)
+               test_probs=rd.test_probs(classes))

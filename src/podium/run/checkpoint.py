@@ -13,6 +13,7 @@ import pickle
 from pathlib import Path
 
 from podium.errors import PodiumError
+from podium.run.files import CONFIG
 
 _REFUSED = "Weights only load failed"  # how torch starts the error for a pickled object it will not build
 
@@ -20,9 +21,9 @@ _REFUSED = "Weights only load failed"  # how torch starts the error for a pickle
 def checkpoint_fix(path: Path) -> str:
     """How to get a good `path` back: retrain its fold when it is a run's fold<k>/*.ckpt."""
     fold, run = path.parent, path.parent.parent
-    if fold.name.startswith("fold") and fold.name[4:].isdigit() and (run / "config.yaml").is_file():
+    if fold.name.startswith("fold") and fold.name[4:].isdigit() and (run / CONFIG).is_file():
         k = fold.name[4:]
-        return (f"retrain fold {k} of the run: `podium train {run / 'config.yaml'} --folds {k} --overwrite` "
+        return (f"retrain fold {k} of the run: `podium train {run / CONFIG} --folds {k} --overwrite` "
                 f"(or delete fold{k}/ and train with --resume)")
     return "restore the file from a backup, or point at a checkpoint `podium train` wrote"
 

@@ -3,27 +3,24 @@ thresholds (RUN/thresholds.json), and the run's task with them (`run_task`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from podium.config import Config
 from podium.errors import PodiumError
-from podium.io import atomic_write_json
 from podium.metrics import score_all
 from podium.posthoc import POSTHOC, adjust, fit_tau
+from podium.run.rundir import RunDir
 from podium.tasks import Multiclass, make_task
 
 
 def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
     """(probs N x C, class index per row, classes, folds) from RUN/oof.csv."""
-    from podium.run.rundir import RunDir
-
     rd = RunDir(run)
     classes = rd.classes()
     if not rd.oof_csv.exists():
-        raise PodiumError(f"'{run}' has no oof.csv: train at least one fold first (`podium train`).")
+        raise PodiumError(f"'{run}' has no {rd.oof_csv.name}: train at least one fold first (`podium train`).")
     oof = rd.oof(classes)
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     return oof[classes].to_numpy(np.float64), y, classes, sorted(int(k) for k in oof["fold"].unique())
@@ -34,12 +31,11 @@ def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_m
     into RUN/metrics.json under "posthoc"."""
     if method not in POSTHOC or method == "none":
         raise PodiumError(f"Unknown post-hoc method '{method}'. Choose logit_adjust or prior (`podium list posthoc`).")
-    run = Path(run)
-    if (run / "config.yaml").exists():
-        from podium.config import load_config
+    rd = RunDir(run)
+    if rd.config.exists():
         from podium.tasks import require_multiclass
 
-        require_multiclass(load_config(run / "config.yaml"), "podium posthoc")
+        require_multiclass(rd.load_config(), "podium posthoc")
     probs, y, classes, folds = read_oof(run)
     counts = np.bincount(y, minlength=len(classes))
     log_prior = np.log(np.maximum(counts, 1) / counts.sum())
@@ -52,57 +48,42 @@ def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_m
               "class_counts": counts.tolist(), "log_prior": log_prior.tolist(), "folds": folds, "n_oof": len(y),
               "oof_before": score_all(y, probs), "oof_after": score_all(y, adjust(probs, log_prior, tau)),
               "search": {str(t): s for t, s in search.items()}}
-    metrics = _run_metrics(run)  # read before anything is written: a damaged file stops the command first
-    atomic_write_json(run / "posthoc.json", params)
+    # read before anything is written: a damaged file stops the command first
+    metrics = rd.metrics() if rd.metrics_json.exists() else None
+    rd.write_posthoc(params)
     if metrics is not None:  # the run's scores say what the correction does to them
         metrics["posthoc"] = {k: params[k] for k in ("method", "tau", "metric", "oof_before", "oof_after")}
-        atomic_write_json(run / "metrics.json", metrics)
+        rd.write_metrics(metrics)
     return params
 
 
-def _run_metrics(run: Path) -> dict | None:
-    """RUN/metrics.json when the run has one (a PodiumError naming it when it is damaged)."""
-    from podium.run.rundir import RunDir
-
-    return RunDir(run).metrics() if (run / "metrics.json").exists() else None
-
-
 def load_posthoc(run: Path) -> dict | None:
-    path = Path(run) / "posthoc.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return RunDir(run).posthoc()
 
 
 def fit_run_thresholds(run: Path, task, metric: str, y: np.ndarray, probs: np.ndarray, folds: list[int]) -> dict:
     """Fit on the run's merged OOF, write RUN/thresholds.json, add before/after to metrics.json; returns the file."""
-    run = Path(run)
+    rd = RunDir(run)
     task.set_decision(None)
     before = task.score(y, probs)
     decision = task.fit_decision(y, probs, metric)
     task.set_decision(decision)
     after = task.score(y, probs)
     params = {**decision, "metric": metric, "folds": folds, "n_oof": len(y), "oof_before": before, "oof_after": after}
-    atomic_write_json(run / "thresholds.json", params)
-    if (run / "metrics.json").exists():
-        from podium.run.rundir import RunDir
-
-        metrics = RunDir(run).metrics()
+    rd.write_thresholds(params)
+    if rd.metrics_json.exists():
+        metrics = rd.metrics()
         metrics["thresholds"] = {"metric": metric, "oof_before": before[metric], "oof_after": after[metric]}
-        atomic_write_json(run / "metrics.json", metrics)
+        rd.write_metrics(metrics)
     return params
 
 
 def run_task(run: Path, cfg: Config | None = None) -> Multiclass:
     """The task of a run folder (config.yaml, classes.json), with its fitted decision (thresholds.json) set."""
-    import json
-
-    from podium.config import load_config
-
-    run = Path(run)
-    cfg = cfg or load_config(run / "config.yaml")
-    from podium.run.rundir import RunDir
-
-    task = make_task(cfg.data, RunDir(run).classes())
-    decision = run / "thresholds.json"
-    if decision.exists():
-        task.set_decision(json.loads(decision.read_text()))
+    rd = RunDir(run)
+    cfg = cfg or rd.load_config()
+    task = make_task(cfg.data, rd.classes())
+    decision = rd.thresholds()
+    if decision is not None:
+        task.set_decision(decision)
     return task

@@ -75,7 +75,7 @@ def open_run(cfg: Config, config_path: Path | str | None = None, note=print) -> 
         raise PodiumError(f"The run folder '{rd}' is a file. Set name=... (or output_dir=...) to a new folder.")
     kind = marker_kind(rd)
     if kind is None and rd.is_dir() and any(rd.iterdir()):
-        saved = rd / "config.yaml"
+        saved = RunDir(rd).config
         if not (saved.is_file() and saved.read_text() == to_yaml(cfg)):
             raise PodiumError(f"'{rd}' exists, holds files and was not made by `podium train` (no {MARKER} marker): "
                               "podium never writes into or removes it. Choose another name=... or output_dir=....")

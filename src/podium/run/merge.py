@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from podium.io import atomic_write_csv, atomic_write_json
 from podium.run.rundir import RunDir
 
 
@@ -17,12 +16,12 @@ def merge_folds(rd: Path, cv_metric: str, task=None) -> dict:
     Multi-label scores use the 0.5 thresholds: the fitted ones (thresholds.json) would flatter the OOF."""
     from podium.run.decisions import run_task
 
-    classes = RunDir(rd).classes()
+    run = RunDir(rd)
+    classes = run.classes()
     task = task or run_task(rd)
     task.set_decision(None)
-    n_folds = RunDir(rd).folds()["fold"].nunique()
-    parts = [pd.read_csv(p, dtype={"id": str, "label": str}) for p in sorted(rd.glob("fold*/oof.csv"))
-             if (p.parent / "done.json").exists()]
+    n_folds = run.folds()["fold"].nunique()
+    parts = [run.fold_dir(k).oof(classes) for k in run.finished_folds() if run.fold_dir(k).oof_csv.exists()]
     if not parts:
         return {}
     oof = pd.concat(parts, ignore_index=True)
@@ -37,6 +36,6 @@ def merge_folds(rd: Path, cv_metric: str, task=None) -> dict:
                "folds_done": sorted(int(k) for k in oof["fold"].unique()), "n_folds": n_folds,
                "complete": oof["fold"].nunique() == n_folds, "oof": {**scores(oof), "n": len(oof)},
                "cv": scores(oof)["cv"], "cv_fold_std": float(np.std(fold_cv)), "folds": per_fold}
-    atomic_write_csv(rd / "oof.csv", oof.sort_values("id"))
-    atomic_write_json(rd / "metrics.json", metrics)
+    run.write_oof(oof.sort_values("id"))
+    run.write_metrics(metrics)
     return metrics

@@ -1,169 +1,240 @@
-"""RunDir: a run folder's files by name, and readers that say which file is wrong and how to fix it.
+"""RunDir: the one owner of a run folder <output_dir>/<name>/ — every path in it, every reader and every writer.
 
-<output_dir>/<name>/ holds:
-  .podium-run                        the marker: made by podium (podium.run.marker)
-  config.yaml, folds.csv, classes.json, run.json   what the run was made from, written when it starts
-  fold<k>/best.ckpt, last.ckpt       Lightning checkpoints; fold<k>/metrics.csv, oof.csv, done.json
-  oof.csv, metrics.json              every finished fold merged, and their scores
-  locks/fold<k>.lock                 who trains fold k right now (podium.run.lock)
-  test_probs.csv, submission.csv, predict.json, posthoc.json, thresholds.json, report.html   later commands' files
+The names live in podium.run.files (docs/run-folder.md lists them with what writes and reads each); a fold's own
+files are FoldDir's (podium.run.folddir). Readers are checked: a missing or damaged file is a PodiumError naming
+it and how to get it back. Writers are atomic (temp file + rename). Readers take the run's outputs (classes.json:
+classes, labels or task:class) and hold no task logic, so multi-label and multi-task runs load the same way.
+Files newer than a run (data.json, thresholds.json, posthoc.json, predict.json) are optional: their readers
+return None when they are absent. An ensemble folder (`podium ensemble`) is written through RunDir too.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 from numbers import Real
 from pathlib import Path
-from typing import Any
 
 from podium.errors import PodiumError
+from podium.run import files as f
+from podium.run.access import Folder
+from podium.run.folddir import FoldDir
 from podium.run.marker import MARKER, is_podium_run
 
-# the files a run's merge writes (and `podium train --resume` rewrites from the finished folds)
-_MERGED = ("oof.csv", "metrics.json")
-# the files written when a run starts, from the config and the data
-_STARTED = ("config.yaml", "folds.csv", "classes.json", "run.json")
 
+class RunDir(Folder):
+    """A run folder (or an ensemble folder): paths, checked readers, atomic writers."""
 
-class RunDir:
-    """A run folder: paths of its files, and checked readers. Nothing here writes."""
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-
-    def __repr__(self) -> str:
-        return f"RunDir('{self.path}')"
-
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
-    # ------------------------------------------------------------------ files
+    # ------------------------------------------------------------------ paths
     marker = property(lambda self: self.path / MARKER)
-    config = property(lambda self: self.path / "config.yaml")
-    classes_file = property(lambda self: self.path / "classes.json")
-    run_json = property(lambda self: self.path / "run.json")
-    folds_csv = property(lambda self: self.path / "folds.csv")
-    oof_csv = property(lambda self: self.path / "oof.csv")
-    metrics_json = property(lambda self: self.path / "metrics.json")
-    test_probs = property(lambda self: self.path / "test_probs.csv")
-    submission = property(lambda self: self.path / "submission.csv")
-    report = property(lambda self: self.path / "report.html")
+    config = property(lambda self: self.path / f.CONFIG)
+    classes_file = property(lambda self: self.path / f.CLASSES)
+    run_json = property(lambda self: self.path / f.INFO)
+    data_json = property(lambda self: self.path / f.DATA)
+    folds_csv = property(lambda self: self.path / f.FOLDS)
+    oof_csv = property(lambda self: self.path / f.OOF)
+    metrics_json = property(lambda self: self.path / f.METRICS)
+    thresholds_json = property(lambda self: self.path / f.THRESHOLDS)
+    posthoc_json = property(lambda self: self.path / f.POSTHOC)
+    test_probs_csv = property(lambda self: self.path / f.TEST_PROBS)
+    submission_csv = property(lambda self: self.path / f.SUBMISSION)
+    predict_json = property(lambda self: self.path / f.PREDICT)
+    report_html = property(lambda self: self.path / f.REPORT)
+    ensemble_json = property(lambda self: self.path / f.ENSEMBLE)
+
+    def tta_oof_path(self, views: list[str], how: str) -> Path:
+        """RUN/oof_tta-<views>.csv: the OOF predicted again with these TTA views, combined by `how`."""
+        return self.path / f.tta_oof_name(views, how)
 
     def fold(self, k: int) -> Path:
         return self.path / f"fold{k}"
 
+    def fold_dir(self, k: int) -> FoldDir:
+        return FoldDir(self.fold(k))
+
     def best_ckpt(self, k: int) -> Path:
-        return self.fold(k) / "best.ckpt"
+        return self.fold_dir(k).best_ckpt
 
     def last_ckpt(self, k: int) -> Path:
-        return self.fold(k) / "last.ckpt"
+        return self.fold_dir(k).last_ckpt
 
     def done_json(self, k: int) -> Path:
-        return self.fold(k) / "done.json"
+        return self.fold_dir(k).done_json
+
+    def fix(self, name: str) -> str:
+        """How to get a good RUN/`name` back."""
+        return f.fix(self.path, name)
 
     # ------------------------------------------------------------------ state
     def is_podium_run(self) -> bool:
         return is_podium_run(self.path)
 
+    def is_started(self) -> bool:
+        """`podium train` got as far as writing what the run is made from (its config and outputs)."""
+        return self.config.is_file() and self.classes_file.is_file()
+
+    def started_folds(self) -> list[int]:
+        """Every fold with a folder, finished or not, in order."""
+        return sorted(int(p.name[4:]) for p in self.path.glob("fold*") if p.is_dir() and p.name[4:].isdigit())
+
     def finished_folds(self) -> list[int]:
-        return sorted(int(p.parent.name[4:]) for p in self.path.glob("fold*/done.json") if p.parent.name[4:].isdigit())
+        return [k for k in self.started_folds() if self.fold_dir(k).is_done()]
 
     def has_progress(self) -> bool:
         """Whether any fold has a checkpoint or has finished: a run without either lost nothing when replaced."""
-        return any(any(self.path.glob(f"fold*/{name}")) for name in ("last.ckpt", "best.ckpt", "done.json"))
+        return any(self.fold_dir(k).has_checkpoint() or self.fold_dir(k).is_done() for k in self.started_folds())
 
-    def fix(self, name: str) -> str:
-        """How to get a good RUN/`name` back."""
-        if name in _MERGED:
-            return f"rebuild it from the finished folds with `podium train {self.config} --resume`"
-        if name.startswith("fold") and "/" in name:
-            k = name[4:name.index("/")]
-            return f"retrain that fold: `podium train {self.config} --folds {k} --overwrite`"
-        if name in ("test_probs.csv", "predict.json"):
-            return f"write it again with `podium predict {self.path}`"
-        if name == "posthoc.json":
-            return f"fit it again with `podium posthoc {self.path}`"
-        if name in _STARTED:
-            return ("restore it from a backup, or retrain the run (`podium train CONFIG --overwrite`, or a new "
-                    "name=...)")
-        return "restore it from a backup, or retrain the run"
+    def artifacts(self) -> list[Path]:
+        """The files an experiment tracker keeps of a run: config, scores, OOF and report, those that exist."""
+        return [p for p in (self.config, self.metrics_json, self.oof_csv, self.report_html) if p.exists()]
 
-    # ------------------------------------------------------------------ readers
-    def read_json(self, name: str) -> Any:
-        """RUN/`name` parsed; missing or not JSON: a PodiumError naming the file and the fix."""
-        path = self.path / name
-        if not path.is_file():
-            raise PodiumError(f"'{path}' is missing. To get it back, {self.fix(name)}.")
-        try:
-            return json.loads(path.read_text())
-        except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
-            raise PodiumError(f"'{path}' is not valid JSON ({exc}). To get it back, {self.fix(name)}.") from None
+    # ------------------------------------------------------------------ what the run was made from
+    def load_config(self):
+        """config.yaml as a Config; a folder without one is not a run."""
+        from podium.config import load_config
 
-    def _wrong(self, name: str, why: str) -> PodiumError:
-        return PodiumError(f"'{self.path / name}' {why}. To get it back, {self.fix(name)}.")
+        if not self.config.is_file():
+            raise PodiumError(f"'{self.path}' is not a run folder (no {f.CONFIG}). Pass <output_dir>/<name> of a "
+                              "trained run.")
+        return load_config(self.config)
+
+    def write_config(self, cfg) -> None:
+        from podium.config import to_yaml
+
+        self.write_text(f.CONFIG, to_yaml(cfg))
 
     def classes(self) -> list[str]:
         """classes.json: the network's outputs in order, a non-empty list of distinct strings."""
-        classes = self.read_json("classes.json")
+        classes = self.read_json(f.CLASSES)
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-            raise self._wrong("classes.json", "must be a non-empty list of class names (strings), the network's "
-                                              "outputs in order")
+            raise self.wrong(f.CLASSES, "must be a non-empty list of class names (strings), the network's outputs in "
+                                        "order")
         if len(set(classes)) != len(classes):
-            raise self._wrong("classes.json", "lists a class name twice")
+            raise self.wrong(f.CLASSES, "lists a class name twice")
         return classes
+
+    def write_classes(self, classes: list[str]) -> None:
+        self.write_json(f.CLASSES, list(classes))
 
     def info(self) -> dict:
         """run.json: {channels, n_train, mean, std}, the model's input as trained."""
-        info = self.read_json("run.json")
+        info = self.read_json(f.INFO)
         if not isinstance(info, dict) or not isinstance(info.get("channels"), int) or info["channels"] < 1:
-            raise self._wrong("run.json", "must be a mapping with 'channels' (the images' channel count, 1 or 3)")
+            raise self.wrong(f.INFO, "must be a mapping with 'channels' (the images' channel count, 1 or 3)")
         for key in ("mean", "std"):
             if key in info and not (isinstance(info[key], list) and all(isinstance(v, Real) for v in info[key])):
-                raise self._wrong("run.json", f"must hold '{key}' as a list of numbers, one per input channel")
+                raise self.wrong(f.INFO, f"must hold '{key}' as a list of numbers, one per input channel")
         return info
 
-    def metrics(self) -> dict:
-        """metrics.json: the merged OOF scores (train.merge_folds)."""
-        metrics = self.read_json("metrics.json")
-        shape = {"cv_metric": str, "cv": Real, "cv_fold_std": Real, "folds_done": list, "n_folds": int,
-                 "complete": bool, "oof": dict, "folds": dict}
-        bad = [key for key, kind in shape.items() if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
-        if bad:
-            raise self._wrong("metrics.json", f"lacks or has the wrong type for {', '.join(bad)}")
-        return metrics
-
-    def read_csv(self, name: str, columns: list[str], text: tuple[str, ...] = ("id", "label")):
-        """RUN/`name` as a table with at least `columns` (`text` columns kept as written: ids like '007');
-        missing, unreadable or without those columns: a PodiumError naming the file and the fix."""
-        import pandas as pd
-
-        path = self.path / name
-        if not path.is_file():
-            raise PodiumError(f"'{path}' is missing. To get it back, {self.fix(name)}.")
-        try:
-            frame = pd.read_csv(path, dtype={c: str for c in text})
-        except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise self._wrong(name, f"is not a readable CSV file ({type(exc).__name__})") from None
-        lacking = [c for c in columns if c not in frame.columns]
-        if lacking:
-            shown = ", ".join(map(str, lacking[:5])) + (f" (+{len(lacking) - 5} more)" if len(lacking) > 5 else "")
-            raise self._wrong(name, f"lacks the column(s) {shown}")
-        return frame
+    def write_info(self, channels: int, n_train: int, stats: tuple[tuple, tuple]) -> None:
+        self.write_json(f.INFO, {"channels": channels, "n_train": n_train, "mean": list(stats[0]),
+                                 "std": list(stats[1])})
 
     def folds(self):
         """folds.csv: (id, fold) of every training image as the run was trained, folds non-negative integers."""
         import pandas as pd
 
-        frame = self.read_csv("folds.csv", ["id", "fold"], text=("id",))
-        if not pd.api.types.is_integer_dtype(frame["fold"]) or (frame["fold"] < 0).any() or frame["id"].duplicated().any():
-            raise self._wrong("folds.csv", "must hold each id once with a non-negative integer fold")
+        frame = self.read_csv(f.FOLDS, ["id", "fold"], text=("id",))
+        folds = frame["fold"]
+        if not pd.api.types.is_integer_dtype(folds) or (folds < 0).any() or frame["id"].duplicated().any():
+            raise self.wrong(f.FOLDS, "must hold each id once with a non-negative integer fold")
         return frame
 
-    def oof(self, classes: list[str], name: str = "oof.csv"):
-        """oof.csv (or a TTA OOF file): id, fold, label and one probability column per class."""
-        import pandas as pd
+    def write_folds(self, frame) -> None:
+        """(id, fold) of every training image, by id."""
+        self.write_csv(f.FOLDS, frame[["id", "fold"]].sort_values("id"))
 
-        frame = self.read_csv(name, ["id", "fold", "label", *classes])
-        if not pd.api.types.is_integer_dtype(frame["fold"]):
-            raise self._wrong(name, "must hold integer folds in its 'fold' column")
-        return frame
+    # ------------------------------------------------------------------ the data it was trained on (data.json)
+    @staticmethod
+    def data_record(table: str, images: str, cache: str, n_train: int) -> dict:
+        """What data.json holds: `table` (podium.data.sources.table_fingerprint: ids, labels, paths), `images` (the
+        decode cache's fingerprint of the image files: paths, sizes, mtimes), `cache` (that with the decode
+        settings: the cache folder's key) and the version: the table's and the files' together, so runs at another
+        image size on the same data share it."""
+        version = hashlib.sha256(f"podium-data 1\n{table}\n{images}\n".encode()).hexdigest()
+        return {"version": version, "table": table, "images": images, "cache": cache, "n_train": n_train}
+
+    def write_data(self, record: dict) -> None:
+        self.write_json(f.DATA, record)
+
+    def data(self) -> dict | None:
+        """data.json; None for a run made before podium recorded its data."""
+        record = self.read_mapping(f.DATA, "the data version and its fingerprints", required=False)
+        if record is not None and not (isinstance(record.get("version"), str) and len(record["version"]) == 64):
+            raise self.wrong(f.DATA, "must hold the data version (64 hex digits) under 'version'")
+        return record
+
+    def data_version(self) -> str | None:
+        record = self.data()
+        return None if record is None else record["version"]
+
+    # ------------------------------------------------------------------ folds (fold<k>/: FoldDir)
+    def done(self, k: int) -> dict | None:
+        return self.fold_dir(k).done()
+
+    def write_done(self, k: int, record: dict) -> None:
+        self.fold_dir(k).write_done(record)
+
+    def curves(self, k: int):
+        return self.fold_dir(k).curves()
+
+    # ------------------------------------------------------------------ merged OOF and scores
+    def oof(self, classes: list[str], name: str = f.OOF):
+        """oof.csv (or a TTA OOF file, by `name`): id, fold, label, one probability column per output."""
+        return self.read_oof(name, classes)
+
+    def write_oof(self, frame) -> None:
+        self.write_csv(f.OOF, frame)
+
+    def metrics(self) -> dict:
+        """metrics.json: the merged OOF scores (podium.run.merge)."""
+        metrics = self.read_json(f.METRICS)
+        shape = {"cv_metric": str, "cv": Real, "cv_fold_std": Real, "folds_done": list, "n_folds": int,
+                 "complete": bool, "oof": dict, "folds": dict}
+        bad = [key for key, kind in shape.items()
+               if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
+        if bad:
+            raise self.wrong(f.METRICS, f"lacks or has the wrong type for {', '.join(bad)}")
+        return metrics
+
+    def write_metrics(self, metrics: dict) -> None:
+        self.write_json(f.METRICS, metrics)
+
+    # ------------------------------------------------------------------ decisions fitted on the OOF
+    def thresholds(self) -> dict | None:
+        """thresholds.json (multi-label: per-label thresholds and the folds they were fitted on), if fitted."""
+        return self.read_mapping(f.THRESHOLDS, "per-label thresholds", required=False)
+
+    def write_thresholds(self, params: dict) -> None:
+        self.write_json(f.THRESHOLDS, params)
+
+    def posthoc(self) -> dict | None:
+        """posthoc.json (the post-hoc correction and the folds it was fitted on), if fitted."""
+        return self.read_mapping(f.POSTHOC, "the post-hoc correction", required=False)
+
+    def write_posthoc(self, params: dict) -> None:
+        self.write_json(f.POSTHOC, params)
+
+    # ------------------------------------------------------------------ predictions
+    def test_probs(self, classes: list[str]):
+        """test_probs.csv (id, one probability column per output); None before `podium predict`."""
+        return self.read_csv(f.TEST_PROBS, ["id", *classes], text=("id",)) if self.test_probs_csv.exists() else None
+
+    def write_test_probs(self, table) -> Path:
+        return self.write_csv(f.TEST_PROBS, table)
+
+    def write_submission(self, frame) -> Path:
+        """The default submission (`podium predict`'s and `podium ensemble`'s): RUN/submission.csv."""
+        return self.write_csv(f.SUBMISSION, frame)
+
+    def predict_record(self) -> dict | None:
+        """predict.json: what the last `podium predict` did (views, OOF with and without TTA, files); None before."""
+        return self.read_mapping(f.PREDICT, "what the last `podium predict` did", required=False)
+
+    def write_predict_record(self, record: dict) -> None:
+        self.write_json(f.PREDICT, record)
+
+    def write_tta_oof(self, views: list[str], how: str, frame) -> Path:
+        return self.write_csv(self.tta_oof_path(views, how).name, frame)
+
+    def write_ensemble(self, record: dict) -> None:
+        self.write_json(f.ENSEMBLE, record)
