@@ -26,10 +26,10 @@ def main() -> None:
         t0 = time.time()
         res = run_demo(Path(tmp) / "demo")
         wall = time.time() - t0
-    write_results(args.out, {"benchmark": "demo", "cv": res["cv"], "cv_tta": res["cv_tta"], "tta_checked": "hflip",
-                             "test_accuracy_by_tta": res["test_accuracy_by_tta"], "submitted_tta": res["tta"],
-                             "wall_seconds": round(wall, 1), "demo_seconds": round(res["seconds"], 1)})
-    print(f"wrote {args.out}: CV {res['cv']:.4f}, test {res['test_accuracy']:.4f}, {wall:.0f} s")
+    write_results(args.out, {"benchmark": "demo", "cv": res.cv, "cv_tta": res.cv_tta, "tta_checked": "hflip",
+                             "test_accuracy_by_tta": res.test_accuracy_by_tta, "submitted_tta": res.tta,
+                             "wall_seconds": round(wall, 1), "demo_seconds": round(res.seconds, 1)})
+    print(f"wrote {args.out}: CV {res.cv:.4f}, test {res.test_accuracy:.4f}, {wall:.0f} s")
 
 
 if __name__ == "__main__":

@@ -130,13 +130,13 @@ def main() -> None:
         for key, tta in settings.items():
             res = predict(rd, tta=tta)
             if test_ids is None:
-                test_ids = pd.read_csv(res["test_probs"], dtype={"id": str})["id"].to_numpy()
-            test[key][m] = probs_of(res["test_probs"], test_ids)
+                test_ids = pd.read_csv(res.test_probs, dtype={"id": str})["id"].to_numpy()
+            test[key][m] = probs_of(res.test_probs, test_ids)
             oof_name = "oof.csv" if key == "none" else RunDir(rd).tta_oof_path(parse_tta(tta), "mean_probs").name
             oof[key][m] = probs_of(rd / oof_name, oof_ids)
-            seconds[m][f"test_{key}"] = res["test_seconds"]
-            if res["oof"] is not None:
-                seconds[m][f"oof_{key}"] = res["oof"]["seconds"]
+            seconds[m][f"test_{key}"] = res.test_seconds
+            if res.oof is not None:
+                seconds[m][f"oof_{key}"] = res.oof.seconds
         configs[m] = cfg.model_dump(mode="json")
         y_test = truth.loc[test_ids].map(index).to_numpy()
         scores = [f"TTA {k}: OOF {ACC(y_oof, oof[k][m]):.4f}, test {ACC(y_test, test[k][m]):.4f}" for k in settings]

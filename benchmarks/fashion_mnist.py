@@ -64,7 +64,7 @@ def main() -> None:
     t_train = time.time() - t0
     res = predict(run_dir(cfg), tta=args.tta)
     wall = time.time() - t0
-    sub = pd.read_csv(res["submission"], dtype=str)
+    sub = pd.read_csv(res.submission, dtype=str)
     truth = pd.read_csv(WORK / "test_labels.csv", dtype=str).set_index("id")["label"]
     acc = float((sub["label"].to_numpy() == truth.loc[sub["id"]].to_numpy()).mean())
     result = {

@@ -70,7 +70,7 @@ def main() -> None:
               "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
               "efficientnet_lite0_fold0": rows,
               "bf16_speedup": round(rows["32"]["seconds"] / rows["bf16"]["seconds"], 2),
-              "demo": {"cv": demo["cv"], "test_accuracy": demo["test_accuracy"], "tta": demo["tta"],
+              "demo": {"cv": demo.cv, "test_accuracy": demo.test_accuracy, "tta": demo.tta,
                        "wall_seconds": round(time.time() - t0, 1)}}
     result = {**result, "provenance": provenance()}
     print(json.dumps(result, indent=2))

@@ -170,7 +170,7 @@ def test_normalize_data_is_stored_in_the_run_and_used_by_predict(tiny_competitio
     module = load_fold_module(cfg, rd, 0, 3, 1)
     np.testing.assert_allclose(module.mean.numpy(), info["mean"], rtol=1e-6)
     np.testing.assert_allclose(module.std.numpy(), info["std"], rtol=1e-6)
-    assert predict(rd)["n"] == 12
+    assert predict(rd).n == 12
 
 
 def test_edge_channel_trains_and_predicts(tiny_competition):
@@ -185,4 +185,4 @@ def test_edge_channel_trains_and_predicts(tiny_competition):
     module = load_fold_module(cfg, rd, 0, 3, 1)
     assert module.model.stem[0].weight.shape[1] == 2  # gray + edges
     assert module.mean.tolist()[-1] == 0.0 and module.std.tolist()[-1] == 1.0
-    assert predict(rd)["n"] == 12
+    assert predict(rd).n == 12

@@ -35,11 +35,11 @@ def test_digits_competition_is_a_complete_folder_and_a_foreign_folder_is_refused
 
 def test_whole_loop_scores_on_held_out_labels_and_submits_what_oof_favours(tmp_path):
     res = run_demo(tmp_path, epochs=3)
-    assert res["cv"] > 0.8 and res["test_accuracy"] > 0.8  # 5 folds x 3 epochs already learn digits
-    sub = pd.read_csv(res["run"] / "submission.csv")
+    assert res.cv > 0.8 and res.test_accuracy > 0.8  # 5 folds x 3 epochs already learn digits
+    sub = pd.read_csv(res.run / "submission.csv")
     template = pd.read_csv(tmp_path / "data" / "sample_submission.csv")
     assert list(sub["id"]) == list(template["id"])
-    assert res["cv_tta"] is not None  # the OOF was predicted again with hflip
-    assert res["tta"] == ("hflip" if res["cv_tta"] >= res["cv"] else "none")
-    assert json.loads((res["run"] / "predict.json").read_text())["tta"] == res["tta"]  # what the submission used
-    assert set(res["test_accuracy_by_tta"]) == {"none", "hflip"}
+    assert res.cv_tta is not None  # the OOF was predicted again with hflip
+    assert res.tta == ("hflip" if res.cv_tta >= res.cv else "none")
+    assert json.loads((res.run / "predict.json").read_text())["tta"] == res.tta  # what the submission used
+    assert set(res.test_accuracy_by_tta) == {"none", "hflip"}

@@ -53,7 +53,7 @@ def test_files_soft_and_hard_and_diff(tmp_path):
     pd.DataFrame({"id": ids[::-1], "cat": [0.1, 0.3, 0.3], "dog": [0.9, 0.7, 0.7]}).to_csv(tmp_path / "p2.csv", index=False)
     res = ensemble_files([tmp_path / "p1.csv", tmp_path / "p2.csv"], tmp_path / "soft.csv")
     soft = pd.read_csv(tmp_path / "soft.csv").set_index("id")
-    assert "soft" in res["kind"] and soft.loc["x", "cat"] == pytest.approx((0.9 + 0.3) / 2)  # aligned by id
+    assert "soft" in res.kind and soft.loc["x", "cat"] == pytest.approx((0.9 + 0.3) / 2)  # aligned by id
     for i, labels in enumerate([["cat", "dog", "dog"], ["cat", "dog", "cat"], ["dog", "dog", "cat"]]):
         pd.DataFrame({"image_id": ids, "label": labels}).to_csv(tmp_path / f"s{i}.csv", index=False)
     ensemble_files([tmp_path / f"s{i}.csv" for i in range(3)], tmp_path / "hard.csv")
@@ -83,15 +83,15 @@ def test_ensemble_runs_scores_oof_and_writes_an_aligned_submission(tiny_competit
     oof_a = json.loads((runs / "a" / "metrics.json").read_text())["cv"]
     assert saved["oof_scores"]["a"] == pytest.approx(oof_a)  # the same OOF the run reported
     assert saved["oof_scores"]["blend"] >= max(saved["oof_scores"]["a"], saved["oof_scores"]["b"]) - 1e-9
-    sub = pd.read_csv(res["submission"], dtype=str)
+    sub = pd.read_csv(res.submission, dtype=str)
     template = pd.read_csv(tiny_competition.parent / "sample_submission.csv", dtype=str)
     assert list(sub["id"]) == list(template["id"])
     assert saved["oof_files"] == {"a": "oof.csv", "b": "oof.csv"}
     # after `podium predict --tta`, the blend is fitted on the OOF made with the same TTA as the test probabilities
     tta = predict(runs / "a", tta="hflip")
     saved = ensemble_runs([runs / "a", runs / "b"], method="mean")
-    assert saved["oof_files"] == {"a": "oof_tta-hflip.csv", "b": "oof.csv"}
-    assert saved["oof_scores"]["a"] == pytest.approx(tta["oof"]["tta"]["accuracy"])
+    assert saved.oof_files == {"a": "oof_tta-hflip.csv", "b": "oof.csv"}
+    assert saved.oof_scores["a"] == pytest.approx(tta.oof.tta["accuracy"])
     # a run on other folds cannot be blended: its OOF rows were predicted by differently trained models
     train(load_config(tiny_competition, ["name=c", "train.epochs=1", "cv.seed=9",
                                          f"cv.folds_file={tiny_competition.parent / 'other_folds.csv'}"]))

@@ -68,10 +68,10 @@ def test_train_fits_posthoc_and_predict_applies_it(tiny_competition):
     assert metrics["posthoc"]["oof_after"] == pytest.approx(after)
     assert json.loads((run / "metrics.json").read_text())["posthoc"]["oof_after"] == pytest.approx(after)
 
-    raw = pd.read_csv(predict(run, posthoc=False)["test_probs"])[CLASSES].to_numpy()
+    raw = pd.read_csv(predict(run, posthoc=False).test_probs)[CLASSES].to_numpy()
     res = predict(run)
-    assert res["posthoc"] == "prior (tau 1)"
-    fixed = pd.read_csv(res["test_probs"])[CLASSES].to_numpy()
+    assert res.posthoc == "prior (tau 1)"
+    fixed = pd.read_csv(res.test_probs)[CLASSES].to_numpy()
     np.testing.assert_allclose(fixed, adjust(raw, np.log(counts / counts.sum()), 1.0), atol=1e-6)
 
     from podium.cli import app
@@ -79,7 +79,7 @@ def test_train_fits_posthoc_and_predict_applies_it(tiny_competition):
     out = CliRunner().invoke(app, ["posthoc", str(run), "--method", "logit_adjust", "--tau", "0.5"])
     assert out.exit_code == 0 and "post-hoc logit_adjust (tau 0.5): OOF accuracy" in out.output
     assert json.loads((run / "metrics.json").read_text())["posthoc"]["tau"] == 0.5  # the run's scores follow
-    half = pd.read_csv(predict(run)["test_probs"])[CLASSES].to_numpy()
+    half = pd.read_csv(predict(run).test_probs)[CLASSES].to_numpy()
     np.testing.assert_allclose(half, adjust(raw, np.log(counts / counts.sum()), 0.5), atol=1e-6)
 
     stale = {**json.loads((run / "posthoc.json").read_text()), "folds": [0]}

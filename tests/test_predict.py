@@ -27,7 +27,7 @@ def trained(tiny_competition):
 def test_submission_follows_template_order_and_class_names(trained, tiny_competition):
     root = tiny_competition.parent
     res = predict(trained, tta="hflip")
-    sub = pd.read_csv(res["submission"], dtype=str)
+    sub = pd.read_csv(res.submission, dtype=str)
     template = pd.read_csv(root / "sample_submission.csv", dtype=str)
     assert list(sub.columns) == list(template.columns)
     assert list(sub["id"]) == list(template["id"])  # the template's (shuffled) order, not the test CSV's
@@ -98,13 +98,13 @@ def test_cli_predict_with_tta_reports_and_stores_the_oof_score_without_and_with_
 def test_identity_only_oof_reproduces_the_training_oof_and_config_sets_the_default(trained):
     """Each fold's rows are re-predicted by that fold's model: with no extra view, the numbers are the run's own."""
     res = oof_with_tta(trained, ["identity"], how="mean_logits")
-    again = pd.read_csv(trained / res["file"], dtype={"id": str})
+    again = pd.read_csv(trained / res.file, dtype={"id": str})
     plain = pd.read_csv(trained / "oof.csv", dtype={"id": str})
     np.testing.assert_allclose(again[CLASSES].to_numpy(), plain[CLASSES].to_numpy(), atol=1e-6)
-    assert res["tta"] == pytest.approx(res["plain"])
+    assert res.tta == pytest.approx(res.plain)
     # without --tta, predict uses the run's tta.* settings
     cfg = load_config(trained / "config.yaml", ["tta.views=hflip", "tta.combine=mean_logits"])
     save_config(cfg, trained / "config.yaml")
     res = predict(trained, oof=False)
-    assert res["tta"] == "hflip" and res["combine"] == "mean_logits" and res["oof"] is None
-    assert predict(trained, tta="none")["views"] == ["identity"]
+    assert res.tta == "hflip" and res.combine == "mean_logits" and res.oof is None
+    assert predict(trained, tta="none").views == ["identity"]

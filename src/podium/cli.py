@@ -124,21 +124,21 @@ def ensemble(runs: Optional[list[Path]] = typer.Argument(None, help="run folders
         if out is None:
             raise PodiumError("--files needs --out FILE.csv for the combined submission.")
         res = ensemble_files(files, out, _floats(weights), overwrite=overwrite)
-        console.print(f"[green]wrote[/] {res['out']}: {res['n']} rows, {res['kind']} of {len(files)} files")
+        console.print(f"[green]wrote[/] {res.out}: {res.n} rows, {res.kind} of {len(files)} files")
         return
     res = ensemble_runs(runs or [], method=method, optimize=optimize, weights=_floats(weights), out=out,
                         overwrite=overwrite)
-    table = Table(title=f"OOF {res['metric']} ({res['method']})")
+    table = Table(title=f"OOF {res.metric} ({res.method})")
     table.add_column("predictions")
-    table.add_column(res["metric"], justify="right")
+    table.add_column(res.metric, justify="right")
     table.add_column("weight", justify="right")
-    for name, score in res["oof_scores"].items():
-        table.add_row(name, f"{score:.4f}", f"{res['weights'][name]:.3f}" if name in res["weights"] else "")
+    for name, score in res.oof_scores.items():
+        table.add_row(name, f"{score:.4f}", f"{res.weights[name]:.3f}" if name in res.weights else "")
     Console().print(table)
-    tta = {name: f for name, f in res["oof_files"].items() if f != OOF}
+    tta = {name: f for name, f in res.oof_files.items() if f != OOF}
     if tta:  # the OOF that matches each run's test_probs.csv (`podium predict --tta`)
         console.print("OOF with TTA, as the test probabilities: " + ", ".join(f"{n} ({f})" for n, f in tta.items()))
-    console.print(f"[green]wrote[/] {res['out']}" + ("" if "submission" in res else
+    console.print(f"[green]wrote[/] {res.out}" + ("" if res.submission is not None else
                   " (OOF only: run `podium predict` on every run to blend the test set too)"))
 
 
@@ -217,23 +217,23 @@ def predict(run: Path,
 
     res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
                       how=tta_combine, oof=not no_oof)
-    if res["oof"] is not None:
+    if res.oof is not None:
         Console().print(_oof_tta_table(res))
-    console.print(f"[green]wrote[/] {res['submission']} ({res['n']} rows; folds {res['folds']}, TTA {res['tta']}"
-                  f" ({len(res['views'])} views, {res['combine']}, {res['test_seconds']:.0f} s)"
-                  f"{', post-hoc ' + res['posthoc'] if res['posthoc'] else ''}) and {res['test_probs']}")
+    console.print(f"[green]wrote[/] {res.submission} ({res.n} rows; folds {res.folds}, TTA {res.tta}"
+                  f" ({len(res.views)} views, {res.combine}, {res.test_seconds:.0f} s)"
+                  f"{', post-hoc ' + res.posthoc if res.posthoc else ''}) and {res.test_probs}")
 
 
 def _oof_tta_table(res: dict):
     from rich.table import Table
 
-    oof = res["oof"]
-    table = Table(title=f"OOF without and with TTA {res['tta']} ({res['combine']}; {oof['n']} images, folds "
-                        f"{oof['folds']}; {oof['images_predicted']} predictions in {oof['seconds']:.0f} s)")
-    for col in ("OOF score", "no TTA", f"TTA {res['tta']}", "gain"):
+    oof = res.oof
+    table = Table(title=f"OOF without and with TTA {res.tta} ({res.combine}; {oof.n} images, folds "
+                        f"{oof.folds}; {oof.images_predicted} predictions in {oof.seconds:.0f} s)")
+    for col in ("OOF score", "no TTA", f"TTA {res.tta}", "gain"):
         table.add_column(col, justify="left" if col == "OOF score" else "right")
-    for name in dict.fromkeys([oof["metric"], *(["accuracy"] if "accuracy" in oof["plain"] else [])]):
-        before, after = oof["plain"][name], oof["tta"][name]
+    for name in dict.fromkeys([oof.metric, *(["accuracy"] if "accuracy" in oof.plain else [])]):
+        before, after = oof.plain[name], oof.tta[name]
         table.add_row(name, f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}")
     return table
 
@@ -354,8 +354,8 @@ def augment_preview(config: Path, overrides: Optional[list[str]] = OVERRIDES,
     from podium.commands.preview import write_preview
 
     res = write_preview(_cfg(config, overrides), out, n=n, seed=seed, overwrite=overwrite, config_path=config)
-    console.print(f"[green]wrote[/] {res['out']}: {res['n']} training images, augment.preset={res['preset']} "
-                  f"({res['size'][0]}x{res['size'][1]} px)")
+    console.print(f"[green]wrote[/] {res.out}: {res.n} training images, augment.preset={res.preset} "
+                  f"({res.size[0]}x{res.size[1]} px)")
 
 
 @datasets_app.command("list")
@@ -402,9 +402,9 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
         from podium.report.compare import compare as run_compare
 
         res = run_compare(runs[0], runs[1], out=out, overwrite=overwrite)
-        for name, scores in res["scores"].items():
+        for name, scores in res.scores.items():
             console.print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if v == v))
-        console.print(f"{res['n_differ']} of {res['n']} ids predicted differently; [green]wrote[/] {res['out']}")
+        console.print(f"{res.n_differ} of {res.n} ids predicted differently; [green]wrote[/] {res.out}")
         return
     if len(runs) != 1:
         raise PodiumError(f"podium report takes one run folder (got {len(runs)}); to compare two, add --compare.")
@@ -424,8 +424,8 @@ def errors(run: Path, out: Path,
     from podium.report.folders import export_errors
 
     res = export_errors(run, out, include_all=all_images, overwrite=overwrite)
-    console.print(f"[green]wrote[/] {res['written']} images ({res['wrong']} misclassified) into {res['out']}/<true>/"
-                  f"<pred>/; index: {res['index']}" + (f"; {res['missing']} not found" if res["missing"] else ""))
+    console.print(f"[green]wrote[/] {res.written} images ({res.wrong} misclassified) into {res.out}/<true>/"
+                  f"<pred>/; index: {res.index}" + (f"; {res.missing} not found" if res.missing else ""))
 
 
 @app.command("runs")

@@ -23,20 +23,20 @@ def _oof(run) -> pd.DataFrame:
 def test_two_runs_side_by_side(two_runs, tmp_path):
     a, b = two_runs
     res = compare(a, b, out=tmp_path / "c.html")
-    sections = Page(res["out"].read_text()).sections
+    sections = Page(res.out.read_text()).sections
     assert list(sections) == ["summary", "scores", "per-class", "disagreements", "test-disagreements"]
     for run, name in ((a, "tiny"), (b, "tiny-b")):  # the same numbers as each run's metrics.json
         oof = json.loads((run / "metrics.json").read_text())["oof"]
-        assert res["scores"][name] == pytest.approx({k: v for k, v in oof.items() if k not in ("n", "cv")})
+        assert res.scores[name] == pytest.approx({k: v for k, v in oof.items() if k not in ("n", "cv")})
     rows = {r[0]: r[1:] for r in sections["scores"]["rows"][1:]}
-    sa, sb = res["scores"]["tiny"]["accuracy"], res["scores"]["tiny-b"]["accuracy"]
+    sa, sb = res.scores["tiny"]["accuracy"], res.scores["tiny-b"]["accuracy"]
     assert rows["accuracy"][:2] == [f"{sa:.4f}", f"{sb:.4f}"] and rows["accuracy"][2].startswith(f"{sb - sa:+.4f}")
-    la, lb = res["scores"]["tiny"]["logloss"], res["scores"]["tiny-b"]["logloss"]
+    la, lb = res.scores["tiny"]["logloss"], res.scores["tiny-b"]["logloss"]
     assert rows["logloss"][2] == f"{lb - la:+.4f} ({'better' if lb < la else 'worse'})"  # lower log loss is better
 
     oa, ob = _oof(a), _oof(b).loc[_oof(a).index]
     differ = oa.index[oa["pred"] != ob["pred"]]
-    assert res["n"] == len(oa) and res["n_differ"] == len(differ) > 0
+    assert res.n == len(oa) and res.n_differ == len(differ) > 0
     listed = sections["disagreements"]["rows"][1:]
     assert sorted(r[0] for r in listed) == sorted(differ)
     for ident, true, pa, pb, verdict in listed:
@@ -64,8 +64,8 @@ def test_two_submission_files_with_their_test_images(two_runs, tmp_path):
     res = compare(a / "submission.csv", b / "submission.csv", out=tmp_path / "s.html")
     sa = pd.read_csv(a / "submission.csv", dtype=str).set_index("id")["label"]
     sb = pd.read_csv(b / "submission.csv", dtype=str).set_index("id")["label"].loc[sa.index]
-    assert res["n"] == len(sa) and res["n_differ"] == int((sa != sb).sum()) and res["scores"] == {}
-    sections = Page(res["out"].read_text()).sections
+    assert res.n == len(sa) and res.n_differ == int((sa != sb).sum()) and res.scores == {}
+    sections = Page(res.out.read_text()).sections
     assert list(sections) == ["summary", "per-class", "disagreements"]  # no labels: no scores
     counts = {r[0]: r[1:] for r in sections["per-class"]["rows"][1:]}
     for c in CLASSES:

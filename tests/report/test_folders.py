@@ -25,8 +25,8 @@ def test_misclassified_images_sorted_by_true_and_predicted_class(two_runs, tmp_p
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str}).set_index("id")
     pred = pd.Series(np.asarray(CLASSES)[oof[CLASSES].to_numpy().argmax(1)], index=oof.index)
     wrong = oof.index[pred != oof["label"]]
-    index = pd.read_csv(res["index"], dtype={"id": str})
-    assert res["written"] == res["wrong"] == len(wrong) > 0 and sorted(index["id"]) == sorted(wrong)
+    index = pd.read_csv(res.index, dtype={"id": str})
+    assert res.written == res.wrong == len(wrong) > 0 and sorted(index["id"]) == sorted(wrong)
     folders = folder_names(CLASSES)
     for row in index.itertuples():
         f = tmp_path / "errors" / row.file
@@ -45,7 +45,7 @@ def test_all_images_and_refusals(two_runs, tmp_path):
     assert len(list(out.rglob("*.png"))) == 48  # every OOF image, right ones under <c>/<c>/
     with pytest.raises(PodiumError, match="--overwrite"):
         export_errors(run, out)
-    assert export_errors(run, out, overwrite=True)["written"] < 48  # replaced by the mistakes only
+    assert export_errors(run, out, overwrite=True).written < 48  # replaced by the mistakes only
     assert len(list(out.rglob("*.png"))) < 48
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -8,6 +8,7 @@ score. `run_demo` runs the whole loop on it: split, train 5 folds, predict with 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +36,20 @@ def demo_config(out: Path, epochs: int | None = None):
     return from_dict(raw, "demo config")
 
 
-def run_demo(out: Path | str, tta: str = "hflip", epochs: int | None = None) -> dict:
+@dataclass(frozen=True)
+class DemoResult:
+    """The demo's scores: CV on OOF (without and with the TTA it checked), test accuracy by TTA, and its cost."""
+
+    cv: float  # cv.metric (accuracy) on the OOF of 5 folds
+    cv_tta: float | None  # the same OOF predicted again with TTA
+    test_accuracy: float  # of the submission (the TTA the OOF favours)
+    test_accuracy_by_tta: dict[str, float]  # TTA setting -> test accuracy on the held-out labels
+    tta: str  # the TTA the submission used
+    seconds: float  # wall time, data to submission
+    run: Path  # the run folder
+
+
+def run_demo(out: Path | str, tta: str = "hflip", epochs: int | None = None) -> DemoResult:
     """The whole loop on digits: write data, split, train 5 folds, predict with and without TTA, score on held-out
     labels; the submission keeps whichever of the two the OOF favours. `epochs`: default the demo's 12."""
     from rich.console import Console
@@ -62,9 +76,9 @@ def run_demo(out: Path | str, tta: str = "hflip", epochs: int | None = None) -> 
     test_acc = {}
     for view in dict.fromkeys(["none", tta]):  # the plain prediction too: TTA must earn its place
         res = predict(rd, tta=view)
-        sub = pd.read_csv(res["submission"], dtype=str)
+        sub = pd.read_csv(res.submission, dtype=str)
         test_acc[view] = float((sub["label"].to_numpy() == truth.loc[sub["id"]].to_numpy()).mean())
-    tta_oof = res["oof"]["tta"][metrics["cv_metric"]] if res.get("oof") else None
+    tta_oof = res.oof.tta[metrics["cv_metric"]] if res.oof is not None else None
     chosen = tta if tta_oof is None or tta_oof >= metrics["cv"] else "none"  # the submission keeps what OOF favours
     if chosen != tta:
         res = predict(rd, tta=chosen)
@@ -81,9 +95,8 @@ def run_demo(out: Path | str, tta: str = "hflip", epochs: int | None = None) -> 
     summary.add_row("wall time", f"{seconds:.0f} s")
     summary.add_row("run folder", str(rd))
     summary.add_row(f"submission (TTA {chosen}{', the better on OOF' if tta_oof is not None else ''})",
-                    str(res["submission"]))
+                    str(res.submission))
     console.print(summary)
     console.print(f"Next: `podium config show {out / 'config.yaml'}`, then make one for your competition (README).")
-    return {"cv": metrics["cv"], "test_accuracy": test_acc[chosen], "test_accuracy_by_tta": test_acc, "tta": chosen,
-            "cv_tta": tta_oof,
-            "seconds": seconds, "run": rd}
+    return DemoResult(cv=metrics["cv"], cv_tta=tta_oof, test_accuracy=test_acc[chosen], test_accuracy_by_tta=test_acc,
+                      tta=chosen, seconds=seconds, run=rd)

@@ -160,8 +160,33 @@ def ensemble_folder(out: Path, overwrite: bool, protected: dict[str, Path]) -> P
     return out
 
 
+@dataclass(frozen=True)
+class Blend:
+    """A blend of runs: its weights and the OOF scores of each run, their plain mean and the blend
+    (OUT/ensemble.json holds the same)."""
+
+    out: Path  # the ensemble folder
+    metric: str  # cv.metric of the runs
+    method: str  # mean | vote | weighted | rank
+    weights: dict[str, float]  # run name -> weight
+    oof_scores: dict[str, float]  # run name | 'mean' | 'blend' -> OOF score
+    runs: list[str]
+    oof_files: dict[str, str]  # run name -> the OOF file blended (oof.csv, or the TTA OOF matching test_probs.csv)
+    submission: Path | None  # None when a run has no test_probs.csv yet
+
+
+@dataclass(frozen=True)
+class Combined:
+    """Teammates' CSVs combined into one."""
+
+    out: Path
+    kind: str  # soft (mean of probabilities) | hard (weighted vote)
+    n: int  # rows
+    files: list[str]
+
+
 def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False, weights: list[float] | None = None,
-                  out: Path | None = None, overwrite: bool = False) -> dict:
+                  out: Path | None = None, overwrite: bool = False) -> Blend:
     """Blend runs on OOF (scored) and on test (written as a submission when every run has test_probs.csv) into
     `out` (default <output_dir>/ensemble-<method>-<runs>, replaced when it exists; an existing --out needs
     `overwrite`)."""
@@ -218,8 +243,9 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
             sub = pd.DataFrame({cfg.data.id_col: test_ids, cfg.data.label_col: np.asarray(classes)[probs.argmax(1)]})
         result["submission"] = str(folder.write_submission(sub))
     folder.write_ensemble(result)
-    result["out"] = str(out)
-    return result
+    submission = result.get("submission")
+    return Blend(out=Path(out), metric=metric, method=method, weights=result["weights"], oof_scores=scores,
+                 runs=result["runs"], oof_files=result["oof_files"], submission=Path(submission) if submission else None)
 
 
 def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], str]:
@@ -239,7 +265,8 @@ def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], 
     return frame.rename(columns={id_col: "id"}), None, others, id_col
 
 
-def ensemble_files(files: list[Path], out: Path, weights: list[float] | None = None, overwrite: bool = False) -> dict:
+def ensemble_files(files: list[Path], out: Path, weights: list[float] | None = None,
+                   overwrite: bool = False) -> Combined:
     """Combine teammates' CSVs: probability files are averaged (soft), label files are voted (hard)."""
     from podium.run.outputs import check_out
 
@@ -269,7 +296,7 @@ def ensemble_files(files: list[Path], out: Path, weights: list[float] | None = N
         kind = "hard (weighted vote; ties to the first class name)"
     result = result.rename(columns={"id": loaded[0][3]})  # the first file's id column name
     atomic_write_csv(out, result)
-    return {"out": str(out), "kind": kind, "n": len(result), "files": [str(f) for f in files]}
+    return Combined(out=Path(out), kind=kind, n=len(result), files=[str(f) for f in files])
 
 
 def diff_submissions(a: Path, b: Path) -> pd.DataFrame:

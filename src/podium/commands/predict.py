@@ -14,6 +14,7 @@ a label column gets the class names as the user wrote them, one column per class
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,43 @@ from podium.run.rundir import RunDir
 from podium.tta import check_combine, parse_tta, tta_key, tta_views
 
 
+@dataclass(frozen=True)
+class OOFWithTTA:
+    """The OOF re-predicted with TTA by each fold's own model: scores without and with it over the same images."""
+
+    file: str  # RUN/oof_tta-<views>.csv
+    n: int  # images
+    folds: list[int]
+    metric: str  # cv.metric
+    plain: dict[str, float]  # every score without TTA (the run's oof.csv)
+    tta: dict[str, float]  # every score with TTA
+    seconds: float
+    images_predicted: int  # images x views
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What `podium predict` wrote and how (RUN/predict.json holds the same)."""
+
+    submission: Path
+    test_probs: Path
+    folds: list[int]  # the finished folds averaged
+    tta: str  # the views' key, e.g. 'hflip' or 'none'
+    combine: str  # mean_probs | mean_logits
+    views: list[str]  # every view's label, identity first
+    n: int  # submission rows
+    posthoc: str | None  # the correction applied, e.g. 'logit_adjust (tau 1.2)'
+    test_seconds: float
+    test_images_predicted: int  # images x folds x views
+    oof: OOFWithTTA | None  # None without TTA or with --no-oof
+
+    def record(self) -> dict:
+        """As JSON: paths as text."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
 def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None = None, out: Path | None = None,
-            overwrite: bool = False, posthoc: bool = True, how: str | None = None, oof: bool = True) -> dict:
+            overwrite: bool = False, posthoc: bool = True, how: str | None = None, oof: bool = True) -> Prediction:
     """Fold-averaged test probabilities with TTA (`tta`, default the run's tta.views; combined by `how`, default
     tta.combine) -> test_probs.csv and the submission; with TTA and `oof`, the OOF score with and without it
     (`oof_with_tta`). With `posthoc`, the correction fitted on the run's OOF (RUN/posthoc.json, `podium posthoc`) is
@@ -80,17 +116,17 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
         sub = task.fill(pd.DataFrame({cfg.data.id_col: test["id"]}), task.default_columns(), probs, "the submission")
     atomic_write_csv(out, sub)
     n_views = len(tta_views(names))
-    result = {"submission": out, "test_probs": rd.test_probs_csv, "folds": folds, "tta": tta_key(names),
-              "combine": how, "views": [label for label, _ in tta_views(names)], "n": len(sub),
-              "posthoc": None if adjustment is None else f"{adjustment['method']} (tau {adjustment['tau']:g})",
-              "test_seconds": round(time.time() - t0, 1), "test_images_predicted": len(test) * len(folds) * n_views,
-              "oof": oof_result}
-    rd.write_predict_record({k: str(v) if isinstance(v, Path) else v for k, v in result.items()})
+    result = Prediction(submission=out, test_probs=rd.test_probs_csv, folds=folds, tta=tta_key(names), combine=how,
+                        views=[label for label, _ in tta_views(names)], n=len(sub),
+                        posthoc=None if adjustment is None else f"{adjustment['method']} (tau {adjustment['tau']:g})",
+                        test_seconds=round(time.time() - t0, 1),
+                        test_images_predicted=len(test) * len(folds) * n_views, oof=oof_result)
+    rd.write_predict_record(result.record())
     return result
 
 
 def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: Config | None = None,
-                 folds: list[int] | None = None) -> dict:
+                 folds: list[int] | None = None) -> OOFWithTTA:
     """Each finished fold's validation images predicted again with TTA by that fold's model -> RUN/oof_tta-<...>.csv;
     returns the OOF scores without TTA (the run's oof.csv) and with it, over the same images, and the cost."""
     from podium.data.cache import build_cache
@@ -123,10 +159,10 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     plain = rd.oof(classes).set_index("id").loc[with_tta["id"]]
     y = task.parse(with_tta["label"])
     n_views = len(tta_views(names))
-    return {"file": written.name, "n": len(with_tta), "folds": folds, "metric": cfg.cv.metric,
-            "plain": task.score(y, plain[classes].to_numpy(dtype=np.float64)),
-            "tta": task.score(y, with_tta[classes].to_numpy(dtype=np.float64)),
-            "seconds": round(time.time() - t0, 1), "images_predicted": len(with_tta) * n_views}
+    return OOFWithTTA(file=written.name, n=len(with_tta), folds=folds, metric=cfg.cv.metric,
+                      plain=task.score(y, plain[classes].to_numpy(dtype=np.float64)),
+                      tta=task.score(y, with_tta[classes].to_numpy(dtype=np.float64)),
+                      seconds=round(time.time() - t0, 1), images_predicted=len(with_tta) * n_views)
 
 
 def _run_folds(run: Path, ids: pd.Series) -> np.ndarray:

@@ -9,6 +9,7 @@ drawn: the grid shows the image channels.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,16 @@ def make_grid(images: np.ndarray) -> np.ndarray:
     return canvas
 
 
+@dataclass(frozen=True)
+class PreviewResult:
+    out: Path  # the PNG written
+    n: int  # training images in the grid
+    size: tuple[int, int]  # the PNG's width and height (px)
+    preset: str  # augment.preset shown
+
+
 def write_preview(cfg: Config, out: Path, n: int = 16, seed: int = 0, overwrite: bool = False,
-                  config_path: Path | None = None) -> dict:
+                  config_path: Path | None = None) -> PreviewResult:
     """Write the grid of n augmented training images to `out` (PNG, atomically); refuse to replace a file unless
     `overwrite`, and ever to write over the config (`config_path`) or the data it names, or into a run folder."""
     from PIL import Image
@@ -98,4 +107,4 @@ def write_preview(cfg: Config, out: Path, n: int = 16, seed: int = 0, overwrite:
     picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     with atomic_path(out) as tmp:
         picture.save(tmp, format="PNG")
-    return {"out": out, "n": len(images), "size": picture.size, "preset": cfg.augment.preset}
+    return PreviewResult(out=out, n=len(images), size=picture.size, preset=cfg.augment.preset)

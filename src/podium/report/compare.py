@@ -182,8 +182,18 @@ def _per_class(a: Side, b: Side, ids: pd.Index, classes: list[str]) -> str:
     return table(["class", f"predicted by {a.name}", f"predicted by {b.name}", "Δ (B − A)"], rows)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    out: Path  # the HTML page
+    n: int  # ids both sides predict
+    n_differ: int  # of those, predicted differently
+    scores: dict[str, dict[str, float]]  # side name -> every score (empty without labels: test predictions)
+    a: str  # the sides' names
+    b: str
+
+
 def compare(path_a: Path | str, path_b: Path | str, out: Path | str | None = None, examples: int = EXAMPLES,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False) -> Comparison:
     """Write the comparison page (default: beside A, compare-<A>-vs-<B>.html, replaced; another existing `out` only
     with `overwrite`); returns its path and figures."""
     from podium.metrics import METRICS
@@ -230,7 +240,7 @@ def compare(path_a: Path | str, path_b: Path | str, out: Path | str | None = Non
     sections.insert(0, ("summary", "Summary", table(["", ""], summary, left=2)))
     atomic_write_text(out, page(f"podium compare: {a.name} vs {b.name}",
                                 f"generated in {time.time() - t0:.1f} s", sections))
-    return {"out": out, "n": len(ids), "n_differ": n_differ, "scores": scores, "a": a.name, "b": b.name}
+    return Comparison(out=out, n=len(ids), n_differ=n_differ, scores=scores, a=a.name, b=b.name)
 
 
 def _inputs(path_a: Path | str, path_b: Path | str, a: Side, b: Side) -> dict[str, Path]:

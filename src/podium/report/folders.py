@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +36,16 @@ def folder_names(classes: list[str]) -> dict[str, str]:
     return out
 
 
-def export_errors(run_path: Path | str, out: Path | str, include_all: bool = False, overwrite: bool = False) -> dict:
+@dataclass(frozen=True)
+class ErrorFolders:
+    out: Path  # OUT/<true>/<pred>/ image copies
+    written: int  # images copied
+    wrong: int  # of those, misclassified
+    missing: int  # OOF images whose file was not found
+    index: Path  # OUT/index.csv: one row per copy
+
+
+def export_errors(run_path: Path | str, out: Path | str, include_all: bool = False, overwrite: bool = False) -> ErrorFolders:
     """Copy misclassified (or all) OOF images into out/<true>/<pred>/; returns counts and the index path."""
     from podium.run.guard import data_paths
     from podium.run.marker import MARKER, is_podium_run
@@ -74,5 +84,5 @@ def export_errors(run_path: Path | str, out: Path | str, include_all: bool = Fal
     index = pd.DataFrame(records, columns=["file", "id", "fold", "true", "pred", "p_pred", "p_true", "source"])
     atomic_write_csv(out / "index.csv", index)
     wrong = int((index["true"] != index["pred"]).sum()) if len(index) else 0
-    return {"out": out, "written": len(index), "wrong": wrong, "missing": len(rows) - len(index),
-            "index": out / "index.csv"}
+    return ErrorFolders(out=out, written=len(index), wrong=wrong, missing=len(rows) - len(index),
+                        index=out / "index.csv")
