@@ -44,9 +44,9 @@ def test_submission_follows_template_order_and_class_names(trained, tiny_competi
 
 def test_tta_changes_probabilities_but_not_alignment(trained):
     plain = predict(trained, tta="none")
-    p0 = pd.read_csv(plain["test_probs"])[CLASSES].to_numpy()
+    p0 = pd.read_csv(plain.test_probs)[CLASSES].to_numpy()
     predict(trained, tta="hflip,vflip")
-    p1 = pd.read_csv(plain["test_probs"])[CLASSES].to_numpy()
+    p1 = pd.read_csv(plain.test_probs)[CLASSES].to_numpy()
     assert p0.shape == p1.shape and not np.allclose(p0, p1)
 
 
