@@ -153,7 +153,7 @@ def write(results: dict, args) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n| method | balanced acc | macro-F1 | weighted-F1 | recall, 3 rarest | OOF bal. acc | s |")
+    print("\n| method | balanced acc | macro-F1 | weighted-F1 | recall, 3 rarest | OOF bal. acc | s |")
     print("|---|---|---|---|---|---|---|")
     for row, r in results.items():
         print(f"| {row} | {r['balanced_accuracy']:.4f} | {r['f1_macro']:.4f} | {r['f1_weighted']:.4f} | "
