@@ -123,7 +123,8 @@ def main() -> None:
         for p in PRESETS:
             print(f"| {size} px, {r['channels']} ch, batch {r['batch']} | {p} | {r['ms_per_step'][p]:.0f} | "
                   f"{r['cpu_ms_per_step'][p]:.0f} | {r['cpu_ratio_to_light'][p]:.2f} | "
-                  f"{r['image_stage_cpu_ms_per_image'][p]:.3f} | {r['image_stage_cpu_ms_per_image'][p] * r['batch']:.0f} ms |")
+                  f"{r['image_stage_cpu_ms_per_image'][p]:.3f} | "
+                  f"{r['image_stage_cpu_ms_per_image'][p] * r['batch']:.0f} ms |")
     print(f"load average before {load_before}, after {result['load_average_after']}; wrote {RESULTS}")
 
 

@@ -158,7 +158,8 @@ def footer(cited: list[tuple[str, Any, str | None]]) -> str:
         if text not in seen:
             seen.add(text)
             names.append(text)
-    return "<sub>Rendered by `benchmarks/figures.py` from " + "; ".join(names) + ". Edit the results, not this table.</sub>"
+    return ("<sub>Rendered by `benchmarks/figures.py` from " + "; ".join(names)
+            + ". Edit the results, not this table.</sub>")
 
 
 # ----------------------------------------------------------------------------------------------- the registry
@@ -296,7 +297,8 @@ def near_duplicates(res: Results) -> str:
          f"{d['two_step_seconds_default']:.1f} s"],
         ["`podium data check` end to end (reads and decodes every file), without / with the search",
          f"{check[0]:.1f} s / {check[1]:.1f} s"],
-        [f"pairs the hash alone proposes within {' / '.join(within)} bits", " / ".join(num(v) for v in within.values())],
+        [f"pairs the hash alone proposes within {' / '.join(within)} bits",
+         " / ".join(num(v) for v in within.values())],
         [f"of those within {dist} bits, pairs the thumbnails confirm (correlation ≥ 0.99)",
          f"{num(d['confirmed_pairs_default'])} ({num(d['check_near_duplicate_findings'][search_key])} of them across "
          f"folds)"],
@@ -525,7 +527,8 @@ def train_overhead(res: Results) -> str:
          f"{ms['podium']:.0f} / {ms['bare']:.0f} ms: **{d['ratio_podium_over_bare']:.2f}×**"],
         ["each round, podium / bare",
          ", ".join(f"{a:.0f} / {b:.0f}" for a, b in zip(rounds["podium_ms"], rounds["bare_ms"])) + " ms"],
-        ["training GFLOP/s, podium / bare", f"{d['achieved_gflops']['podium']:.0f} / {d['achieved_gflops']['bare']:.0f}"],
+        ["training GFLOP/s, podium / bare",
+         f"{d['achieved_gflops']['podium']:.0f} / {d['achieved_gflops']['bare']:.0f}"],
         ["share of the fp32 matmul peak measured in the same run",
          f"{100 * d['share_of_peak']['podium']:.0f}% / {100 * d['share_of_peak']['bare']:.0f}% of "
          f"{d['fp32_matmul_peak_gflops']:.0f} GFLOP/s"],
@@ -575,7 +578,8 @@ def _measured_rows(res: Results) -> list[list[str]]:
     rows.append([f"podium's Lightning loop vs a bare PyTorch loop, `{s['model']}`, {s['size']} px, batch {s['batch']}, "
                  f"alternating rounds",
                  f"**{d['ratio_podium_over_bare']:.2f}×** time per step ({ms['podium']:.0f} vs {ms['bare']:.0f} ms); "
-                 f"training at {d['achieved_gflops']['podium']:.0f} GFLOP/s = {100 * d['share_of_peak']['podium']:.0f}% "
+                 f"training at {d['achieved_gflops']['podium']:.0f} GFLOP/s = "
+                 f"{100 * d['share_of_peak']['podium']:.0f}% "
                  f"of the fp32 matmul peak measured in the same run ({d['fp32_matmul_peak_gflops']:.0f} GFLOP/s)",
                  "`make bench-train`"])
     d = res.cite("fashion_mnist.json")
@@ -657,7 +661,8 @@ def _measured_rows(res: Results) -> list[list[str]]:
     errors = (1 - t["per_label_accuracy@fitted"]) / (1 - t["per_label_accuracy@0.5"]) - 1
     rows.append([f"multi-label thresholds fitted on OOF ({len(d['config']['data']['label_col'])} glyphs, 1,200 train / "
                  f"600 test)",
-                 f"test per-label accuracy {f4(t['per_label_accuracy@0.5'])} → **{f4(t['per_label_accuracy@fitted'])}** "
+                 f"test per-label accuracy {f4(t['per_label_accuracy@0.5'])} → "
+                 f"**{f4(t['per_label_accuracy@fitted'])}** "
                  f"({signed(errors * 100, 0, '−')}% errors), exact match {f3(t['exact_match@0.5'])} → "
                  f"{f3(t['exact_match@fitted'])}", "`make bench-tasks`"])
     d, e10 = res.cite("letters.json"), res.cite("letters-e10.json")

@@ -59,8 +59,8 @@ def test_scores(run: Path) -> dict:
     from sklearn.metrics import f1_score
 
     return {"per_label_accuracy": float((pred == y).mean()), "exact_match": float((pred == y).all(1).mean()),
-            "f1_micro": float(f1_score(y, pred, average="micro")), "f1_macro": float(f1_score(y, pred, average="macro")),
-            "n": len(sub)}
+            "f1_micro": float(f1_score(y, pred, average="micro")),
+            "f1_macro": float(f1_score(y, pred, average="macro")), "n": len(sub)}
 
 
 def main() -> None:
@@ -86,7 +86,8 @@ def main() -> None:
     predict(run_dir(cfg), overwrite=True)
     t_predict = time.time() - t2
     test = test_scores(run_dir(cfg))
-    thresholds = json.loads((run_dir(cfg) / "thresholds.json").read_text()) if (run_dir(cfg) / "thresholds.json").exists() else None
+    thresholds = (json.loads((run_dir(cfg) / "thresholds.json").read_text())
+                  if (run_dir(cfg) / "thresholds.json").exists() else None)
     out = {"benchmark": "letters", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": vars(args),
            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
            "oof": metrics.get("oof"), "thresholds": thresholds, "test": test,

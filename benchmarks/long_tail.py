@@ -87,8 +87,8 @@ def test_scores(run: Path, posthoc: bool, tta: str) -> dict:
     pred = p.argmax(1)
     recall = {c: float((pred[y == i] == i).mean()) for i, c in enumerate(FASHION_CLASSES)}
     return {"balanced_accuracy": METRICS["balanced_accuracy"].fn(y, p), "f1_macro": METRICS["f1_macro"].fn(y, p),
-            "f1_weighted": METRICS["f1_weighted"].fn(y, p), "recall_rarest3": float(np.mean([recall[c] for c in RAREST])),
-            "recall": recall}
+            "f1_weighted": METRICS["f1_weighted"].fn(y, p),
+            "recall_rarest3": float(np.mean([recall[c] for c in RAREST])), "recall": recall}
 
 
 def main() -> None:
@@ -153,7 +153,7 @@ def write(results: dict, args) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n| method | balanced acc | macro-F1 | weighted-F1 | recall, 3 rarest | OOF bal. acc | s |")
+    print("\n| method | balanced acc | macro-F1 | weighted-F1 | recall, 3 rarest | OOF bal. acc | s |")
     print("|---|---|---|---|---|---|---|")
     for row, r in results.items():
         print(f"| {row} | {r['balanced_accuracy']:.4f} | {r['f1_macro']:.4f} | {r['f1_weighted']:.4f} | "

@@ -90,7 +90,8 @@ def main() -> None:
     res["planted_proposed"] = {str(k): float((gap <= k).mean()) for k in range(0, 9, 2)}
     i, j, _, _ = near_duplicate_pairs(sketches[:1000] + copies, NEAR_DUP_DISTANCE)
     res["planted_reported"] = float(len({(a, b) for a, b in zip(i, j) if b == a + 1000}) / 1000)
-    print(f"planted copies proposed within d: {res['planted_proposed']}; reported: {res['planted_reported']}", flush=True)
+    print(f"planted copies proposed within d: {res['planted_proposed']}; reported: {res['planted_reported']}",
+          flush=True)
 
     if (FOLDER / "train.csv").exists():
         from podium.config import from_dict
@@ -103,7 +104,8 @@ def main() -> None:
             report, sec = timed(check_data, cfg, dist)
             res["check_seconds"][name] = round(sec, 1)
             shown = [p for p in report.leakage if p.kind == "near-duplicate"]
-            more = int(shown[-1].where.split()[0]) if shown and shown[-1].where.endswith("more near-duplicate pairs") else 0
+            more = (int(shown[-1].where.split()[0])
+                    if shown and shown[-1].where.endswith("more near-duplicate pairs") else 0)
             res.setdefault("check_near_duplicate_findings", {})[name] = len(shown) - (1 if more else 0) + more
         print(f"podium data check on 60,000 images: {res['check_seconds']}", flush=True)
     res["loadavg_after"] = os.getloadavg()

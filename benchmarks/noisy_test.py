@@ -111,7 +111,7 @@ def write(rows: dict, args, seconds: float) -> None:
            "target": "documents corrupted macro-F1 >= 0.9 x reference (none on clean test); none collapses",
            "target_met": bool(recovered) and recovered.get("documents", 0) >= 0.9}
     out = write_results(RESULTS, out)
-    print(f"\n| augment.preset | macro-F1, corrupted test | macro-F1, clean test | corrupted / reference | train s |")
+    print("\n| augment.preset | macro-F1, corrupted test | macro-F1, clean test | corrupted / reference | train s |")
     print("|---|---|---|---|---|")
     for p, r in rows.items():
         share = f"{recovered[p]:.0%}" if recovered else "-"

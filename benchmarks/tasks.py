@@ -6,9 +6,9 @@ multilabel  S0 in miniature: 32 x 32 images holding any of 8 glyphs (fixed rando
             and on the test set, at 0.5 and at the thresholds fitted on the OOF for cv.metric.
 multitask   S1 in miniature: 18 classes = mask (3 glyphs) x gender (2 brightness levels) x age (3 glyph sizes), the
             class 6*mask + 3*gender + age; each person has one gender, one age and one background texture and six
-            images; 150 people (900 images, 3 folds grouped by person; --people), 60 held-out people (360 images). The same
-            data, folds, network and budget twice: one backbone with three heads (data.task=multitask) and one
-            18-way head (data.task=multiclass on the combined column).
+            images; 150 people (900 images, 3 folds grouped by person; --people), 60 held-out people (360 images).
+            The same data, folds, network and budget twice: one backbone with three heads (data.task=multitask) and
+            one 18-way head (data.task=multiclass on the combined column).
 
     .venv/bin/python benchmarks/tasks.py [--epochs 12] [--parts multilabel,multitask] [--people 150]
 
@@ -133,8 +133,8 @@ def run_multilabel(args) -> dict:
     test = {f"{name}@{which}": MULTILABEL_METRICS[name].fn(y, probs, t) for name in names
             for which, t in (("0.5", 0.5), ("fitted", fitted))}
     return {"config": cfg.model_dump(mode="json"), "seconds": round(seconds, 1), "thresholds": thr["thresholds"],
-            "oof_at_0.5": {n: thr["oof_before"][n] for n in names}, "oof_fitted": {n: thr["oof_after"][n] for n in names},
-            "test": test, "oof_mAP": metrics["oof"]["mAP"]}
+            "oof_at_0.5": {n: thr["oof_before"][n] for n in names},
+            "oof_fitted": {n: thr["oof_after"][n] for n in names}, "test": test, "oof_mAP": metrics["oof"]["mAP"]}
 
 
 def run_multitask(args) -> dict:
@@ -145,7 +145,8 @@ def run_multitask(args) -> dict:
     cv = {"strategy": "group", "group_col": "person"}
     out = {}
     variants = {
-        "three_heads": {"task": "multitask", "label_col": ["mask", "gender", "age"], "combine": "6*mask + 3*gender + age"},
+        "three_heads": {"task": "multitask", "label_col": ["mask", "gender", "age"],
+                        "combine": "6*mask + 3*gender + age"},
         "one_head_18": {"task": "multiclass", "label_col": "label"},
     }
     for name, data in variants.items():

@@ -134,7 +134,8 @@ def main() -> None:
         "ms_per_step": {"podium": p * 1e3, "bare": b * 1e3}, "ratio_podium_over_bare": p / b,
         "rounds": {"podium_ms": [x * 1e3 for x in podium_t], "bare_ms": [x * 1e3 for x in bare_t]},
         "train_gflop_per_step": flops / 1e9, "achieved_gflops": {"podium": flops / p / 1e9, "bare": flops / b / 1e9},
-        "fp32_matmul_peak_gflops": peak, "fp32_matmul_gflops_before_after": peaks, "share_of_peak": {"podium": flops / p / 1e9 / peak, "bare": flops / b / 1e9 / peak},
+        "fp32_matmul_peak_gflops": peak, "fp32_matmul_gflops_before_after": peaks,
+        "share_of_peak": {"podium": flops / p / 1e9 / peak, "bare": flops / b / 1e9 / peak},
     }
     write_results(RESULTS, result)
     print(f"podium/bare time per step: {p / b:.3f} (target <= 1.10); podium {p * 1e3:.1f} ms, bare {b * 1e3:.1f} ms")

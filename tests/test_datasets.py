@@ -88,7 +88,9 @@ def test_fashion_noisy_keeps_train_clean_and_corrupts_test_from_the_seed(tmp_pat
     assert np.array_equal(noisy, ds.corrupt_like_scans(test_x, 1))
     assert not np.array_equal(noisy, ds.corrupt_like_scans(test_x, 2))
     # each corrupted image is closest to one of the 8 rotations/flips of its original, and not always the original
-    views = lambda x: [np.rot90(v, k) for v in (x, x[:, ::-1]) for k in range(4)]
+    def views(x):
+        return [np.rot90(v, k) for v in (x, x[:, ::-1]) for k in range(4)]
+
     nearest = [int(np.argmin([np.abs(noisy[i].mean(-1) - v).mean() for v in views(test_x[i].astype(float))]))
                for i in range(40)]
     assert len(set(nearest)) >= 4

@@ -42,7 +42,8 @@ def _loss(name: str, args: dict, ctx: LossContext = CTX, z=Z, y=Y, epoch: int = 
 def test_cross_entropy_with_label_smoothing():
     expect = (_ce(Z[0], 0, 0.1) + _ce(Z[1], 2, 0.1)) / 2
     assert _loss("cross_entropy", {}) == pytest.approx(expect, rel=1e-5)  # default smoothing 0.1
-    assert _loss("cross_entropy", {"label_smoothing": 0.0}) == pytest.approx((_ce(Z[0], 0) + _ce(Z[1], 2)) / 2, rel=1e-5)
+    assert _loss("cross_entropy", {"label_smoothing": 0.0}) == pytest.approx(
+        (_ce(Z[0], 0) + _ce(Z[1], 2)) / 2, rel=1e-5)
 
 
 def test_weighted_cross_entropy_is_a_weighted_mean():
@@ -190,7 +191,8 @@ def _bce_cells(z: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_bce_is_binary_cross_entropy_per_cell_with_optional_pos_weight():
-    assert float(create_loss("bce", {}, ML_CTX)(ML_LOGITS, ML_Y)) == pytest.approx(_bce_cells(ML_LOGITS, ML_Y), rel=1e-6)
+    assert float(create_loss("bce", {}, ML_CTX)(ML_LOGITS, ML_Y)) == pytest.approx(
+        _bce_cells(ML_LOGITS, ML_Y), rel=1e-6)
     balanced = create_loss("bce", {"pos_weight": "balanced"}, ML_CTX)
     np.testing.assert_allclose(balanced.pos_weight.numpy(), [10 / 30, 35 / 5, 39 / 1], rtol=1e-6)  # n_neg / n_pos
     w = torch.tensor([1 / 3, 7.0, 39.0])

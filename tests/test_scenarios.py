@@ -85,7 +85,8 @@ def test_profiles_labels_persons_and_mask_states(tmp_path):
     assert not set(train["person"]) & set(truth["person"])  # test persons are new
     for frame in (train, truth):
         assert (frame["label"] == 6 * frame["mask"] + 3 * frame["gender"] + frame["age"]).all()
-        assert frame["mask"].isin([0, 1, 2]).all() and frame["gender"].isin([0, 1]).all() and frame["age"].isin([0, 1, 2]).all()
+        assert (frame["mask"].isin([0, 1, 2]).all() and frame["gender"].isin([0, 1]).all()
+                and frame["age"].isin([0, 1, 2]).all())
         for _, rows in frame.groupby("person"):
             assert sorted(rows["mask"]) == sorted(MASKS) == [0, 0, 0, 0, 0, 1, 2]
             assert rows["gender"].nunique() == 1 and rows["age"].nunique() == 1
@@ -97,7 +98,8 @@ def test_profiles_config_trains_by_person_today(tmp_path, monkeypatch):
     make_profiles(out, n=70, size=32)
     monkeypatch.chdir(tmp_path)
     cfg = load_config(out / "config.yaml")
-    assert cfg.cv.strategy == "group" and cfg.cv.group_col == "person" and cfg.data.classes == [str(c) for c in range(18)]
+    assert (cfg.cv.strategy == "group" and cfg.cv.group_col == "person"
+            and cfg.data.classes == [str(c) for c in range(18)])
     _, folds, _ = make_folds_file(cfg)
     person = _csv(out, "train.csv").set_index("id")["person"]
     assert folds.assign(person=folds["id"].map(person)).groupby("person")["fold"].nunique().eq(1).all()

@@ -33,7 +33,8 @@ def test_registry_lists_every_kind_and_config_names_them():
 def test_config_defaults_follow_the_task():
     ml = load_config(None, ["data.task=multilabel", "data.label_col=[a, b]"])
     assert (ml.train.loss, ml.cv.metric, ml.cv.strategy) == ("bce", "per_label_accuracy", "multilabel")
-    assert check_config(load_config(None, ["data.task=multilabel", "train.loss=asl"])).train.loss_args["gamma_neg"] == 4.0
+    assert check_config(
+        load_config(None, ["data.task=multilabel", "train.loss=asl"])).train.loss_args["gamma_neg"] == 4.0
     mc = load_config(None)
     assert (mc.train.loss, mc.cv.metric, mc.cv.strategy) == ("cross_entropy", "accuracy", "stratified")  # unchanged
     mt = load_config(None, ["data.task=multitask", "data.label_col=[mask, age]", "cv.metric=accuracy_age"])

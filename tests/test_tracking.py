@@ -47,7 +47,8 @@ def test_mlflow_parent_run_holds_params_scores_and_artifacts(tracked, mlflow_run
         ("0.003", "podium_cnn", "2", "True")
     m = parent.data.metrics
     assert m["cv"] == metrics["cv"] and m["cv_fold_std"] == metrics["cv_fold_std"]
-    assert m["oof_logloss"] == metrics["oof"]["logloss"] and m["fold1_f1_macro"] == metrics["folds"]["fold1"]["f1_macro"]
+    assert (m["oof_logloss"] == metrics["oof"]["logloss"]
+            and m["fold1_f1_macro"] == metrics["folds"]["fold1"]["f1_macro"])
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"config.yaml", "metrics.json", "oof.csv",
                                                                         "report.html"}
     local = Path(client.download_artifacts(parent.info.run_id, "config.yaml", str(rd.parent / "dl")))

@@ -39,7 +39,8 @@ def test_run_folder_oof_and_metrics(tiny_competition):
     assert sorted(oof["id"]) == sorted(train_ids) and oof["id"].is_unique  # every train id exactly once
     assert list(oof.columns) == ["id", "fold", "label", *CLASSES]
     folds = pd.read_csv(rd / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
-    assert (oof.set_index("id")["fold"] == folds.loc[oof["id"]]).all()  # each row predicted by the model that never saw it
+    assert (oof.set_index("id")["fold"] == folds.loc[oof["id"]]).all()  # each row predicted by the model
+                                                                        # that never saw it
     np.testing.assert_allclose(oof[CLASSES].sum(1), 1.0, atol=1e-6)
     y = oof["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
     expect = score_all(y, oof[CLASSES].to_numpy())
@@ -130,7 +131,8 @@ def test_frozen_backbone_keeps_its_initial_weights(tiny_competition):
     train(cfg, folds=[0])
     seed_everything(cfg.train.seed + 0)  # the init train_fold draws for fold 0
     init = create_model(cfg.model, len(CLASSES), 1)
-    state = torch.load(tiny_competition.parent / "runs" / "tiny" / "fold0" / "best.ckpt", weights_only=True)["state_dict"]
+    state = torch.load(tiny_competition.parent / "runs" / "tiny" / "fold0" / "best.ckpt",
+                       weights_only=True)["state_dict"]
     trained = create_model(cfg.model, len(CLASSES), 1)
     trained.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     for a, b in zip(backbone_parameters(init), backbone_parameters(trained)):
@@ -203,6 +205,7 @@ def test_classifier_retraining_refuses_a_mismatched_start(tiny_competition):
     folds = pd.read_csv(first / "folds.csv", dtype={"id": str})
     folds.loc[0, "fold"] = (folds.loc[0, "fold"] + 1) % 3
     folds.to_csv(first / "folds.csv", index=False)
-    with pytest.raises(PodiumError, match=rf"used other folds than this config \(1 id\(s\) differ, first: {folds.loc[0, 'id']}"):
+    with pytest.raises(PodiumError,
+                       match=rf"used other folds than this config \(1 id\(s\) differ, first: {folds.loc[0, 'id']}"):
         train(crt("name=c3"), folds=[0])
     assert not (tiny_competition.parent / "runs" / "c3").exists()

@@ -46,10 +46,14 @@ class DataConfig(_Section):
     id_col: str = "id"  # column naming each image
     path_col: str | None = None  # column with each image's path (relative to image_dir); else <id>.<ext>
     task: str = "multiclass"  # one class per image | any set of labels | one class per task (`podium list tasks`)
-    label_col: str | list[str] = "label"  # column with each image's class; multilabel: one 0/1 column per label (a list) or one column of delimited labels; multitask: one column per task (a list)
+    label_col: str | list[str] = "label"  # column with each image's class; multilabel: one 0/1 column per label
+                                          # (a list) or one column of delimited labels;
+                                          # multitask: one column per task (a list)
     label_sep: str = " "  # multilabel: the separator of a delimited label column (and of a delimited submission)
-    combine: str | None = None  # multitask: submission class from the tasks' classes, a formula ("6*mask + 3*gender + age") or a CSV table (one column per task + one for the class)
-    classes: list[Annotated[str, BeforeValidator(str)]] | None = None  # class names in output order; default: sorted unique labels
+    combine: str | None = None  # multitask: submission class from the tasks' classes, a formula
+                                # ("6*mask + 3*gender + age") or a CSV table (one column per task + one for the class)
+    classes: list[Annotated[str, BeforeValidator(str)]] | None = None  # class names in output order; default: sorted
+                                                                       # unique labels
     train_dir: Path | None = None  # folder-per-class alternative to train_csv: train_dir/<class>/<image>
     test_dir: Path | None = None  # folder of unlabelled test images (alternative to test_csv)
     sample_submission: Path | None = None  # the competition's template; predict copies its ids and columns
@@ -58,8 +62,10 @@ class DataConfig(_Section):
     channels: Literal["auto", 1, 3] = "auto"  # 1 = grayscale, 3 = RGB; auto: 1 if every image is grayscale
     subset: int | None = None  # use a label-stratified subset of N training images (quick experiments)
     cache_dir: Path | None = None  # where decoded images are cached; default <output_dir>/cache
-    center_crop: float = 1.0  # keep this central fraction of each side before fitting to image_size (S4: 0.9 drops borders)
-    allow_outside_image_dir: bool = False  # accept ids / path_col values that resolve (symlinks too) outside the image folder
+    center_crop: float = 1.0  # keep this central fraction of each side before fitting to image_size
+                              # (S4: 0.9 drops borders)
+    allow_outside_image_dir: bool = False  # accept ids / path_col values that resolve (symlinks too) outside
+                                           # the image folder
 
     @model_validator(mode="after")
     def _one_train_source(self):
@@ -106,12 +112,15 @@ class DataConfig(_Section):
 
 
 class CVConfig(_Section):
-    strategy: str = "stratified"  # how folds are drawn (`podium list strategies`; multilabel: iterative stratification of every label; unset: multilabel for data.task=multilabel)
+    strategy: str = "stratified"  # how folds are drawn (`podium list strategies`;
+                                  # multilabel: iterative stratification of every label;
+                                  # unset: multilabel for data.task=multilabel)
     n_folds: int = 5  # number of folds (K)
     seed: Seed = 42  # seed of the fold shuffle (and of data.subset)
     group_col: str | None = None  # column whose values never span two folds (person, patient, session)
     folds_file: Path | None = None  # where folds.csv lives; default: next to the training data
-    metric: str = "accuracy"  # the metric reported as `cv` (`podium list metrics`); unset: per_label_accuracy for data.task=multilabel
+    metric: str = "accuracy"  # the metric reported as `cv` (`podium list metrics`);
+                              # unset: per_label_accuracy for data.task=multilabel
 
     @model_validator(mode="after")
     def _groups(self):
@@ -127,12 +136,14 @@ class ModelConfig(_Section):
     pretrained: bool = True  # start from ImageNet weights found offline (`podium list models` shows which)
     weights: Path | None = None  # a local .pth / .safetensors to start from instead (state dict)
     in_chans: PositiveInt | None = None  # input channels; default: the data's (1 grayscale, 3 RGB)
-    drop_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # dropout before the classifier (0.2 suits EfficientNets; costs podium_cnn ~0.5 pt)
+    drop_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # dropout before the classifier
+                                                              # (0.2 suits EfficientNets; costs podium_cnn ~0.5 pt)
     freeze: Literal["none", "backbone", "backbone_until"] = "none"  # train all | head only | head first
     freeze_epochs: NonNegativeInt = 1  # with freeze=backbone_until: epochs trained with the backbone frozen
     head: str = "linear"  # the classifier (`podium list heads`)
     head_scale: float = 30.0  # cosine heads: logits = head_scale x cos(angle between features and class weights)
-    head_margin: NonNegativeFloat | None = None  # arcface (radians) / cosface margin on the true class while training; None: the head's default (`podium list heads`)
+    head_margin: NonNegativeFloat | None = None  # arcface (radians) / cosface margin on the true class while training;
+                                                 # None: the head's default (`podium list heads`)
 
     @model_validator(mode="after")
     def _head(self):
@@ -158,20 +169,30 @@ class AugmentConfig(_Section):
     shift: Annotated[float, Field(ge=0.0, lt=0.5)] | None = None  # random translation up to this fraction of the side
     scale: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None  # random zoom by up to +-this fraction
     rotate: Annotated[float, Field(ge=0.0, le=180.0)] | None = None  # random rotation up to +-this many degrees
-    perspective: Annotated[float, Field(ge=0.0, le=0.5)] | None = None  # random perspective: corners move up to this fraction
-    colour: Annotated[float, Field(ge=0.0, le=1.0)] | None = None  # brightness/contrast (+ saturation/hue on RGB) jitter up to +-this
+    perspective: Annotated[float, Field(ge=0.0, le=0.5)] | None = None  # random perspective:
+                                                                        # corners move up to this fraction
+    colour: Annotated[float, Field(ge=0.0, le=1.0)] | None = None  # brightness/contrast (+ saturation/hue on RGB)
+                                                                   # jitter up to +-this
     blur: Fraction | None = None  # probability of a Gaussian or motion blur
-    noise: Annotated[float, Field(ge=0.0, le=1.0)] | None = None  # Gaussian noise of std up to this fraction of 255 (half the images)
+    noise: Annotated[float, Field(ge=0.0, le=1.0)] | None = None  # Gaussian noise of std up to this fraction of 255
+                                                                  # (half the images)
     iso_noise: Fraction | None = None  # probability of camera-sensor (ISO) noise; RGB only, skipped on grayscale
     dropout: Fraction | None = None  # probability of blanking 1-3 random rectangles (coarse dropout)
     jpeg: Fraction | None = None  # probability of JPEG artefacts (quality 30-90)
-    normalize: Literal["auto", "imagenet", "data"] = "auto"  # auto: the pretrained weights' stats, else 0.5 | ImageNet's | the training images' own (stored in run.json)
+    normalize: Literal["auto", "imagenet", "data"] = "auto"  # auto: the pretrained weights' stats, else 0.5
+                                                             # | ImageNet's
+                                                             # | the training images' own (stored in run.json)
     edges: bool = False  # append a Canny edge channel as an extra input (first conv gets one more input, S4)
-    mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # mixup: blend image pairs, lam ~ Beta(alpha, alpha) per batch (0 = off; 0.2-0.4 usual)
-    cutmix_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # cutmix: paste a box of the partner image, area share ~ Beta(alpha, alpha) (0 = off; 1.0 usual)
-    mix_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # probability that a batch is mixed at all (with an alpha > 0)
-    mix_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5  # both alphas > 0: probability a mixed batch uses cutmix rather than mixup
-    mix_off_epoch: Annotated[int, Field(ge=0)] | None = None  # 0-based epoch from which batches are no longer mixed (clean last epochs); None: mix to the end
+    mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # mixup: blend image pairs, lam ~ Beta(alpha, alpha) per batch
+                                                        # (0 = off; 0.2-0.4 usual)
+    cutmix_alpha: Annotated[float, Field(ge=0.0)] = 0.0  # cutmix: paste a box of the partner image,
+                                                         # area share ~ Beta(alpha, alpha) (0 = off; 1.0 usual)
+    mix_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # probability that a batch is mixed at all
+                                                             # (with an alpha > 0)
+    mix_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5  # both alphas > 0: probability a mixed batch uses
+                                                                    # cutmix rather than mixup
+    mix_off_epoch: Annotated[int, Field(ge=0)] | None = None  # 0-based epoch from which batches are no longer mixed
+                                                              # (clean last epochs); None: mix to the end
 
 
 # ----------------------------------------------------------------------------------- task defaults
@@ -179,9 +200,9 @@ class AugmentConfig(_Section):
 # ...) are plain strings here: podium.tasks.check_config checks them, and each entry's parameters, against the
 # registries (`podium list`), which sit above this module.
 
-DEFAULT_LOSS = {"multiclass": "cross_entropy", "multilabel": "bce", "multitask": "cross_entropy"}  # train.loss when unset
-DEFAULT_METRIC = {"multiclass": "accuracy", "multilabel": "per_label_accuracy", "multitask": "accuracy"}  # cv.metric when unset
-DEFAULT_STRATEGY = {"multiclass": "stratified", "multilabel": "multilabel", "multitask": "stratified"}  # cv.strategy when unset
+DEFAULT_LOSS = {"multiclass": "cross_entropy", "multilabel": "bce", "multitask": "cross_entropy"}  # train.loss
+DEFAULT_METRIC = {"multiclass": "accuracy", "multilabel": "per_label_accuracy", "multitask": "accuracy"}  # cv.metric
+DEFAULT_STRATEGY = {"multiclass": "stratified", "multilabel": "multilabel", "multitask": "stratified"}  # cv.strategy
 
 
 class TrainConfig(_Section):
@@ -194,20 +215,30 @@ class TrainConfig(_Section):
     warmup_epochs: NonNegativeInt = 1  # epochs of linear warmup from warmup_lr to lr
     warmup_lr: NonNegativeFloat = 1e-5  # learning rate at the first step of warmup
     min_lr: NonNegativeFloat = 1e-6  # floor of the cosine decay
-    loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args; unset: bce for data.task=multilabel
-    task_weights: list[NonNegativeFloat] | None = None  # data.task=multitask: loss = sum_t w_t x loss_t, one weight per task in data.label_col order; None: all 1
-    loss_args: Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; null: none; unset ones take defaults (filled in by podium.tasks.check_config)
+    loss: str = "cross_entropy"  # the loss (`podium list losses`); its parameters go in loss_args;
+                                 # unset: bce for data.task=multilabel
+    task_weights: list[NonNegativeFloat] | None = None  # data.task=multitask: loss = sum_t w_t x loss_t,
+                                                        # one weight per task in data.label_col order; None: all 1
+    loss_args: Annotated[
+        dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)
+    ] = {}  # parameters of train.loss, e.g. {gamma: 1.0} for focal; null: none; unset ones take defaults
+            # (filled in by podium.tasks.check_config)
     sampler: str = "auto"  # `podium list samplers`; auto: random, class_balanced when stage=classifier
-    repeat_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # sampler=repeat_factor: a class holding a share f < t of the images is drawn sqrt(t/f) times as often
-    stage: Literal["full", "classifier"] = "full"  # full: train everything | classifier: retrain only the classifier of init_from's folds (cRT)
+    repeat_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # sampler=repeat_factor:
+                                                                     # a class holding a share f < t of the images
+                                                                     # is drawn sqrt(t/f) times as often
+    stage: Literal["full", "classifier"] = "full"  # full: train everything |
+                                                   # classifier: retrain only the classifier of init_from's folds (cRT)
     init_from: Path | None = None  # stage=classifier: the trained run whose fold<k>/best.ckpt fold k starts from
-    reinit_classifier: bool = True  # stage=classifier: start the classifier afresh (Kang et al. 2020) or from the trained one
+    reinit_classifier: bool = True  # stage=classifier: start the classifier afresh (Kang et al. 2020)
+                                    # or from the trained one
     patience: NonNegativeInt = 5  # early stopping: epochs without a better validation metric (0 = never stop early)
     ema: bool = False  # keep an exponential moving average of the weights and validate/predict with it
     ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999  # EMA decay per optimizer step
     accumulate: PositiveInt = 1  # batches whose gradients add up before one optimizer step
     grad_clip: PositiveFloat | None = None  # clip the gradient norm to this value (None = off)
-    layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # layer-wise lr decay: each earlier block gets lr x this (None = off)
+    layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # layer-wise lr decay: each earlier block gets
+                                                                        # lr x this (None = off)
     precision: Literal["auto", "32", "bf16", "16"] = "auto"  # auto: fp32 on CPU, bf16/fp16 mixed on GPU
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"  # where to train
     devices: PositiveInt = 1  # GPUs (DDP when > 1)
@@ -240,7 +271,8 @@ class TrainConfig(_Section):
 
 class PosthocConfig(_Section):
     method: str = "none"  # fitted on OOF after training, applied by predict (`podium list posthoc`)
-    tau: NonNegativeFloat | None = None  # logit_adjust: this tau; None: the tau in 0, 0.05, ..., tau_max that maximises cv.metric on OOF
+    tau: NonNegativeFloat | None = None  # logit_adjust: this tau;
+                                         # None: the tau in 0, 0.05, ..., tau_max that maximises cv.metric on OOF
     tau_max: Annotated[float, Field(gt=0.0)] = 2.0  # logit_adjust: top of the tau search
 
 
@@ -250,7 +282,9 @@ def _comma_list(value: Any) -> Any:
 
 
 class TTAConfig(_Section):
-    views: Annotated[list[str], BeforeValidator(_comma_list)] = []  # test-time views added to the identity by `podium predict`, e.g. [hflip] (`podium list tta`); --tta overrides
+    views: Annotated[list[str], BeforeValidator(_comma_list)] = []  # test-time views added to the identity by
+                                                                    # `podium predict`, e.g. [hflip]
+                                                                    # (`podium list tta`); --tta overrides
     combine: str = "mean_probs"  # how the views' outputs are averaged: mean_probs | mean_logits (`podium list tta`)
 
 
@@ -306,7 +340,8 @@ class Config(_Section):
         if not isinstance(data, dict):
             return data
         section = data.get("data")
-        task = section.get("task", "multiclass") if isinstance(section, dict) else getattr(section, "task", "multiclass")
+        task = (section.get("task", "multiclass") if isinstance(section, dict)
+                else getattr(section, "task", "multiclass"))
         if task not in DEFAULT_LOSS or task == "multiclass":
             return data
         data = dict(data)

@@ -50,7 +50,8 @@ class CosineHead(nn.Module):
         return logits
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, scale={self.scale}, margin={self.margin}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, scale={self.scale}, "
+                f"margin={self.margin}")
 
 
 class ArcFaceHead(CosineHead):

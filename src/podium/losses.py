@@ -64,7 +64,8 @@ class FocalArgs(Params):
 
 
 class SoftF1Args(Params):
-    eps: Annotated[float, Field(gt=0.0)] = 1e-7  # keeps each class's F1 defined when a batch neither holds nor predicts it
+    eps: Annotated[float, Field(gt=0.0)] = 1e-7  # keeps each class's F1 defined when a batch neither holds nor
+                                                 # predicts it
 
 
 class BalancedSoftmaxArgs(Params):
@@ -72,18 +73,23 @@ class BalancedSoftmaxArgs(Params):
 
 
 class LogitAdjustedArgs(Params):
-    tau: NonNegativeFloat = 1.0  # logits + tau x log(class prior) while training (Menon et al. 2021; 1 = balanced softmax)
+    tau: NonNegativeFloat = 1.0  # logits + tau x log(class prior) while training
+                                 # (Menon et al. 2021; 1 = balanced softmax)
     label_smoothing: Smoothing = 0.0  # as cross_entropy's
 
 
 class LDAMArgs(Params):
-    max_margin: Annotated[float, Field(gt=0.0)] = 0.5  # cosine margin of the rarest class; class c: max_margin x (n_min/n_c)^(1/4)
-    drw_epoch: Annotated[int, Field(ge=0)] | None = None  # deferred re-weighting from this epoch; None: 80% of train.epochs
+    max_margin: Annotated[float, Field(gt=0.0)] = 0.5  # cosine margin of the rarest class;
+                                                       # class c: max_margin x (n_min/n_c)^(1/4)
+    drw_epoch: Annotated[int, Field(ge=0)] | None = None  # deferred re-weighting from this epoch;
+                                                          # None: 80% of train.epochs
     beta: Beta = 0.9999  # DRW's effective-number weights (Cao et al. 2019)
 
 
 class BCEArgs(Params):
-    pos_weight: Literal["none", "balanced"] | list[NonNegativeFloat] = "none"  # weight of each label's positives: none | n_neg/n_pos per label | a list in label order
+    pos_weight: Literal["none", "balanced"] | list[NonNegativeFloat] = "none"  # weight of each label's positives:
+                                                                               # none | n_neg/n_pos per label
+                                                                               # | a list in label order
     label_smoothing: Smoothing = 0.0  # targets y -> y(1 - s) + s/2
 
 

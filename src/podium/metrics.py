@@ -15,7 +15,8 @@ from podium.registry import Entry, Registry
 
 @dataclass(frozen=True)
 class Metric:
-    fn: Callable[..., float]  # (y_true [N], probs [N, C]) -> score; multi-label: (y [N, K], probs [N, K], thresholds [K])
+    fn: Callable[..., float]  # (y_true [N], probs [N, C]) -> score;
+                              # multi-label: (y [N, K], probs [N, K], thresholds [K])
     higher_is_better: bool
 
     def __call__(self, *args) -> float:
@@ -106,7 +107,9 @@ MULTILABEL_METRICS_REGISTRY = Registry("metrics", "cv.metric", [
     Entry("f1_samples", "mean over images of each image's F1", None,
           Metric(lambda y, p, t: float(_f1(*ml_counts(y, _decide(p, t), 1)).mean()), True)),
     Entry("mAP", "mean over labels of average precision (ranking quality; no thresholds)", None, Metric(_ml_map, True)),
-    Entry("logloss", "binary cross-entropy per (image, label) cell (lower is better)", None, Metric(_ml_logloss, False)),
+    Entry("logloss", "binary cross-entropy per (image, label) cell (lower is better)", None,
+          Metric(_ml_logloss, False)),
 ], noun="metric", scope="data.task=multilabel")
 MULTILABEL_METRICS: dict[str, Metric] = MULTILABEL_METRICS_REGISTRY.builds()
-THRESHOLD_FREE = ("mAP", "logloss")  # multi-label metrics of the probabilities themselves: thresholds cannot change them
+THRESHOLD_FREE = ("mAP", "logloss")  # multi-label metrics of the probabilities themselves:
+                                     # thresholds cannot change them

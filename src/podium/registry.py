@@ -63,7 +63,8 @@ class Registry:
 
     def __init__(self, name: str, key: str, entries: Iterable[Entry], *, noun: str, scope: str = "",
                  params_key: str = "", note: str = ""):
-        self.name, self.key, self.noun, self.scope, self.params_key, self.note = name, key, noun, scope, params_key, note
+        self.name, self.key, self.noun, self.scope, self.params_key, self.note = (
+            name, key, noun, scope, params_key, note)
         self.entries: tuple[Entry, ...] = tuple(entries)
         seen: set[str] = set()
         for entry in self.entries:

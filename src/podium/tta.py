@@ -87,7 +87,8 @@ TTA = Registry("tta", "tta.views", [
     Entry("rot90s", "rotated by 90, 180 and 270 degrees (3 views): data with no up, square images", None,
           _views(*((f"rot{90 * k}", _rot(k)) for k in (1, 2, 3)))),
     Entry("multi-scale", f"content zoomed by {' and '.join(f'{z:g}' for z in ZOOMS)} about the centre, kept at the "
-                         "model's size (2 views)", None, _views(*((f"zoom{z:g}", lambda x, z=z: zoom(x, z)) for z in ZOOMS))),
+                         "model's size (2 views)", None,
+          _views(*((f"zoom{z:g}", lambda x, z=z: zoom(x, z)) for z in ZOOMS))),
     Entry("five-crop", f"4 corner crops and the centre crop ({CROP:g} of the side) resized back (5 views)", None,
           _views(*((name, _crop(i)) for i, name in enumerate(["crop_tl", "crop_tr", "crop_bl", "crop_br",
                                                               "crop_center"])))),

@@ -301,9 +301,11 @@ def test_an_unwritable_cache_folder_says_to_set_data_cache_dir(files, tmp_path, 
 
 def test_a_file_in_place_of_the_cache_folder_says_to_set_data_cache_dir(files, tmp_path):
     (tmp_path / "cache").write_text("not a folder")
-    with pytest.raises(PodiumError, match=r"'.*cache': a file stands where a folder is needed\. Move that file, or write elsewhere: set data\.cache_dir="):
+    with pytest.raises(PodiumError, match=r"'.*cache': a file stands where a folder is needed\. "
+                                          r"Move that file, or write elsewhere: set data\.cache_dir="):
         build_cache(files, 8, "resize", 3, tmp_path / "cache", progress=False, workers=1)
-    with pytest.raises(PodiumError, match=r"Cannot write '.*cache/sub': a part of the path is a file.*set data\.cache_dir="):
+    with pytest.raises(PodiumError,
+                       match=r"Cannot write '.*cache/sub': a part of the path is a file.*set data\.cache_dir="):
         build_cache(files, 8, "resize", 3, tmp_path / "cache" / "sub", progress=False, workers=1)
 
 

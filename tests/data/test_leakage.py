@@ -56,7 +56,8 @@ def test_near_copies_are_found_and_distinct_pictures_are_not(monkeypatch):
     grey = Image.fromarray(originals[0]).convert("L")
     assert sketches[0].phash == sketch(grey).phash  # the hash reads the grey picture, whatever the mode
     flat = _sketch(np.full((20, 20, 3), 90, np.uint8))
-    assert len(near_duplicate_pairs([flat, _sketch(np.full((20, 20, 3), 200, np.uint8))], 64)[0]) == 0  # flat: no pattern
+    assert len(near_duplicate_pairs(
+        [flat, _sketch(np.full((20, 20, 3), 200, np.uint8))], 64)[0]) == 0  # flat: no pattern
 
 
 def test_pair_search_matches_brute_force_across_blocks(monkeypatch):

@@ -316,7 +316,8 @@ def test_a_symlinked_image_folder_is_fine(tmp_path):
 @pytest.mark.parametrize(
     "ident, match",
     [
-        ("x" * 300, r"column 'id' holds a name of 300 bytes \('x{10,}\.\.\. \(302 characters\)\); file systems allow 255"),
+        ("x" * 300,
+         r"column 'id' holds a name of 300 bytes \('x{10,}\.\.\. \(302 characters\)\); file systems allow 255"),
         ("/".join(["y" * 200] * 30), r"cannot look up '.*' in .* \(File name too long\): fix the row"),
         ("a\0b", r"column 'id' holds a NUL character \('a\\x00b'\)"),
     ],

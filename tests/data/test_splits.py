@@ -15,7 +15,8 @@ from podium.strategies import STRATEGIES
 
 def _frame(n=203, n_classes=7, n_groups=40, seed=0):
     rng = np.random.default_rng(seed)
-    labels = rng.choice([f"class {c}" for c in range(n_classes)], size=n, p=np.r_[0.4, np.full(n_classes - 1, 0.6 / (n_classes - 1))])
+    labels = rng.choice([f"class {c}" for c in range(n_classes)], size=n,
+                        p=np.r_[0.4, np.full(n_classes - 1, 0.6 / (n_classes - 1))])
     return pd.DataFrame({"id": [f"img{i:04d}" for i in range(n)], "label": labels,
                          "group": rng.integers(0, n_groups, size=n).astype(str)})
 

@@ -164,7 +164,8 @@ def test_run_folder_never_holds_the_users_files_and_an_unmarked_one_is_refused(t
         check_location(load_config(tiny_competition, [f"output_dir={comp.parent}", f"name={comp.name}",
                                                       "data.train_csv=null", f"data.train_dir={comp / 'images'}",
                                                       "data.image_dir=null", "data.test_csv=null",
-                                                      "data.sample_submission=null", f"cv.folds_file={comp / 'f.csv'}"]),
+                                                      "data.sample_submission=null",
+                                                      f"cv.folds_file={comp / 'f.csv'}"]),
                        config_path=tiny_competition)
     mine = comp / "runs" / "mine"
     mine.mkdir(parents=True)

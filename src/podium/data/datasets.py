@@ -91,7 +91,8 @@ def long_tail_counts(n_max: int, imbalance: float, n_classes: int) -> list[int]:
     """Images per class, exponential profile: class c keeps int(n_max x imbalance^(-c / (C - 1))) (CIFAR-10-LT,
     Cui et al. 2019 / Cao et al. 2019): from n_max for class 0 down to n_max / imbalance for the last class."""
     if imbalance < 1:
-        raise PodiumError(f"--imbalance must be at least 1 (the ratio of the largest to the smallest class); got {imbalance}.")
+        raise PodiumError(f"--imbalance must be at least 1 (the ratio of the largest to the smallest class); "
+                          f"got {imbalance}.")
     return [int(n_max * imbalance ** (-c / (n_classes - 1))) for c in range(n_classes)]
 
 
@@ -99,7 +100,8 @@ def make_fashion_lt(out: Path, n: int | None = None, seed: int = 0, imbalance: f
     """Long-tailed Fashion-MNIST: class c (label order, T-shirt/top first) keeps a random long_tail_counts(6000, ...)[c]
     of its 6,000 training images; the balanced official 10,000-image test set is held out unchanged."""
     if n is not None:
-        raise PodiumError("--n does not apply to fashion-lt: its size follows --imbalance (6,000 down to 6,000/imbalance).")
+        raise PodiumError("--n does not apply to fashion-lt: its size follows --imbalance "
+                          "(6,000 down to 6,000/imbalance).")
     tx, ty, vx, vy = load_fashion_mnist()
     keep = long_tail_indices(ty, long_tail_counts(6000, imbalance, len(FASHION_CLASSES)), seed)
     return write_competition(out, tx[keep], ty[keep], vx, vy, FASHION_CLASSES, "flt", seed)
@@ -181,7 +183,8 @@ DATASETS: dict[str, tuple[Callable[..., list[Path]], str]] = {
 }
 
 
-def make_dataset(name: str, out: Path, n: int | None = None, seed: int = 0, imbalance: float | None = None) -> list[Path]:
+def make_dataset(name: str, out: Path, n: int | None = None, seed: int = 0,
+                 imbalance: float | None = None) -> list[Path]:
     if name not in DATASETS:
         import difflib
 

@@ -100,7 +100,8 @@ def near_duplicate_pairs(sketches: list[Sketch], max_distance: int, min_corr: fl
 def _capped(found: list[Problem], kind: str, what: str) -> list[Problem]:
     if len(found) <= SHOWN:
         return found
-    more = Problem(kind, f"{len(found) - SHOWN} more {what}", "not listed one by one (the first ones above show the pattern)")
+    more = Problem(kind, f"{len(found) - SHOWN} more {what}",
+                   "not listed one by one (the first ones above show the pattern)")
     return found[:SHOWN] + [more]
 
 

@@ -274,7 +274,8 @@ def test_table(cfg: Config) -> Table | None:
 def raise_problems(table: Table, what: str) -> None:
     if table.problems:
         lines = "\n".join(f"  - {p}" for p in table.problems[:20])
-        more = f"\n  (+{len(table.problems) - 20} more; `podium data check` lists them all)" if len(table.problems) > 20 else ""
+        more = (f"\n  (+{len(table.problems) - 20} more; `podium data check` lists them all)"
+                if len(table.problems) > 20 else "")
         raise PodiumError(f"{what} has {len(table.problems)} problem(s):\n{lines}{more}")
 
 

@@ -27,7 +27,8 @@ def assign_folds(frame: pd.DataFrame, cv: CVConfig) -> pd.DataFrame:
     if cv.strategy in GROUPED:
         n_groups = ordered["group"].nunique()
         if n_groups < cv.n_folds:
-            raise PodiumError(f"cv.group_col '{cv.group_col}' has {n_groups} groups: fewer than cv.n_folds={cv.n_folds}.")
+            raise PodiumError(f"cv.group_col '{cv.group_col}' has {n_groups} groups: "
+                              f"fewer than cv.n_folds={cv.n_folds}.")
     if len(ordered) < cv.n_folds:
         raise PodiumError(f"{len(ordered)} images cannot make cv.n_folds={cv.n_folds} folds.")
     fold = np.full(len(ordered), -1, dtype=int)
@@ -104,7 +105,8 @@ def make_folds_file(cfg: Config, overwrite: bool = False) -> tuple[Path, pd.Data
             added, removed = _id_diff(old["id"], folds["id"])
             why = (f"its ids differ from the data ({len(added)} new, {len(removed)} gone)" if added or removed
                    else "it was made with other settings (strategy, n_folds or seed)")
-            raise PodiumError(f"Folds file '{path}' exists and {why}. Runs trained on it would no longer be comparable. "
+            raise PodiumError(f"Folds file '{path}' exists and {why}. "
+                              "Runs trained on it would no longer be comparable. "
                               "Pass --overwrite to replace it, or set cv.folds_file to a new path.")
     atomic_write_csv(path, folds, hint=_folds_hint(path))
     return path, folds, "replaced" if existed else "wrote"
@@ -129,6 +131,7 @@ def load_folds(cfg: Config, frame: pd.DataFrame, create: bool = True) -> np.ndar
                           "Run `podium split CONFIG --overwrite` to remake it (earlier runs then use other folds).")
     n = folds["fold"].nunique()
     if n != cfg.cv.n_folds or folds["fold"].min() != 0 or folds["fold"].max() != n - 1:
-        raise PodiumError(f"Folds file '{path}' has folds {sorted(int(f) for f in folds['fold'].unique())} but cv.n_folds="
-                          f"{cfg.cv.n_folds}. Set cv.n_folds={n}, or remake it with `podium split CONFIG --overwrite`.")
+        raise PodiumError(f"Folds file '{path}' has folds {sorted(int(f) for f in folds['fold'].unique())} "
+                          f"but cv.n_folds={cfg.cv.n_folds}. "
+                          f"Set cv.n_folds={n}, or remake it with `podium split CONFIG --overwrite`.")
     return frame["id"].map(dict(zip(folds["id"], folds["fold"]))).to_numpy(dtype=int)

@@ -82,8 +82,8 @@ def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
     if train_targets is not None:  # class counts etc. from the fold's training rows only, never validation's
         loss = task.build_loss(cfg.train, np.asarray(train_targets), logit_scale(cfg.model))
     return Classifier(model, task, mean, std, metric=cfg.cv.metric, optim=optim_settings(cfg.train, steps_per_epoch),
-                      augment=cfg.augment, seed=cfg.train.seed, ema_decay=cfg.train.ema_decay if cfg.train.ema else None,
-                      loss=loss)
+                      augment=cfg.augment, seed=cfg.train.seed,
+                      ema_decay=cfg.train.ema_decay if cfg.train.ema else None, loss=loss)
 
 
 def fold_weights(run: Path, k: int) -> dict:

@@ -51,8 +51,9 @@ def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: in
         raise PodiumError(f"'{run.classes_file}' lists {len(task.outputs)} outputs, not {n_classes}.")
     info = run.info() if run.run_json.exists() else {}
     stats = (tuple(info["mean"]), tuple(info["std"])) if "mean" in info else None  # as trained (augment.normalize)
-    module = build_module(cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False, "weights": None})}),
-                          task, channels, steps_per_epoch=1, stats=stats)
+    module = build_module(
+        cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False, "weights": None})}),
+        task, channels, steps_per_epoch=1, stats=stats)
     state = load_checkpoint(run.best_ckpt(k))["state_dict"]
     try:
         module.load_state_dict(state)

@@ -37,7 +37,7 @@ def read_holder(path: Path) -> dict | None:
 
 def is_stale(holder: dict) -> bool:
     """Held by a process of this host that no longer runs."""
-    
+
     pid = holder.get("pid")
     return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid)
 

@@ -286,7 +286,8 @@ class Multitask(Multiclass):
                                               for t in self.tasks}
         self.sizes = [len(self.classes[t]) for t in self.tasks]
         if outputs and sum(self.sizes) != len(outputs):
-            raise PodiumError(f"Outputs {fmt_list(outputs)} are not task:class names of the tasks {fmt_list(self.tasks)}.")
+            raise PodiumError(f"Outputs {fmt_list(outputs)} are not task:class names of the tasks "
+                              f"{fmt_list(self.tasks)}.")
         self.combine: Combine | None = None
 
     @staticmethod
@@ -302,7 +303,8 @@ class Multitask(Multiclass):
                 problems.append(_problem("bad-label", f"{csv} row {i + 2}", f"task column '{c}' holds "
                                          f"{values[c].iloc[i]!r}, which contains data.label_sep {sep!r}: set "
                                          "data.label_sep to a character no class holds"))
-        labels = pd.Series([tuple(r) for r in values.fillna("").itertuples(index=False)], index=frame.index, dtype=object)
+        labels = pd.Series([tuple(r) for r in values.fillna("").itertuples(index=False)], index=frame.index,
+                           dtype=object)
         return labels.map(sep.join), labels, problems
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""`data.combine`: a multi-task run's per-task classes -> the one class a submission wants (S1: 6*mask + 3*gender + age).
+"""`data.combine`: a multi-task run's per-task classes -> the one class a submission wants
+(S1: 6*mask + 3*gender + age).
 
 Either an integer formula over the task names, parsed with `ast` and evaluated node by node (never `eval`), or a
 CSV table with one column per task and one for the class. `full_table` lists every combination and its class.
@@ -93,7 +94,8 @@ class Combine:
         keys = list(zip(*(np.asarray(values[t]).astype(str) for t in self.tasks)))
         missing = sorted({k for k in keys if k not in self.table})
         if missing:
-            raise PodiumError(f"data.combine table '{self.spec}' has no row for {fmt_list([dict(zip(self.tasks, k)) for k in missing][:5])}: "
+            raise PodiumError(f"data.combine table '{self.spec}' has no row for "
+                              f"{fmt_list([dict(zip(self.tasks, k)) for k in missing][:5])}: "
                               "add one row per combination of the tasks' classes.")
         return np.asarray([self.table[k] for k in keys], dtype=object)
 

@@ -54,7 +54,8 @@ def _font(path: str, px: int) -> ImageFont.FreeTypeFont:
 def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, float]:
     """Smooth colour blotches (4x4 noise upsampled) plus speckles; returns (HxWx3 float, mean luminance)."""
     base = rng.uniform(0, 255, 3)
-    blotch = Image.fromarray(rng.uniform(-40, 40, (4, 4, 3)).astype(np.float32).mean(2)).resize((size, size), Image.BICUBIC)
+    blotch = Image.fromarray(
+        rng.uniform(-40, 40, (4, 4, 3)).astype(np.float32).mean(2)).resize((size, size), Image.BICUBIC)
     speckle = rng.normal(0, 40, (size, size, 1)) * (rng.random((size, size, 1)) < 0.05)  # 5% of pixels: PNGs stay small
     img = base[None, None, :] + np.asarray(blotch)[:, :, None] + speckle
     return img, float(img.mean())

@@ -66,7 +66,8 @@ def person_traits(seed: int, p: int) -> dict:
         "eyes": rng.uniform(0.3, 0.5),  # eye spacing as a share of the head's width
         "hair": rng.uniform(0, 255, 3),
         "wall": rng.uniform(0, 255, 3),  # background colour
-        "stripe": (rng.uniform(0, np.pi), rng.uniform(0.05, 0.2), rng.uniform(10, 45)),  # angle, cycles/px at 128, amplitude
+        "stripe": (rng.uniform(0, np.pi), rng.uniform(0.05, 0.2), rng.uniform(10, 45)),  # angle, cycles/px at 128,
+                                                                                         # amplitude
         "blotch": rng.normal(0, 30, (3, 3, 3)),
     }
 
@@ -76,7 +77,8 @@ def _background(t: dict, rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] * (SIZE / size)
     phase = rng.uniform(0, 0.6)  # the wall moves a little between pictures
     stripes = amp * np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
-    blotch = np.stack([np.asarray(Image.fromarray(t["blotch"][:, :, c].astype(np.float32)).resize((size, size), Image.BICUBIC))
+    blotch = np.stack([np.asarray(Image.fromarray(t["blotch"][:, :, c].astype(np.float32))
+                                  .resize((size, size), Image.BICUBIC))
                        for c in range(3)], axis=2)
     return t["wall"][None, None] + stripes[:, :, None] + blotch
 
@@ -89,7 +91,8 @@ def draw_profile(seed: int, kind: int, index: int, path: str, traits: dict, mask
     cx, cy = size * (0.5 + rng.uniform(-0.05, 0.05, 2))
     rx = traits["radius"] * size
     ry = rx * traits["aspect"]
-    d.ellipse([cx - rx * 1.08, cy - ry * 1.15, cx + rx * 1.08, cy + ry * 0.3], fill=tuple(int(v) for v in traits["hair"]))
+    d.ellipse([cx - rx * 1.08, cy - ry * 1.15, cx + rx * 1.08, cy + ry * 0.3],
+              fill=tuple(int(v) for v in traits["hair"]))
     face = tuple(int(v) for v in np.clip(traits["face"], 0, 255))
     d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=face)
     dark = tuple(int(v * 0.75) for v in face)
@@ -107,7 +110,8 @@ def draw_profile(seed: int, kind: int, index: int, path: str, traits: dict, mask
     if mask == 0:  # worn: over nose and mouth
         d.rounded_rectangle([cx - rx * 0.8, cy + ry * 0.02, cx + rx * 0.8, cy + ry * 0.8], radius=rx * 0.2, fill=colour)
     elif mask == 1:  # worn wrong: under the mouth, nose and mouth bare
-        d.rounded_rectangle([cx - rx * 0.7, cy + ry * 0.58, cx + rx * 0.7, cy + ry * 0.95], radius=rx * 0.15, fill=colour)
+        d.rounded_rectangle([cx - rx * 0.7, cy + ry * 0.58, cx + rx * 0.7, cy + ry * 0.95], radius=rx * 0.15,
+                            fill=colour)
     arr = np.asarray(img, dtype=np.float32) * rng.uniform(0.9, 1.1) + rng.normal(0, 4, (size, size, 1))
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, compress_level=3)
 
@@ -118,7 +122,8 @@ def _split(seed: int, out: Path, kind: int, persons: range, prefix: str, size: i
         traits = person_traits(seed, p)
         for m in MASKS:
             ident = f"{prefix}{len(rows):05d}"
-            rows.append((ident, f"p{p:05d}", m, traits["gender"], traits["age"], label_of(m, traits["gender"], traits["age"])))
+            rows.append((ident, f"p{p:05d}", m, traits["gender"], traits["age"],
+                         label_of(m, traits["gender"], traits["age"])))
             jobs.append((seed, kind, len(jobs), str(out / "images" / f"{ident}.png"), traits, m, size))
     return pd.DataFrame(rows, columns=["id", "person", "mask", "gender", "age", "label"]), jobs
 
