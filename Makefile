@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP) chromium
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --no-cache src tests benchmarks
 	$(BIN)/python -m pytest -x --timeout=900
 
 # Debian's Chromium: the report tests open `podium report`'s page headless and take a screenshot.

@@ -50,7 +50,8 @@ def test_vote_and_rank_return_distributions_and_vote_follows_the_majority():
 def test_files_soft_and_hard_and_diff(tmp_path):
     ids = ["x", "y", "z"]
     pd.DataFrame({"id": ids, "cat": [0.9, 0.2, 0.5], "dog": [0.1, 0.8, 0.5]}).to_csv(tmp_path / "p1.csv", index=False)
-    pd.DataFrame({"id": ids[::-1], "cat": [0.1, 0.3, 0.3], "dog": [0.9, 0.7, 0.7]}).to_csv(tmp_path / "p2.csv", index=False)
+    second = pd.DataFrame({"id": ids[::-1], "cat": [0.1, 0.3, 0.3], "dog": [0.9, 0.7, 0.7]})
+    second.to_csv(tmp_path / "p2.csv", index=False)
     res = ensemble_files([tmp_path / "p1.csv", tmp_path / "p2.csv"], tmp_path / "soft.csv")
     soft = pd.read_csv(tmp_path / "soft.csv").set_index("id")
     assert "soft" in res.kind and soft.loc["x", "cat"] == pytest.approx((0.9 + 0.3) / 2)  # aligned by id

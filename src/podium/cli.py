@@ -255,7 +255,8 @@ def posthoc(run: Path,
     rd = RunDir(run)
     cfg = rd.load_config()
     method = method or (cfg.posthoc.method if cfg.posthoc.method != "none" else "logit_adjust")
-    params = fit_run(run, method, metric or cfg.cv.metric, tau if tau is not None else cfg.posthoc.tau, cfg.posthoc.tau_max)
+    params = fit_run(run, method, metric or cfg.cv.metric, tau if tau is not None else cfg.posthoc.tau,
+                     cfg.posthoc.tau_max)
     console.print(f"{summary(params)}; wrote {rd.posthoc_json}")
 
 
@@ -410,7 +411,8 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
         raise PodiumError(f"podium report takes one run folder (got {len(runs)}); to compare two, add --compare.")
     from podium.report.build import build_report
 
-    console.print(f"[green]wrote[/] {build_report(runs[0], out=out, gallery=gallery, gradcam=gradcam, overwrite=overwrite)}")
+    page = build_report(runs[0], out=out, gallery=gallery, gradcam=gradcam, overwrite=overwrite)
+    console.print(f"[green]wrote[/] {page}")
 
 
 @app.command("errors")
@@ -430,7 +432,8 @@ def errors(run: Path, out: Path,
 
 @app.command("runs")
 def runs_leaderboard(output_dir: Path = typer.Argument(Path("runs"), help="the output_dir holding the runs"),
-                     csv: Optional[Path] = typer.Option(None, "--csv", help="CSV path (default OUTPUT_DIR/leaderboard.csv)"),
+                     csv: Optional[Path] = typer.Option(None, "--csv",
+                                                        help="CSV path (default OUTPUT_DIR/leaderboard.csv)"),
                      overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --csv file")):
     """A leaderboard of every run under OUTPUT_DIR, best CV first: printed, and written as CSV.
 

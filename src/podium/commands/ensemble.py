@@ -245,7 +245,8 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
     folder.write_ensemble(result)
     submission = result.get("submission")
     return Blend(out=Path(out), metric=metric, method=method, weights=result["weights"], oof_scores=scores,
-                 runs=result["runs"], oof_files=result["oof_files"], submission=Path(submission) if submission else None)
+                 runs=result["runs"], oof_files=result["oof_files"],
+                 submission=Path(submission) if submission else None)
 
 
 def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], str]:

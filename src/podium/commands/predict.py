@@ -82,13 +82,15 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     names = parse_tta(cfg.tta.views if tta is None else tta)
     how = check_combine(how or cfg.tta.combine)
     if test_csv is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"test_csv": Path(test_csv), "test_dir": None})})
+        data = cfg.data.model_copy(update={"test_csv": Path(test_csv), "test_dir": None})
+        cfg = cfg.model_copy(update={"data": data})
     folds = rd.finished_folds()
     if not folds:
         raise PodiumError(f"Run '{run}' has no finished fold yet. Train it first (`podium train`).")
     test = load_test(cfg)
     if test is None:
-        raise PodiumError("The run's config names no test data: set data.test_csv or data.test_dir, or pass --test-csv.")
+        raise PodiumError("The run's config names no test data: set data.test_csv or data.test_dir, or pass "
+                          "--test-csv.")
     classes = rd.classes()
     info = rd.info()
     task = _run_task(run, cfg, folds)  # with its decision: multi-label thresholds fitted on these folds' OOF

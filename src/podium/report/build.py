@@ -103,7 +103,8 @@ def distribution_section(run: Run) -> str:
 
 
 def confusion_section(cm: np.ndarray, classes: list[str]) -> str:
-    return ('<div class="grid">' + img(plots.confusion_matrix(cm, classes, normalized=False), "confusion matrix (counts)")
+    counts = img(plots.confusion_matrix(cm, classes, normalized=False), "confusion matrix (counts)")
+    return ('<div class="grid">' + counts
             + img(plots.confusion_matrix(analysis.row_normalized(cm), classes, normalized=True),
                   "confusion matrix (row-normalized)") + "</div>"
             + '<p class="note">Rows: true class; columns: predicted class; from the out-of-fold predictions.</p>')

@@ -38,7 +38,8 @@ class Side:
     split: str  # 'train' (OOF) or 'test'
 
 
-def _frame(ids, classes: list[str], probs: np.ndarray | None, labels=None, truth=None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def _frame(ids, classes: list[str], probs: np.ndarray | None, labels=None,
+           truth=None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     index = pd.Index(np.asarray(ids, dtype=str), name="id")
     if probs is not None:
         top = probs.argmax(1)
@@ -152,7 +153,8 @@ def _disagreement_section(a: Side, b: Side, ids: pd.Index, examples: int) -> tup
     for i in shown:
         if i in pictures:
             head = f"<b>{esc(i)}</b>" + (f"<br>true <b>{esc(pa.loc[i, 'truth'])}</b>" if has_truth else "")
-            tiles.append(figure(image_uri(pictures[i]), f"{head}<br>{shown_label(a, pa, i)}<br>{shown_label(b, pb, i)}"))
+            caption = f"{head}<br>{shown_label(a, pa, i)}<br>{shown_label(b, pb, i)}"
+            tiles.append(figure(image_uri(pictures[i]), caption))
     headers = ["id", *(["true"] if has_truth else []), a.name, b.name, *(["who is right"] if has_truth else [])]
     rows = [[i, *([pa.loc[i, "truth"]] if has_truth else []), label(pa, i), label(pb, i),
              *([verdict.loc[i]] if has_truth else [])] for i in differ[:LISTED]]
@@ -220,7 +222,8 @@ def compare(path_a: Path | str, path_b: Path | str, out: Path | str | None = Non
     if a.preds.loc[ids, "truth"].notna().all():
         scores = {s.name: _scores(s, ids, classes) for s in (a, b)}
         rows = [[m, _fmt(scores[a.name][m]), _fmt(scores[b.name][m]),
-                 _delta(scores[a.name][m], scores[b.name][m], metric.higher_is_better)] for m, metric in METRICS.items()]
+                 _delta(scores[a.name][m], scores[b.name][m], metric.higher_is_better)]
+                for m, metric in METRICS.items()]
         body = table(["metric", a.name, b.name, "Δ (B − A)"], rows)
         for s in (a, b):
             if s.run is not None:

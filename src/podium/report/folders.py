@@ -45,7 +45,8 @@ class ErrorFolders:
     index: Path  # OUT/index.csv: one row per copy
 
 
-def export_errors(run_path: Path | str, out: Path | str, include_all: bool = False, overwrite: bool = False) -> ErrorFolders:
+def export_errors(run_path: Path | str, out: Path | str, include_all: bool = False,
+                  overwrite: bool = False) -> ErrorFolders:
     """Copy misclassified (or all) OOF images into out/<true>/<pred>/; returns counts and the index path."""
     from podium.run.guard import data_paths
     from podium.run.marker import MARKER, is_podium_run
@@ -74,7 +75,8 @@ def export_errors(run_path: Path | str, out: Path | str, include_all: bool = Fal
         if src is None:
             continue
         t, p = run.classes[run.y[r]], run.classes[pred[r]]
-        dest = out / folders[t] / folders[p] / f"p{run.probs[r, pred[r]]:.3f}_{_UNSAFE.sub('_', ident)}{Path(src).suffix}"
+        name = f"p{run.probs[r, pred[r]]:.3f}_{_UNSAFE.sub('_', ident)}{Path(src).suffix}"
+        dest = out / folders[t] / folders[p] / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
         records.append({"file": dest.relative_to(out).as_posix(), "id": ident, "fold": int(run.oof["fold"].iloc[r]),
