@@ -28,7 +28,7 @@ from podium.engine.fold import make_trainer
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
 from podium.models import create_model
-from podium.tasks import make_task
+from podium.tasks import check_config, make_task
 
 RESULTS = Path(__file__).parent / "results" / "train_overhead.json"
 
@@ -115,8 +115,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4096, args.size, args.size, 1), dtype=np.uint8)
     targets = rng.integers(0, 10, size=len(images))
-    cfg = from_dict({"model": {"name": args.model, "pretrained": False},
-                     "train": {"batch_size": args.batch, "epochs": 10, "patience": 0}})
+    cfg = check_config(from_dict({"model": {"name": args.model, "pretrained": False},  # loss_args filled in
+                                  "train": {"batch_size": args.batch, "epochs": 10, "patience": 0}}))
     peak = matmul_peak_gflops()
     flops = 3 * forward_flops(create_model(cfg.model, 10, 1), torch.zeros(args.batch, 1, args.size, args.size))
     podium_t, bare_t = [], []
