@@ -73,7 +73,8 @@ def main() -> None:
     args = ap.parse_args()
     rd = make_run()
     out = HERE / "work" / "report-bench.html"
-    cmd = [sys.executable, "-c", "from podium.cli import main; main()", "report", str(rd), "--out", str(out)]
+    cmd = [sys.executable, "-c", "from podium.cli import main; main()", "report", str(rd), "--out", str(out),
+           "--overwrite"]  # every repeat replaces the page the one before wrote
     seconds, load = [], []
     for _ in range(args.repeats):
         load.append(os.getloadavg()[0])
