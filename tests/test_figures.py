@@ -40,7 +40,8 @@ def test_readme_holds_the_headline_block():
 @pytest.mark.parametrize("name", sorted(figures.RENDERERS))
 def test_every_renderer_renders_and_names_its_results(name):
     body, res = figures.render(name)
-    assert body.count("\n|") >= 2  # a table: header, rule, rows
+    # a table (header, rule, rows), or the demo's printout as a code block
+    assert body.count("\n|") >= 2 or (name == "demo" and body.startswith("```") and body.count("\n") >= 5)
     assert res.cited
     for file, _, _ in res.cited:
         assert f"`benchmarks/results/{file}`" in body.splitlines()[-1]
@@ -158,3 +159,10 @@ def test_write_results_keeps_keys_and_adds_provenance(tmp_path):
         assert key in p
     assert isinstance(p["dirty"], bool)
     assert [f.name for f in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+def test_the_demo_printout_follows_its_results():
+    data = json.loads((figures.RESULTS / "demo.json").read_text())
+    changed = copy.deepcopy(data) | {"cv": 0.8123, "demo_seconds": 99.0}
+    after, _ = figures.render("demo", {"demo.json": changed})
+    assert "0.8123" in after and "99 s" in after
