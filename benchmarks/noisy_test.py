@@ -33,7 +33,7 @@ from podium.data.datasets import FASHION_CLASSES, load_fashion_mnist, make_datas
 from podium.data.splits import make_folds_file
 from podium.engine.predict import load_fold_module, predict_probs
 from podium.metrics import METRICS
-from podium.tasks import check_config
+from podium.tasks.check import check_config
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "noisy_test.json"

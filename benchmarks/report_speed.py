@@ -30,7 +30,7 @@ TARGET_S = 60.0
 
 def config():
     from podium.config import from_dict
-    from podium.tasks import check_config
+    from podium.tasks.check import check_config
 
     return check_config(from_dict({
         "name": "report-bench-5fold", "output_dir": str(HERE / "work" / "runs"),

@@ -28,7 +28,8 @@ from podium.engine.fold import make_trainer
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
 from podium.models import create_model
-from podium.tasks import check_config, make_task
+from podium.tasks import make_task
+from podium.tasks.check import check_config
 
 RESULTS = Path(__file__).parent / "results" / "train_overhead.json"
 

@@ -23,7 +23,7 @@ from podium.config import AugmentConfig, load_config
 from podium.data.cache import CachedDataset, data_stats
 from podium.errors import PodiumError
 from podium.samplers import EpochSampler
-from podium.tasks import check_config
+from podium.tasks.check import check_config
 
 RNG = np.random.default_rng(0)
 BATCH = {c: RNG.integers(0, 256, size=(6, 32, 32, c), dtype=np.uint8) for c in (1, 3)}

@@ -9,7 +9,7 @@ import yaml
 
 from podium.config import Config, from_dict, load_config, parse_overrides, save_config, to_yaml
 from podium.errors import PodiumError
-from podium.tasks import check_config
+from podium.tasks.check import check_config
 
 
 def _yaml(tmp_path: Path, obj) -> Path:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from podium.config import load_config
 from podium.errors import PodiumError
 from podium.losses import LOSSES, LossContext, class_weights, create_loss, ldam_margins
-from podium.tasks import check_config
+from podium.tasks.check import check_config
 
 Z = [[2.0, 0.5, -1.0], [0.0, 1.0, 0.3]]  # two images, three classes
 Y = [0, 2]

@@ -16,7 +16,7 @@ from podium.cli import LISTINGS, app, list_lines, registries
 from podium.config import load_config, to_yaml
 from podium.errors import PodiumError
 from podium.registry import Entry, Params, Registry, Row
-from podium.tasks import check_config
+from podium.tasks.check import check_config
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

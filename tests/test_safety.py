@@ -20,7 +20,7 @@ import torch
 
 from podium.commands.train import train
 from podium.config import load_config, save_config
-from podium.tasks import check_config
+from podium.tasks.check import check_config
 from tests.conftest import write_tiny_competition
 from tests.run.helpers import dead_pid, evil_checkpoint
 

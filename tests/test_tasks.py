@@ -16,7 +16,8 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from podium.config import DataConfig, load_config
 from podium.data.sources import load_train
 from podium.errors import PodiumError
-from podium.tasks import TASKS, Multilabel, Multitask, check_config, make_task, metric_names
+from podium.tasks import TASKS, Multilabel, Multitask, make_task, metric_names
+from podium.tasks.check import check_config
 from podium.tasks.combine import Combine
 from podium.thresholds import fit_thresholds
 from tests.conftest import podium_cmd

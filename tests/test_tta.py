@@ -9,7 +9,8 @@ import torch
 from podium.config import load_config
 from podium.engine.predict import predict_probs
 from podium.errors import PodiumError
-from podium.tasks import Multiclass, check_config
+from podium.tasks import Multiclass
+from podium.tasks.check import check_config
 from podium.tta import COMBINE, TTA, combine, parse_tta, tta_key, tta_views, zoom
 
 

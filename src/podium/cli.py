@@ -39,7 +39,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show full traceback
 
 def _cfg(config: Path, overrides: list[str] | None):
     from podium.config import load_config
-    from podium.tasks import check_config
+    from podium.tasks.check import check_config
 
     return check_config(load_config(config, overrides or []))
 

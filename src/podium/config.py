@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from podium.errors import PodiumError, short_repr, short_text
+from podium.io import atomic_write_text
 
 
 class _Section(BaseModel):
@@ -543,6 +544,4 @@ def to_yaml(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from podium.io import atomic_write_text
-
     atomic_write_text(path, to_yaml(cfg))

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from podium.config import from_dict, save_config
 from podium.data.scenarios.digits import DEMO_SIZE, write_digits_competition
+from podium.report.terminal import metrics_table
 
 # The demo's model and budget: a small CNN suited to 32x32 grayscale, trained from scratch.
 DEMO_OVERRIDES = {
@@ -25,8 +27,6 @@ DEMO_OVERRIDES = {
 
 
 def demo_config(out: Path, epochs: int | None = None):
-    from podium.config import from_dict
-
     data = out / "data"
     train = {**DEMO_OVERRIDES["train"], **({"epochs": epochs} if epochs else {})}
     raw = {**DEMO_OVERRIDES, "train": train, "output_dir": str(out / "runs"),
@@ -57,9 +57,7 @@ def run_demo(out: Path | str, tta: str = "hflip", epochs: int | None = None) -> 
 
     from podium.commands.predict import predict
     from podium.commands.train import run_dir, train
-    from podium.config import save_config
     from podium.data.splits import make_folds_file
-    from podium.report.terminal import metrics_table
 
     console = Console()
     out = Path(out)

@@ -17,11 +17,16 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.stats import rankdata
 
+from podium.data.submission import align_submission
 from podium.errors import PodiumError, fmt_list
-from podium.io import atomic_write_csv
+from podium.io import atomic_write_csv, read_csv
 from podium.metrics import get_metric
 from podium.run.files import OOF
+from podium.run.guard import data_paths
+from podium.run.marker import MARKER, marker_kind, write_marker
+from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
+from podium.tasks import require_multiclass
 
 
 def _vote(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -100,7 +105,6 @@ def load_run(run: Path) -> RunPredictions:
     for path in (rd.oof_csv, rd.classes_file, rd.folds_csv, rd.config):
         if not path.exists():
             raise PodiumError(f"'{run}' has no {path.name}: pass finished run folders (train every fold first).")
-    from podium.tasks import require_multiclass
 
     cfg = rd.load_config()
     require_multiclass(cfg, "podium ensemble")
@@ -138,9 +142,6 @@ def ensemble_folder(out: Path, overwrite: bool, protected: dict[str, Path]) -> P
     """Make `out` the (empty, marked) ensemble folder. Refused: a run of `podium train`, a folder podium did not make,
     one inside a run folder or one that is (or lies inside) `protected` (label -> path); an earlier ensemble folder
     unless `overwrite` (then it is replaced)."""
-    from podium.run.marker import MARKER, marker_kind, write_marker
-    from podium.run.outputs import check_out
-
     check_out(out, overwrite, protected, what="--out", folder=True)
     target = out.resolve()
     if target.exists():
@@ -217,7 +218,6 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
     result = {"metric": metric, "method": method, "weights": dict(zip([p.name for p in preds], w.round(4).tolist())),
               "oof_scores": scores, "runs": [str(r) for r in runs], "oof_files": {p.name: p.oof_file for p in preds}}
     default = Path(preds[0].cfg.output_dir) / f"ensemble-{method}-{'-'.join(p.name for p in preds)}"
-    from podium.run.guard import data_paths
 
     protected = {f"the run '{r}'": Path(r) for r in runs}
     for p in preds:
@@ -236,8 +236,6 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
         folder.write_test_probs(table)
         cfg = preds[0].cfg
         if cfg.data.sample_submission is not None:
-            from podium.data.submission import align_submission
-
             sub = align_submission(Path(cfg.data.sample_submission), cfg.data.id_col, test_ids, probs, classes)
         else:
             sub = pd.DataFrame({cfg.data.id_col: test_ids, cfg.data.label_col: np.asarray(classes)[probs.argmax(1)]})
@@ -251,8 +249,6 @@ def ensemble_runs(runs: list[Path], method: str = "mean", optimize: bool = False
 
 def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], str]:
     """A submission (id + one label column) or a probability CSV (id + one column per class)."""
-    from podium.io import read_csv
-
     frame = read_csv(Path(path), "prediction file")
     id_col = frame.columns[0]
     others = list(frame.columns[1:])
@@ -269,8 +265,6 @@ def _read_predictions(path: Path) -> tuple[pd.DataFrame, str | None, list[str], 
 def ensemble_files(files: list[Path], out: Path, weights: list[float] | None = None,
                    overwrite: bool = False) -> Combined:
     """Combine teammates' CSVs: probability files are averaged (soft), label files are voted (hard)."""
-    from podium.run.outputs import check_out
-
     check_out(out, overwrite, {f"input file '{f}'": Path(f) for f in files})
     loaded = [_read_predictions(f) for f in files]
     ids = loaded[0][0]["id"].to_numpy()

@@ -21,12 +21,18 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from podium.commands.train import fit_decision
 from podium.config import Config
+from podium.data.cache import build_cache
+from podium.data.sources import load_test, load_train
 from podium.data.submission import align_submission
 from podium.engine.predict import load_fold_module, predict_probs
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv
+from podium.posthoc import apply_posthoc
+from podium.run.decisions import run_task
 from podium.run.guard import data_paths
+from podium.run.merge import merge_folds
 from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
 from podium.tta import check_combine, parse_tta, tta_key, tta_views
@@ -73,9 +79,6 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     tta.combine) -> test_probs.csv and the submission; with TTA and `oof`, the OOF score with and without it
     (`oof_with_tta`). With `posthoc`, the correction fitted on the run's OOF (RUN/posthoc.json, `podium posthoc`) is
     applied to the averaged test probabilities."""
-    from podium.data.cache import build_cache
-    from podium.data.sources import load_test
-
     run = Path(run)
     rd = RunDir(run)
     cfg = rd.load_config()
@@ -105,8 +108,6 @@ def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None
     probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"], task), cache.images,
                                    idx, cfg.train.eval_batch_size, names, how) for k in folds], axis=0)
     if adjustment is not None:
-        from podium.posthoc import apply_posthoc
-
         probs = apply_posthoc(probs, adjustment)
     table = pd.DataFrame({"id": test["id"]})
     table[classes] = probs
@@ -131,10 +132,6 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
                  folds: list[int] | None = None) -> OOFWithTTA:
     """Each finished fold's validation images predicted again with TTA by that fold's model -> RUN/oof_tta-<...>.csv;
     returns the OOF scores without TTA (the run's oof.csv) and with it, over the same images, and the cost."""
-    from podium.data.cache import build_cache
-    from podium.data.sources import load_train
-    from podium.run.decisions import run_task
-
     run = Path(run)
     rd = RunDir(run)
     cfg = cfg or rd.load_config()
@@ -182,16 +179,11 @@ def _run_folds(run: Path, ids: pd.Series) -> np.ndarray:
 def _run_task(run: Path, cfg: Config, folds: list[int]):
     """The run's task with its decision; multi-label thresholds fitted on other folds than those predicting (or
     never fitted) are fitted again on the OOF of the finished folds."""
-    from podium.run.decisions import run_task
-
     task = run_task(run, cfg)
     if cfg.data.task == "multilabel":
         path = RunDir(run).thresholds_json
         fitted = RunDir(run).thresholds()
         if fitted is None or fitted.get("folds") != folds:
-            from podium.commands.train import fit_decision
-            from podium.run.merge import merge_folds
-
             Console(stderr=True).print(f"fitting thresholds on the OOF of folds {folds} ({path} was "
                                        f"{'fitted on other folds' if path.exists() else 'missing'})")
             merge_folds(run, cfg.cv.metric)

@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from podium.augment import ItemPipeline, resolve, to_float, train_transform
 from podium.config import Config
 from podium.errors import PodiumError
+from podium.io import atomic_path
+from podium.run.guard import data_paths
+from podium.run.outputs import check_out
 
 PAD = 2  # pixels between cells (and around the grid)
 MIN_CELL = 96  # smaller images are enlarged by a whole factor (nearest neighbour) to at least this side (px)
@@ -25,7 +29,6 @@ MIN_CELL = 96  # smaller images are enlarged by a whole factor (nearest neighbou
 def augmented_samples(cfg: Config, n: int, seed: int) -> np.ndarray:
     """n training images drawn at random (seed), decoded as the cache decodes them and augmented as in training:
     n x H x W x C uint8."""
-    from podium.augment import ItemPipeline, resolve, to_float, train_transform
     from podium.data.cache import resolve_channels
     from podium.data.images import ImageReadError, crop_center, fit_image, read_image
     from podium.data.sources import load_train
@@ -94,9 +97,6 @@ def write_preview(cfg: Config, out: Path, n: int = 16, seed: int = 0, overwrite:
     `overwrite`, and ever to write over the config (`config_path`) or the data it names, or into a run folder."""
     from PIL import Image
 
-    from podium.io import atomic_path
-    from podium.run.guard import data_paths
-    from podium.run.outputs import check_out
 
     out = Path(out)
     if out.suffix.lower() != ".png":

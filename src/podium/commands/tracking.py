@@ -10,6 +10,7 @@ from rich.console import Console
 from podium.config import Config
 from podium.engine.tracking import mlflow_log_run, wandb_log_run
 from podium.errors import PodiumError
+from podium.report.build import build_report
 
 
 def log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
@@ -24,8 +25,6 @@ def log_run(cfg: Config, run_dir: Path, metrics: dict) -> None:
 
 
 def _write_report(run_dir: Path) -> None:
-    from podium.report.build import build_report
-
     try:
         build_report(run_dir)
     except (PodiumError, OSError, ValueError, RuntimeError) as exc:  # tracking must not lose a trained run

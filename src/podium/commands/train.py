@@ -22,14 +22,21 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from podium.commands.tracking import log_run
 from podium.config import Config, to_yaml
+from podium.data.sources import table_fingerprint
 from podium.engine.build import normalisation
 from podium.engine.fold import TrainData, load_data, train_fold
 from podium.errors import PodiumError, fmt_list
-from podium.run.lock import fold_locks
+from podium.posthoc import summary as posthoc_summary
+from podium.run.decisions import fit_run, fit_run_thresholds
+from podium.run.guard import check_location, check_writable, clear_run, open_run
+from podium.run.lock import fold_locks, live_holders
 from podium.run.merge import merge_folds
 from podium.run.rundir import RunDir
-from podium.tasks import check_config
+from podium.tasks import make_task
+from podium.tasks.check import check_config
+from podium.thresholds import summary as thresholds_summary
 
 
 def run_dir(cfg: Config) -> Path:
@@ -41,9 +48,6 @@ def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], res
     """Refuse to clobber a finished run; write what it is made from (config, folds, classes, input stats, data
     fingerprints). `rd` is checked and marked (podium.run.guard.open_run); `held`: the fold locks this process
     holds."""
-    from podium.run.guard import clear_run
-    from podium.run.lock import live_holders
-
     saved = rd.config
     if saved.exists() and saved.read_text() != to_yaml(cfg):
         if not overwrite and rd.has_progress():
@@ -89,8 +93,6 @@ def _record_data(rd: RunDir, data: TrainData) -> None:
     """data.json: the table's and the image files' fingerprints, and the data version they make. A run with finished
     folds keeps the record of the data they were trained on (a note says when the data changed since); a new run, or
     one without a finished fold or a readable record, records the data found now."""
-    from podium.data.sources import table_fingerprint
-
     try:
         before = rd.data_version()
     except PodiumError:
@@ -155,8 +157,6 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
           config_path: Path | str | None = None) -> dict:
     """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics.
     `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
-    from podium.run.guard import check_location, check_writable, open_run
-
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
     check_location(cfg, config_path)  # before anything is read or written
     check_writable(cfg.output_dir)
@@ -185,7 +185,6 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
             metrics = _fit_posthoc(cfg, rd.path)
         if cfg.data.task == "multilabel" and metrics:
             metrics = fit_decision(cfg, rd.path)
-    from podium.commands.tracking import log_run
 
     log_run(cfg, rd.path, metrics)
     return metrics
@@ -194,24 +193,17 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
 def fit_decision(cfg: Config, rd: Path) -> dict:
     """Multi-label: per-label thresholds fitted on the merged OOF for cv.metric (RUN/thresholds.json, used by
     predict); returns metrics.json with the OOF score before and after."""
-    from podium.run.decisions import fit_run_thresholds
-    from podium.tasks import make_task
-    from podium.thresholds import summary
-
     task = make_task(cfg.data, RunDir(rd).classes())
     oof = RunDir(rd).oof(task.outputs)
     folds = sorted(int(k) for k in oof["fold"].unique())
     params = fit_run_thresholds(rd, task, cfg.cv.metric, task.parse(oof["label"]),
                                 oof[task.outputs].to_numpy(np.float64), folds)
-    Console(stderr=True).print(summary(params))
+    Console(stderr=True).print(thresholds_summary(params))
     return RunDir(rd).metrics()
 
 
 def _fit_posthoc(cfg: Config, rd: Path) -> dict:
     """Fit posthoc.method on the merged OOF (RUN/posthoc.json); returns metrics.json with its before/after scores."""
-    from podium.posthoc import summary
-    from podium.run.decisions import fit_run
-
     params = fit_run(rd, cfg.posthoc.method, cfg.cv.metric, cfg.posthoc.tau, cfg.posthoc.tau_max)
-    Console(stderr=True).print(summary(params))
+    Console(stderr=True).print(posthoc_summary(params))
     return RunDir(rd).metrics()

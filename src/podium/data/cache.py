@@ -456,8 +456,6 @@ def batch_loader(dataset: CachedDataset, batch_size: int, shuffle: bool, seed: i
 
 def data_stats(images: np.ndarray, chunk: int = 1024) -> tuple[tuple, tuple]:
     """Per-channel mean and std of uint8 images (N x H x W x C), scaled to [0, 1]; read in chunks."""
-    from podium.data.cache import CachedDataset
-
     reader = CachedDataset(images, None, np.arange(len(images)))
     c = images.shape[-1]
     total, squares, count = np.zeros(c), np.zeros(c), 0

@@ -34,7 +34,7 @@ from podium.data.images import ImageReadError, decode_image
 from podium.data.leakage import NEAR_DUP_DISTANCE, Sketch, leakage_findings, sketch
 from podium.data.sources import Table, index_folder, test_table, train_table
 from podium.errors import Problem, fmt_list
-from podium.tasks import class_names
+from podium.tasks import class_names, label_counts
 
 # what to tell the user for each way a file can fail to decode
 _READ_FIXES = {
@@ -199,7 +199,6 @@ def _summarise(cfg: Config, train: Table, test: Table | None, n_read: int, repor
         counts = Counter(str(x) for x in labels.dropna())
         report.classes = {c: counts.get(c, 0) for c in names}
     else:  # images per label (multilabel) or per task:class (multitask)
-        from podium.tasks import label_counts
 
         report.classes = label_counts(train.frame, cfg.data)
         names = list(report.classes)

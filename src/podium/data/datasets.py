@@ -15,6 +15,9 @@ import pandas as pd
 from PIL import Image
 
 from podium.data.scenarios import check_n
+from podium.data.scenarios.digits import write_digits_competition
+from podium.data.scenarios.letters import make_letters
+from podium.data.scenarios.profiles import make_profiles
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv
 
@@ -149,23 +152,9 @@ def make_fashion_noisy(out: Path, n: int | None = None, seed: int = 0) -> list[P
 def make_digits(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
     """scikit-learn's digits upscaled to 32x32 (the demo's data): 1,437 train / 360 test (n: a label-stratified n
     of the train images, drawn with seed; the test set stays the same)."""
-    from podium.data.scenarios.digits import write_digits_competition
-
     if (Path(out) / "train.csv").exists():
         raise PodiumError(f"'{out}' already holds a competition (train.csv). Pick an empty folder.")
     return write_digits_competition(out, n, seed)
-
-
-def make_letters(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    from podium.data.scenarios.letters import make_letters as make
-
-    return make(out, n, seed)
-
-
-def make_profiles(out: Path, n: int | None = None, seed: int = 0) -> list[Path]:
-    from podium.data.scenarios.profiles import make_profiles as make
-
-    return make(out, n, seed)
 
 
 # name -> (maker, one-line description); makers take (out, n, seed), long-tailed ones also imbalance=

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError, fmt_list
+from podium.io import read_csv
 
 
 def align_submission(template_path: Path, id_col: str, ids: np.ndarray, probs: np.ndarray,
                      classes: list[str], task=None) -> pd.DataFrame:
     """Fill the competition's template with our predictions, keeping its id order and column names; how the columns
     are filled is the task's (default multiclass: class names or probabilities; podium.tasks)."""
-    from podium.io import read_csv
     from podium.tasks import Multiclass
 
     template = read_csv(template_path, "data.sample_submission")

@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from podium.augment import EDGE_STATS, IMAGENET_STATS
 from podium.config import Config, TrainConfig
 from podium.engine.module import Classifier, Optim
 from podium.errors import PodiumError
+from podium.heads import attach_head, logit_scale
 from podium.metrics import get_metric
 from podium.run.checkpoint import load_checkpoint
 from podium.run.rundir import RunDir
+from podium.tasks import make_task
 
 
 def optim_settings(train: TrainConfig, steps_per_epoch: int) -> Optim:
@@ -34,7 +37,6 @@ def metric_mode(name: str, data=None) -> str:
     """'max' or 'min' for metric `name` of the task `data` (a DataConfig; None: multiclass) describes."""
     if data is None or data.task == "multiclass":
         return "max" if get_metric(name).higher_is_better else "min"
-    from podium.tasks import make_task
 
     return "max" if make_task(data, []).metrics[name].higher_is_better else "min"
 
@@ -43,7 +45,6 @@ def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) 
     """The per-channel mean/std of the model's input, by augment.normalize: auto = what the weights expect (the
     pretrained stats, else 0.5/0.5), imagenet = ImageNet's, data = `images`' own (the training images); averaged
     for grayscale; the edge channel (augment.edges) last, as (0, 1)."""
-    from podium.augment import EDGE_STATS, IMAGENET_STATS
     from podium.data.cache import data_stats
     from podium.models import pretrained_stats
 
@@ -69,7 +70,6 @@ def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
     """The LightningModule for one fold: network with one output per `task.outputs` + head (+ weights of
     `init_state`) and, given the fold's training targets, its loss (without them the module can only predict).
     `stats`: the input's (mean, std), as in run.json; default `normalisation(cfg, ...)`."""
-    from podium.heads import attach_head, logit_scale
     from podium.models import create_model
 
     in_chans = cfg.model.in_chans or channels

@@ -13,6 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from podium.errors import PodiumError
 from podium.io import atomic_path
+from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
 
 RESUME = "set output_dir=... to a folder with room that you can write to; then continue with --resume"
@@ -35,8 +36,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                               f"that disk, or {RESUME}.") from None
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
-        from podium.run.checkpoint import load_checkpoint
-
         return load_checkpoint(path)  # whatever Lightning or the environment asks: weights only
 
 

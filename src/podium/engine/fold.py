@@ -16,15 +16,22 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
+from podium.augment import eval_pipeline, train_pipeline
 from podium.config import Config
+from podium.data.cache import build_cache, resolve_channels
+from podium.data.sources import load_train
+from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
 from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone
 from podium.engine.loader import make_loader
+from podium.engine.module import seed_everything
+from podium.engine.predict import predict_probs
 from podium.engine.tracking import fold_loggers
 from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
 from podium.run.rundir import RunDir
 from podium.samplers import create_sampler
+from podium.tasks import make_task
 
 
 @dataclass
@@ -41,16 +48,11 @@ class TrainData:
 
 
 def load_data(cfg: Config) -> TrainData:
-    from podium.data.cache import build_cache, resolve_channels
-    from podium.data.sources import load_train
-    from podium.data.splits import load_folds
-
     frame, classes = load_train(cfg)
     frame["fold"] = load_folds(cfg, frame)
     channels = resolve_channels(list(frame["path"]), cfg.data.channels)
     cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
                         center_crop=cfg.data.center_crop)
-    from podium.tasks import make_task
 
     task = make_task(cfg.data, classes)
     return TrainData(frame, classes, cache.images, channels, task, task.encode(frame),
@@ -102,11 +104,6 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
 
 
 def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, stats: tuple[tuple, tuple]) -> dict:
-    from podium.augment import eval_pipeline, train_pipeline
-    from podium.engine.module import seed_everything
-    from podium.engine.predict import predict_probs
-    from podium.tasks import make_task
-
     files = RunDir(rd).fold_dir(k)
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k

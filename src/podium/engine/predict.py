@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from podium.augment import to_float
+from podium.augment import eval_pipeline, to_float
 from podium.config import Config
 from podium.engine.build import build_module
 from podium.engine.loader import make_loader
 from podium.errors import PodiumError
 from podium.run.checkpoint import load_checkpoint
+from podium.run.decisions import run_task
 from podium.run.rundir import RunDir
 from podium.tta import check_combine, combine, tta_views
 
@@ -24,8 +25,6 @@ from podium.tta import check_combine, combine, tta_views
 def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: int, tta: str | list[str] = "none",
                   how: str = "mean_probs") -> np.ndarray:
     """Class probabilities (N x C, float64) for images[indices]: the TTA views' outputs combined by `how`."""
-    from podium.augment import eval_pipeline
-
     views = tta_views(tta)
     check_combine(how)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -43,8 +42,6 @@ def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: i
 
 def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: int, task=None):
     """Fold k's best checkpoint as a module for prediction; `task` (podium.tasks) default: the run's."""
-    from podium.run.decisions import run_task
-
     run = RunDir(rd)
     task = task or run_task(rd, cfg)
     if len(task.outputs) != n_classes:

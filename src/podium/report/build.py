@@ -25,6 +25,8 @@ from podium.report import analysis, plots
 from podium.report.html import esc, figure, img, page, table
 from podium.report.rundata import Run, load_run
 from podium.report.terminal import score_names
+from podium.run.guard import data_paths
+from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
 
 THUMB = 192  # px: larger images are shrunk to this side before embedding (they are shown at 140 px)
@@ -212,9 +214,6 @@ def build_report(run_path: Path | str, out: Path | str | None = None, gallery: i
                  gradcam: int = 8, overwrite: bool = False) -> Path:
     """Write the run's report (default RUN/report.html, replaced; another existing `out` only with `overwrite`)
     and return its path."""
-    from podium.run.guard import data_paths
-    from podium.run.outputs import check_out
-
     t0 = time.time()
     run = load_run(run_path)
     default = RunDir(run.path).report_html

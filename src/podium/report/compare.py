@@ -19,8 +19,11 @@ import pandas as pd
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_text
 from podium.report import analysis
+from podium.report.build import thumb
 from podium.report.html import esc, figure, page, table
+from podium.report.plots import image_uri
 from podium.report.rundata import Run, is_run, load_run
+from podium.run.guard import data_paths
 from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
 
@@ -114,8 +117,6 @@ def _delta(a: float, b: float, higher_is_better: bool) -> str:
 
 
 def _images(side_a: Side, side_b: Side, ids: list[str]) -> dict[str, np.ndarray]:
-    from podium.report.build import thumb
-
     for side in (side_a, side_b):
         if side.run is not None:
             got = side.run.images(ids, side.split)
@@ -125,8 +126,6 @@ def _images(side_a: Side, side_b: Side, ids: list[str]) -> dict[str, np.ndarray]
 
 
 def _disagreement_section(a: Side, b: Side, ids: pd.Index, examples: int) -> tuple[str, int]:
-    from podium.report.plots import image_uri
-
     pa, pb = a.preds.loc[ids], b.preds.loc[ids]
     differ = ids[pa["pred"].to_numpy() != pb["pred"].to_numpy()]
     has_truth = pa["truth"].notna().all()
@@ -248,8 +247,6 @@ def compare(path_a: Path | str, path_b: Path | str, out: Path | str | None = Non
 
 def _inputs(path_a: Path | str, path_b: Path | str, a: Side, b: Side) -> dict[str, Path]:
     """What the comparison page must never be written over: both inputs, their runs and the runs' data."""
-    from podium.run.guard import data_paths
-
     inputs = {"input A": Path(path_a), "input B": Path(path_b)}
     for side in (a, b):
         if side.run is not None:

@@ -18,6 +18,9 @@ import pandas as pd
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv
 from podium.report.rundata import load_run
+from podium.run.guard import data_paths
+from podium.run.marker import MARKER, is_podium_run
+from podium.run.outputs import check_out
 
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 
@@ -48,10 +51,6 @@ class ErrorFolders:
 def export_errors(run_path: Path | str, out: Path | str, include_all: bool = False,
                   overwrite: bool = False) -> ErrorFolders:
     """Copy misclassified (or all) OOF images into out/<true>/<pred>/; returns counts and the index path."""
-    from podium.run.guard import data_paths
-    from podium.run.marker import MARKER, is_podium_run
-    from podium.run.outputs import check_out
-
     run = load_run(run_path)
     out = check_out(out, overwrite, {"the run folder": run.path, **data_paths(run.cfg)}, what="OUT", folder=True)
     if is_podium_run(out):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from podium.augment import to_float
+from podium.augment import to_float, with_edges
 from podium.errors import PodiumError
 
 MAX_AFTER = 8  # parametrized layers allowed after the target: a CNN's head has a few, a transformer dozens
@@ -74,8 +74,6 @@ def gradcam(net: torch.nn.Module, x: torch.Tensor, classes: list[int], layer: to
 def explain(module, images: np.ndarray, classes: list[int]) -> np.ndarray:
     """Grad-CAM for uint8 images (N x H x W x C) through a podium Classifier (its normalisation and
     evaluation weights, on the CPU)."""
-    from podium.augment import with_edges
-
     module = module.cpu().eval()
     if module.augment_cfg.edges:  # the model also takes the images' edge channel
         images = with_edges(np.ascontiguousarray(images))

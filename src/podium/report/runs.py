@@ -22,6 +22,7 @@ from rich.table import Table
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv
 from podium.run.files import METRICS
+from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
 
 COLUMNS = ["name", "model", "image_size", "loss", "cv_metric", "cv", "cv_fold_std", "folds", "wall_s", "date", "data",
@@ -160,8 +161,6 @@ def list_runs(output_dir: Path | str = "runs", csv: Path | str | None = None,
               console: Console | None = None, overwrite: bool = False) -> pd.DataFrame:
     """Print the leaderboard and write it as CSV (default OUTPUT_DIR/leaderboard.csv, replaced; another existing
     `csv` only with `overwrite`)."""
-    from podium.run.outputs import check_out
-
     default = Path(output_dir) / "leaderboard.csv"
     if csv is not None:  # before the work: a refused --csv costs nothing
         check_out(csv, overwrite, {f"the run '{d.name}'": d for d in _run_folders(Path(output_dir))}, what="--csv",

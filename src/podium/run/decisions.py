@@ -12,7 +12,7 @@ from podium.errors import PodiumError
 from podium.metrics import score_all
 from podium.posthoc import POSTHOC, adjust, fit_tau
 from podium.run.rundir import RunDir
-from podium.tasks import Multiclass, make_task
+from podium.tasks import Multiclass, make_task, require_multiclass
 
 
 def read_oof(run: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
@@ -33,8 +33,6 @@ def fit_run(run: Path, method: str, metric: str, tau: float | None = None, tau_m
         raise PodiumError(f"Unknown post-hoc method '{method}'. Choose logit_adjust or prior (`podium list posthoc`).")
     rd = RunDir(run)
     if rd.config.exists():
-        from podium.tasks import require_multiclass
-
         require_multiclass(rd.load_config(), "podium posthoc")
     probs, y, classes, folds = read_oof(run)
     counts = np.bincount(y, minlength=len(classes))

@@ -11,14 +11,14 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from podium import __version__
+from podium.io import atomic_write_json
+
 MARKER = ".podium-run"
 
 
 def write_marker(folder: Path | str, kind: str = "train") -> Path:
     """Mark `folder` (created if missing) as made by podium; returns the marker's path."""
-    from podium import __version__
-    from podium.io import atomic_write_json
-
     path = Path(folder) / MARKER
     atomic_write_json(path, {"podium": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              "kind": kind})

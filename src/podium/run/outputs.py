@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from podium.errors import PodiumError
+from podium.run.marker import run_above
+
 
 def check_out(path: Path | str, overwrite: bool, protected: dict[str, Path] | None = None, what: str = "--out",
               allowed: tuple[Path | str, ...] = (), folder: bool = False) -> Path:
@@ -14,9 +17,6 @@ def check_out(path: Path | str, overwrite: bool, protected: dict[str, Path] | No
     and an existing file unless `overwrite`. `allowed`: podium's own default outputs (RUN/submission.csv), always
     accepted. `folder`: `path` is a folder podium writes into (`podium errors`, `podium ensemble`): it is also
     refused when it holds a protected path; whether an existing one may be replaced is the caller's to judge."""
-    from podium.errors import PodiumError
-    from podium.run.marker import run_above
-
     path = Path(path)
     target = path.resolve()
     if target in {Path(a).resolve() for a in allowed}:

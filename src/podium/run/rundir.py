@@ -14,6 +14,7 @@ import hashlib
 from numbers import Real
 from pathlib import Path
 
+from podium.config import load_config, to_yaml
 from podium.errors import PodiumError
 from podium.run import files as f
 from podium.run.access import Folder
@@ -90,16 +91,12 @@ class RunDir(Folder):
     # ------------------------------------------------------------------ what the run was made from
     def load_config(self):
         """config.yaml as a Config; a folder without one is not a run."""
-        from podium.config import load_config
-
         if not self.config.is_file():
             raise PodiumError(f"'{self.path}' is not a run folder (no {f.CONFIG}). Pass <output_dir>/<name> of a "
                               "trained run.")
         return load_config(self.config)
 
     def write_config(self, cfg) -> None:
-        from podium.config import to_yaml
-
         self.write_text(f.CONFIG, to_yaml(cfg))
 
     def classes(self) -> list[str]:

@@ -17,18 +17,15 @@ label as each task's class in data.label_col order joined the same way ("1 0 2")
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 import pandas as pd
 
 from podium.config import Config, DataConfig, TrainConfig
-from podium.errors import PodiumError, fmt_list
+from podium.errors import PodiumError, Problem, fmt_list
 from podium.metrics import METRICS, MULTILABEL_METRICS, Metric, score_all
-from podium.posthoc import POSTHOC
 from podium.registry import Entry, Registry
-from podium.strategies import STRATEGIES
 from podium.tasks.combine import Combine
+from podium.thresholds import fit_thresholds
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -43,8 +40,6 @@ def sorted_names(values) -> list[str]:
 
 
 def _problem(kind: str, where: str, message: str):
-    from podium.errors import Problem
-
     return Problem(kind, where, message)
 
 
@@ -80,8 +75,6 @@ class Multiclass:
 
     @staticmethod
     def outputs_of(frame: pd.DataFrame, data: DataConfig) -> list[str]:
-        from podium.tasks import class_names
-
         return class_names(frame["label"], data.classes)
 
     def stratify_key(self, frame: pd.DataFrame) -> pd.Series:
@@ -241,8 +234,6 @@ class Multilabel(Multiclass):
         return {name: m.fn(y, probs) for name, m in self.metrics.items()}
 
     def fit_decision(self, y, probs, metric):
-        from podium.thresholds import fit_thresholds
-
         thr = fit_thresholds(y, probs, metric)
         return {"thresholds": dict(zip(self.outputs, thr.tolist()))}
 
@@ -478,45 +469,3 @@ def class_names(labels: pd.Series, declared: list[str] | None) -> list[str]:
         return sorted(uniq, key=int)
     except ValueError:
         return uniq
-
-
-def check_config(cfg: Config) -> Config:
-    """`cfg` checked against the registries the config schema cannot see (it sits below them): every key that names
-    an entry (data.task, cv.strategy, model.head, augment.preset, train.sampler, train.loss, posthoc.method,
-    tta.views, tta.combine, cv.metric) names one the task takes, and model.head_margin and train.loss_args fit their
-    entry's parameters. train.loss_args gets every default filled in, in place, so the run's config.yaml records
-    the loss exactly. Every command that takes a config calls this once; returns `cfg`."""
-    # delayed: these registries' modules import torch
-    from podium.augment import PRESETS
-    from podium.heads import HEADS, head_margin
-    from podium.losses import ALL_LOSSES, LOSSES, MULTILABEL_LOSSES
-    from podium.samplers import AUTO, SAMPLERS
-    from podium.tta import COMBINE, parse_tta
-
-    TASKS.get(cfg.data.task)
-    STRATEGIES.get(cfg.cv.strategy)
-    HEADS.get(cfg.model.head)
-    head_margin(cfg.model)
-    PRESETS.get(cfg.augment.preset)
-    if cfg.train.sampler != AUTO:
-        SAMPLERS.get(cfg.train.sampler)
-    POSTHOC.get(cfg.posthoc.method)
-    parse_tta(cfg.tta.views)
-    COMBINE.get(cfg.tta.combine)
-
-    task, loss = cfg.data.task, cfg.train.loss
-    ALL_LOSSES.get(loss)
-    if task == "multilabel" and loss not in MULTILABEL_LOSSES:
-        raise PodiumError(f"train.loss={loss} takes one class per image; data.task=multilabel needs a multi-label "
-                          f"loss: {' | '.join(MULTILABEL_LOSSES)}")
-    if task != "multilabel" and loss not in LOSSES:
-        raise PodiumError(f"train.loss={loss} is a multi-label loss; data.task={task} takes {', '.join(LOSSES)}")
-    cfg.train.loss_args = ALL_LOSSES.params(loss, cfg.train.loss_args, "train.loss_args.")
-
-    names = metric_names(cfg.data)
-    if cfg.cv.metric not in names:
-        close = difflib.get_close_matches(cfg.cv.metric, names, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise PodiumError(f"cv.metric: unknown metric '{cfg.cv.metric}' for data.task={cfg.data.task}.{hint} Known: "
-                          f"{', '.join(names)} (`podium list metrics`)")
-    return cfg

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError, fmt_list
+from podium.io import read_csv
 
 _OPS: dict[type, Callable] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
                               ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
@@ -37,8 +38,6 @@ class Combine:
             self._parse(spec)
 
     def _read_table(self, path: Path) -> None:
-        from podium.io import read_csv
-
         frame = read_csv(path, "data.combine")
         missing = [t for t in self.tasks if t not in frame.columns]
         rest = [c for c in frame.columns if c not in self.tasks]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from podium.data.scenarios import train_subset
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv, atomic_write_text
 
@@ -43,7 +44,6 @@ def write_digits_competition(out: Path | str, n: int | None = None, seed: int = 
     train_idx, test_idx = train_test_split(
         np.arange(len(ids)), test_size=TEST_FRACTION, stratify=labels, random_state=SEED
     )
-    from podium.data.scenarios import train_subset
 
     train_idx = train_idx[train_subset(labels[train_idx], n, seed, "digits")]
     (out / "images").mkdir(parents=True, exist_ok=True)
