@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 from podium.config import from_dict
+from podium.data.images import IMAGE_EXTENSIONS
 from podium.data.sources import (
+    _Resolver,
+    index_folder,
     load_test,
     load_train,
     stratified_subset,
@@ -360,3 +363,31 @@ def test_the_table_fingerprint_follows_ids_labels_and_paths_not_row_order(tmp_pa
     assert fp(rows[:3]) != same  # one image fewer
     (img / "0.png").rename(img / "0.jpg")
     assert fp(rows) != same  # another file for id 0
+
+
+def test_index_folder_matches_pathlib_on_a_tricky_tree(tmp_path):
+    """The scandir walk gives what `sorted(rglob("*"))` gave: path order, symlinked files counted, symlinked folders
+    not entered, broken links, folders named like images and extension-only names skipped."""
+    root, outside = tmp_path / "images", tmp_path / "outside"
+    for rel in ["b.png", "a/x.JPG", "a-b/x.png", "a/deep/y.webp", "a/deep/y.png", "c.d.png", ".png", "notes.txt",
+                "dir.png/z.png"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "w.png").write_bytes(b"x")
+    (outside / "v.png").write_bytes(b"x")
+    (root / "link.png").symlink_to(outside / "v.png")
+    (root / "linkdir").symlink_to(outside / "sub")
+    (root / "broken.png").symlink_to(tmp_path / "gone.png")
+
+    expected: dict[str, list[Path]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            expected.setdefault(p.relative_to(root).with_suffix("").as_posix(), []).append(p)
+    got = index_folder(root)
+    assert got == expected and list(got) == list(expected)
+    assert "linkdir/w" not in got and "link" in got and "broken" not in got and got["a/deep/y"][0].suffix == ".png"
+
+    resolve = _Resolver()
+    for p in [*(q for paths in got.values() for q in paths), root / "linkdir" / "w.png", root / "a" / ".." / "b.png"]:
+        assert resolve(p) == p.resolve(), p

@@ -178,3 +178,13 @@ def test_run_folder_never_holds_the_users_files_and_an_unmarked_one_is_refused(t
     assert (mine / "notes.txt").read_text() == "my notes" and not is_podium_run(mine)
     fresh = open_run(load_config(tiny_competition, ["name=fresh"]))
     assert fresh.is_podium_run() and list(fresh.path.iterdir()) == [fresh.marker]
+
+
+def test_a_file_of_a_run_passed_for_the_run_names_its_folder(tmp_path):
+    run = tmp_path / "exp"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: exp\n")
+    with pytest.raises(PodiumError, match=r"a file of a run; pass the run folder itself: '.*exp'"):
+        RunDir(run / "config.yaml").load_config()
+    with pytest.raises(PodiumError, match="is not a run folder"):
+        RunDir(tmp_path / "elsewhere").load_config()

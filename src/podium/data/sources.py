@@ -10,6 +10,7 @@ strict loaders raise them all at once; `podium data check` reports them with eve
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,12 +42,43 @@ def _need_columns(frame: pd.DataFrame, cols: list[str], path: Path, key_of: dict
 
 
 def index_folder(folder: Path) -> dict[str, list[Path]]:
-    """Map each image file's name without extension (relative to `folder`, posix) to its paths."""
+    """Map each image file's name without extension (relative to `folder`, posix) to its paths, in path order.
+    Like `sorted(folder.rglob("*"))`, symlinked folders are not entered; symlinked files count. Walked with
+    os.scandir on strings: pathlib's rglob + sort took 1.4 s on 70,000 files, this a fraction of it."""
+    found: list[tuple[tuple[str, ...], str]] = []  # (parts relative to folder, path)
+    stack: list[tuple[str, tuple[str, ...]]] = [(str(folder), ())]
+    while stack:
+        where, parts = stack.pop()
+        with os.scandir(where) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, (*parts, entry.name)))
+                    continue
+                stem, ext = os.path.splitext(entry.name)
+                if stem and ext.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                    found.append(((*parts, entry.name), entry.path))
+    found.sort()
     out: dict[str, list[Path]] = {}
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-            out.setdefault(p.relative_to(folder).with_suffix("").as_posix(), []).append(p)
+    for parts, path in found:
+        key = "/".join((*parts[:-1], os.path.splitext(parts[-1])[0]))
+        out.setdefault(key, []).append(Path(path))
     return out
+
+
+class _Resolver:
+    """`Path.resolve()` for many files in few folders: each folder is resolved once and a file is followed only
+    when it is a symlink (70,000 files: 2.3 s with Path.resolve)."""
+
+    def __init__(self):
+        self.folders: dict[str, str] = {}
+
+    def __call__(self, path: Path) -> Path:
+        head, name = os.path.split(str(path))
+        if name in ("", ".", "..") or os.path.islink(path):
+            return path.resolve()
+        if head not in self.folders:
+            self.folders[head] = os.path.realpath(head)
+        return Path(self.folders[head], name)
 
 
 def _need_dir(path: Path | None, key: str) -> Path:
@@ -124,11 +156,12 @@ def _resolve_paths(frame: pd.DataFrame, data: DataConfig, folder: Path, folder_k
     paths: list[str | None] = []
     index = None if data.path_col else index_folder(folder)
     root = folder.resolve()
+    resolve = _Resolver()
     for i, (ident, rel) in enumerate(zip(frame["id"], frame["_path"] if data.path_col else frame["id"])):
         where = f"{csv} row {i + 2}"
         try:
             p = _find_image(ident, rel, data, folder, index, where, problems)
-            resolved = p.resolve() if p is not None else None
+            resolved = resolve(p) if p is not None else None
         except (OSError, ValueError) as exc:  # a path the system refuses to look at (too long, no permission)
             what = rel if data.path_col else ident
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -112,8 +112,7 @@ def load_run(path: Path | str) -> Run:
     path = Path(path)
     rd = RunDir(path)
     if not rd.is_started():
-        raise PodiumError(f"'{path}' is not a run folder (no {rd.config.name} and {rd.classes_file.name}). "
-                          "Pass <output_dir>/<name> of a trained run.")
+        raise PodiumError(rd.not_a_run())
     if not rd.metrics_json.exists() or not rd.oof_csv.exists():
         raise PodiumError(f"Run '{path}' has no finished fold yet (no {rd.oof_csv.name} / {rd.metrics_json.name}). "
                           "Train at least one fold first (`podium train`).")

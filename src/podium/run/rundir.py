@@ -92,9 +92,15 @@ class RunDir(Folder):
     def load_config(self):
         """config.yaml as a Config; a folder without one is not a run."""
         if not self.config.is_file():
-            raise PodiumError(f"'{self.path}' is not a run folder (no {f.CONFIG}). Pass <output_dir>/<name> of a "
-                              "trained run.")
+            raise PodiumError(self.not_a_run())
         return load_config(self.config)
+
+    def not_a_run(self) -> str:
+        """Why this path is not a run folder, and what to pass instead."""
+        if self.path.is_file() and (self.path.parent / f.CONFIG).is_file():
+            return (f"'{self.path}' is a file of a run; pass the run folder itself: "
+                    f"'{self.path.parent}'.")
+        return f"'{self.path}' is not a run folder (no {f.CONFIG}). Pass <output_dir>/<name> of a trained run."
 
     def write_config(self, cfg) -> None:
         self.write_text(f.CONFIG, to_yaml(cfg))
