@@ -6,7 +6,10 @@ colour cast, Gaussian noise; RGB, read as grayscale like the training images). O
 row: fold 0 of a stratified 5-fold split, the same seed, network, optimiser and epochs; only augment.preset differs.
 Each row is scored on the corrupted test set (through `podium predict`) and on the same 10,000 images clean.
 
-    .venv/bin/python benchmarks/noisy_test.py [--n 12000] [--epochs 10] [--presets none,medium,documents]
+    .venv/bin/python benchmarks/noisy_test.py [--n 12000] [--epochs 10] [--presets none,medium,documents] [--reuse]
+
+Every row is trained afresh on the code being measured; --reuse keeps a finished row trained with the same config
+(quicker, but then the figures come from whichever code trained it).
 
 Target: `documents` recovers >= 90% of the clean-test macro-F1 (the reference: the `none` row on the clean test,
 a model trained and tested as usual) on the corrupted test, while `none` collapses there.
@@ -65,6 +68,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--presets", default="none,medium,documents")
+    ap.add_argument("--reuse", action="store_true", help="keep a finished row trained with the same config")
     args = ap.parse_args()
     work = HERE / "work" / f"fashion-noisy-n{args.n}"
     if not (work / "train.csv").exists():
@@ -78,8 +82,8 @@ def main() -> None:
         cfg = config(args, work, preset)
         make_folds_file(cfg)
         rd = run_dir(cfg)
-        same = (rd / "config.yaml").exists() and (rd / "config.yaml").read_text() == to_yaml(cfg)
-        metrics = train(cfg, folds=[0], resume=same, overwrite=not same)  # a finished row of these settings is kept
+        same = args.reuse and (rd / "config.yaml").exists() and (rd / "config.yaml").read_text() == to_yaml(cfg)
+        metrics = train(cfg, folds=[0], resume=same, overwrite=not same)
         predict(rd, overwrite=True)
         probs = pd.read_csv(rd / "test_probs.csv", dtype={"id": str}).set_index("id")
         y = truth.loc[probs.index].map(index).to_numpy()
