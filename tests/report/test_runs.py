@@ -47,7 +47,9 @@ def test_ranked_within_each_metric_unfinished_last(tmp_path):
 
 def test_real_runs_in_the_terminal_and_as_csv(two_runs):
     a, b = two_runs
-    out = subprocess.run(podium_cmd("runs", str(a.parent)), capture_output=True, text=True)
+    # a wide terminal: at rich's default 80 columns a long wall time (a loaded machine) can squeeze a name to "tiny…"
+    out = subprocess.run(podium_cmd("runs", str(a.parent)), capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     csv = pd.read_csv(a.parent / "leaderboard.csv")
     ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
