@@ -377,7 +377,8 @@ def weights_fetch(name: str = typer.Argument(..., help="timm's model name, with 
     found = cached_file(w, cache_dir)
     path = found or fetch(w, cache_dir)
     state = "already cached" if found else "[green]fetched[/]"
-    console.print(f"{state}: {w.name} -> {escape(str(path))} (cache folder: {escape(str(cache_folder(w, cache_dir)))})")
+    console.print(f"{state}: {w.name} -> {escape(str(path))} (cache folder: {escape(str(cache_folder(w, cache_dir)))})",
+                  soft_wrap=True)  # paths stay whole, to be copied
 
 
 @augment_app.command("preview")
