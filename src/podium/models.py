@@ -18,6 +18,7 @@ import functools
 import importlib.resources
 import importlib.util
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -340,7 +341,8 @@ def _from_hub(name: str, hub: HubWeights, in_chans: int, kwargs: dict) -> nn.Mod
     log.info("%s: pretrained weights %s from %s", name, hub.name, path)
     try:
         return _timm(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, in_chans=in_chans, **kwargs)
-    except (RuntimeError, OSError, ValueError, SafetensorError) as err:
+    except (RuntimeError, OSError, ValueError, SafetensorError, pickle.UnpicklingError) as err:  # timm loads .bin
+        # files with weights_only=True: pickled objects besides tensors are refused, never run
         raise PodiumError(f"The cached weights file '{path}' of '{hub.name}' does not load into timm's {name} "
                           f"({type(err).__name__}: {str(err).splitlines()[0][:300]}). Delete that file and run "
                           f"`podium weights fetch {hub.name}` again, or check timm's version.") from None
