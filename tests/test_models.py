@@ -293,8 +293,17 @@ def test_unset_image_size_is_the_weights_input_size():
     assert check_config(cfg.model_copy(update={"model": ModelConfig(name="podium_cnn")})).data.image_size == 160
 
 
-def test_fixed_size_networks_are_built_for_the_image_size():
-    vit = create_model(ModelConfig(name="test_vit", pretrained=False), num_classes=3, in_chans=3, image_size=64)
-    assert vit(torch.randn(1, 3, 64, 64)).shape == (1, 3)  # timm builds it for 64 px (its weights: 160)
+def test_fixed_size_networks_are_built_for_the_image_size(hub_cache):
+    from tests.hub_cache import known_state, write_hub_weights
+
+    state = known_state("test_vit")  # a ViT: its position embeddings fix the input size (160 px)
+    write_hub_weights(hub_cache, "timm/test_vit.r160_in1k", state)
+    vit = create_model(ModelConfig(name="test_vit"), num_classes=3, in_chans=3, image_size=64)
+    assert vit(torch.randn(1, 3, 64, 64)).shape == (1, 3)  # timm built it for 64 px and resampled the embeddings
+    got = vit.state_dict()
+    assert got["pos_embed"].shape[1] < state["pos_embed"].shape[1]
+    assert torch.equal(got["patch_embed.proj.weight"], state["patch_embed.proj.weight"])
+    scratch = create_model(ModelConfig(name="test_vit", pretrained=False), num_classes=3, in_chans=3, image_size=64)
+    assert scratch.state_dict()["pos_embed"].shape == got["pos_embed"].shape  # predict builds the same network
     resnet = create_model(ModelConfig(name="test_resnet", pretrained=False), num_classes=3, in_chans=3, image_size=64)
     assert resnet(torch.randn(1, 3, 64, 64)).shape == (1, 3)  # any size: nothing to adapt
