@@ -361,7 +361,7 @@ def list_registry(what: Optional[str] = typer.Argument(None, help=f"one of: {', 
 
 @weights_app.command("fetch")
 def weights_fetch(name: str = typer.Argument(..., help="timm's model name, with a tag (convnext_tiny.fb_in1k) or "
-                                             "without (its default weights)"),
+                                             "without (its default weights)", metavar="NAME"),
                   cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="the cache folder to download "
                                                            "into (default: HF_HUB_CACHE, ~/.cache/huggingface/hub)")):
     """Download timm's pretrained weights NAME into the local cache, for a machine without a network.
