@@ -377,8 +377,10 @@ def weights_fetch(name: str = typer.Argument(..., help="timm's model name, with 
     found = cached_file(w, cache_dir)
     path = found or fetch(w, cache_dir)
     state = "already cached" if found else "[green]fetched[/]"
-    console.print(f"{state}: {w.name} -> {escape(str(path))} (cache folder: {escape(str(cache_folder(w, cache_dir)))})",
-                  soft_wrap=True)  # paths stay whole, to be copied
+    folder = escape(str(cache_folder(w, cache_dir)))
+    var = "HF_HUB_CACHE" if w.repo else "TORCH_HOME (its hub/checkpoints folder)"
+    console.print(f"{state}: {w.name} -> {escape(str(path))}\nFor a machine without a network: copy the folder "
+                  f"{folder} there, point {var} at it and set HF_HUB_OFFLINE=1.", soft_wrap=True)  # paths kept whole
 
 
 @augment_app.command("preview")
