@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
+
+# No test reaches the network or reads the user's hub cache: offline, with an empty cache of the tests' own. Set
+# before huggingface_hub is first imported (it reads both then); tests that need weights build a cache (hub_cache).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = os.path.join(tempfile.gettempdir(), f"podium-tests-empty-hub-{os.getpid()}")
 
 import numpy as np
 import pandas as pd
@@ -60,6 +67,20 @@ def write_tiny_competition(root: Path, n_train: int = 48, n_test: int = 12, seed
 @pytest.fixture
 def tiny_competition(tmp_path) -> Path:
     return write_tiny_competition(tmp_path / "comp")
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face hub cache folder of the test's own, offline: in this process (huggingface_hub's
+    constants) and in the subprocesses it starts (the environment). tests/hub_cache.py writes weights into it."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
 
 
 def podium_cmd(*args: str) -> list[str]:

@@ -186,3 +186,37 @@ def test_edge_channel_trains_and_predicts(tiny_competition):
     assert module.model.stem[0].weight.shape[1] == 2  # gray + edges
     assert module.mean.tolist()[-1] == 0.0 and module.std.tolist()[-1] == 1.0
     assert predict(rd).n == 12
+
+
+_SPY = """
+import json, os, socket, sys
+calls = []
+def spy(host, *args, **kwargs):  # every name lookup on the way to a connection
+    calls.append(host)
+    raise OSError("no network in this test")
+socket.getaddrinfo = spy
+if sys.argv[1] == "podium":
+    from podium.augment import item_compose, resolve
+    from podium.config import AugmentConfig
+    assert "albumentations" not in sys.modules
+    item_compose(resolve(AugmentConfig(preset="heavy")), 3)  # the one place podium imports albumentations
+assert sys.argv[1] != "podium" or "albumentations" in sys.modules
+import albumentations
+print(json.dumps({"calls": calls, "env": os.environ.get("NO_ALBUMENTATIONS_UPDATE")}))
+"""
+
+
+@pytest.mark.parametrize("first", ["podium", "albumentations"])
+def test_albumentations_never_asks_pypi_for_updates_through_podium(first):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    out = subprocess.run([sys.executable, "-c", _SPY, first], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    if first == "podium":
+        assert seen == {"calls": [], "env": "1"}
+    else:  # the control: imported alone, albumentations looks PyPI up (so the spy would see it through podium)
+        assert seen["env"] is None and any("pypi" in str(host) for host in seen["calls"])

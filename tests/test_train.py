@@ -209,3 +209,43 @@ def test_classifier_retraining_refuses_a_mismatched_start(tiny_competition):
                        match=rf"used other folds than this config \(1 id\(s\) differ, first: {folds.loc[0, 'id']}"):
         train(crt("name=c3"), folds=[0])
     assert not (tiny_competition.parent / "runs" / "c3").exists()
+
+
+def test_a_timm_model_with_a_tag_trains_from_its_cached_weights(tiny_competition, hub_cache):
+    """As a user runs it offline: HF_HUB_OFFLINE=1, HF_HUB_CACHE holding the weights (tests/hub_cache.py)."""
+    from tests.hub_cache import REVISION, known_state, write_hub_weights
+
+    tag = "test_efficientnet.r160_in1k"  # ImageNet's statistics: neither podium's 0.5 nor the data's
+    state = known_state("test_efficientnet")
+    path = write_hub_weights(hub_cache, "timm/" + tag, state)
+    proc = subprocess.run(podium_cmd("train", str(tiny_competition), f"model.name={tag}", "model.pretrained=true",
+                                     "model.freeze=backbone", "train.epochs=1", "--folds", "0"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rd = tiny_competition.parent / "runs" / "tiny"
+    info = json.loads((rd / "run.json").read_text())  # grayscale: the weights' statistics averaged
+    assert info["mean"] == pytest.approx([np.mean([0.485, 0.456, 0.406])])
+    assert info["std"] == pytest.approx([np.mean([0.229, 0.224, 0.225])])
+    assert info["weights"] == {"name": tag, "source": "hub", "input_size": 160, "interpolation": "bicubic",
+                               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "file": str(path),
+                               "revision": REVISION}
+    ckpt = torch.load(rd / "fold0" / "best.ckpt", weights_only=True, map_location="cpu")["state_dict"]
+    net = {k.removeprefix("model."): v for k, v in ckpt.items() if k.startswith("model.")}
+    assert net.keys() == state.keys()
+    for key, value in state.items():  # the frozen backbone is the cached weights, exactly
+        if key.startswith("classifier."):
+            assert net[key].shape[0] == len(CLASSES)
+        elif key == "conv_stem.weight":
+            assert torch.equal(net[key], value.sum(1, keepdim=True))  # grayscale images: timm's adaptation
+        else:
+            assert torch.equal(net[key], value), key
+
+
+def test_offline_without_cached_weights_stops_before_reading_any_image(tiny_competition, hub_cache):
+    cfg = load_config(tiny_competition, ["model.name=test_resnet.r160_in1k", "model.pretrained=true"])
+    with pytest.raises(PodiumError) as err:
+        train(cfg)
+    text = str(err.value)
+    assert "'test_resnet.r160_in1k'" in text and str(hub_cache) in text
+    assert "podium weights fetch test_resnet.r160_in1k" in text
+    assert not (tiny_competition.parent / "cache").exists() and not (tiny_competition.parent / "runs" / "tiny").exists()

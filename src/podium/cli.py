@@ -27,6 +27,8 @@ datasets_app = typer.Typer(no_args_is_help=True, help="Offline data sets written
 app.add_typer(datasets_app, name="datasets")
 augment_app = typer.Typer(no_args_is_help=True, help="See the training augmentation.")
 app.add_typer(augment_app, name="augment")
+weights_app = typer.Typer(no_args_is_help=True, help="timm's pretrained weights in the local cache.")
+app.add_typer(weights_app, name="weights")
 
 _state = {"debug": False}
 OVERRIDES = typer.Argument(None, help="dotted key=value overrides, e.g. train.epochs=3", show_default=False)
@@ -312,15 +314,24 @@ def registries(what: str):
     return out
 
 
-def list_lines(what: str | None) -> list[str]:
+def list_lines(what: str | None, pretrained: bool = False, pattern: str | None = None) -> list[str]:
     """What `podium list [WHAT]` prints: without WHAT one line per registry (what lists it, the config key that
     chooses from it, how many entries, when it applies); with WHAT each of its registries' entries, descriptions and
-    parameters with their defaults."""
+    parameters with their defaults. `podium list models --pretrained [FILTER]`: timm's pretrained weights (matching
+    FILTER) and which are in the local cache (podium.hub)."""
+    if pretrained or pattern is not None:
+        if what != "models" or not pretrained:
+            raise PodiumError("FILTER and --pretrained list timm's pretrained weights: `podium list models "
+                              "--pretrained [FILTER]` (e.g. convnext_tiny, '*in22k*').")
+        from podium.hub import listing
+
+        return listing(pattern)
     if what is None:
         lines = [f"{'WHAT':<11} {'CONFIG KEY':<15} {'ENTRIES':>7}  WHEN"]
         for name in LISTINGS:
             lines += [f"{name:<11} {r.key:<15} {len(r):>7}  {r.scope}".rstrip() for r in registries(name)]
-        return lines + ["", "`podium list WHAT` shows each entry, what it does, and its parameters with defaults."]
+        return lines + ["", "`podium list WHAT` shows each entry, what it does, and its parameters with defaults.",
+                        "`podium list models --pretrained [FILTER]`: timm's pretrained weights, and which are cached."]
     regs = registries(what)
     width = max(len(n) for r in regs for n in r.names()) + 2
     lines = []
@@ -331,15 +342,45 @@ def list_lines(what: str | None) -> list[str]:
 
 @app.command("list")
 def list_registry(what: Optional[str] = typer.Argument(None, help=f"one of: {', '.join(LISTINGS)}; omit for the "
-                                                       "list of registries", show_default=False, metavar="WHAT")):
+                                                       "list of registries", show_default=False, metavar="WHAT"),
+                  pattern: Optional[str] = typer.Argument(None, help="with models --pretrained: an architecture, a "
+                                                          "glob ('*in22k*') or any part of the weights' name",
+                                                          show_default=False, metavar="FILTER"),
+                  pretrained: bool = typer.Option(False, "--pretrained", help="models: timm's pretrained weights "
+                                                  "(name.tag for model.name) and which are in the local cache")):
     """What a registry holds: every name a config key can take, what it does, its parameters and their defaults.
 
     Without WHAT: each registry, the config key that chooses from it, and how many entries it holds.
+    `podium list models --pretrained [FILTER]`: timm's pretrained weights, their input size, which are cached.
 
     Guide: docs/layout.md, docs/training.md
     """
-    for line in list_lines(what):
+    for line in list_lines(what, pretrained, pattern):
         print(line)
+
+
+@weights_app.command("fetch")
+def weights_fetch(name: str = typer.Argument(..., help="timm's model name, with a tag (convnext_tiny.fb_in1k) or "
+                                             "without (its default weights)", metavar="NAME"),
+                  cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="the cache folder to download "
+                                                           "into (default: HF_HUB_CACHE, ~/.cache/huggingface/hub)")):
+    """Download timm's pretrained weights NAME into the local cache, for a machine without a network.
+
+    Copy the cache folder to that machine, point HF_HUB_CACHE at it and set HF_HUB_OFFLINE=1: `podium train` then
+    reads the weights from it without trying the network.
+
+    Guide: docs/training.md
+    """
+    from podium.hub import cache_folder, cached_file, fetch, require_hub_weights
+
+    w = require_hub_weights(name)
+    found = cached_file(w, cache_dir)
+    path = found or fetch(w, cache_dir)
+    state = "already cached" if found else "[green]fetched[/]"
+    folder = escape(str(cache_folder(w, cache_dir)))
+    var = "HF_HUB_CACHE" if w.repo else "TORCH_HOME (its hub/checkpoints folder)"
+    console.print(f"{state}: {w.name} -> {escape(str(path))}\nFor a machine without a network: copy the folder "
+                  f"{folder} there, point {var} at it and set HF_HUB_OFFLINE=1.", soft_wrap=True)  # paths kept whole
 
 
 @augment_app.command("preview")

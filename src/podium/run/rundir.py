@@ -119,18 +119,22 @@ class RunDir(Folder):
         self.write_json(f.CLASSES, list(classes))
 
     def info(self) -> dict:
-        """run.json: {channels, n_train, mean, std}, the model's input as trained."""
+        """run.json: {channels, n_train, mean, std, weights}, the model's input as trained; weights (absent in runs
+        made before podium recorded them; null: none): what the network started from (podium.models.Weights: name,
+        source, input_size, interpolation, mean, std, and the file and its hub revision)."""
         info = self.read_json(f.INFO)
         if not isinstance(info, dict) or not isinstance(info.get("channels"), int) or info["channels"] < 1:
             raise self.wrong(f.INFO, "must be a mapping with 'channels' (the images' channel count, 1 or 3)")
         for key in ("mean", "std"):
             if key in info and not (isinstance(info[key], list) and all(isinstance(v, Real) for v in info[key])):
                 raise self.wrong(f.INFO, f"must hold '{key}' as a list of numbers, one per input channel")
+        if not isinstance(info.get("weights"), (dict, type(None))):
+            raise self.wrong(f.INFO, "must hold 'weights' as a mapping (the starting weights) or null")
         return info
 
-    def write_info(self, channels: int, n_train: int, stats: tuple[tuple, tuple]) -> None:
+    def write_info(self, channels: int, n_train: int, stats: tuple[tuple, tuple], weights: dict | None = None) -> None:
         self.write_json(f.INFO, {"channels": channels, "n_train": n_train, "mean": list(stats[0]),
-                                 "std": list(stats[1])})
+                                 "std": list(stats[1]), "weights": weights})
 
     def folds(self):
         """folds.csv: (id, fold) of every training image as the run was trained, folds non-negative integers."""

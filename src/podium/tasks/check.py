@@ -10,6 +10,7 @@ from podium.config import Config
 from podium.errors import PodiumError
 from podium.heads import HEADS, head_margin
 from podium.losses import ALL_LOSSES, LOSSES, MULTILABEL_LOSSES
+from podium.models import default_image_size
 from podium.posthoc import POSTHOC
 from podium.samplers import AUTO, SAMPLERS
 from podium.strategies import STRATEGIES
@@ -22,7 +23,9 @@ def check_config(cfg: Config) -> Config:
     an entry (data.task, cv.strategy, model.head, augment.preset, train.sampler, train.loss, posthoc.method,
     tta.views, tta.combine, cv.metric) names one the task takes, and model.head_margin and train.loss_args fit their
     entry's parameters. train.loss_args gets every default filled in, in place, so the run's config.yaml records
-    the loss exactly. Every command that takes a config calls this once; returns `cfg`."""
+    the loss exactly; so does data.image_size when the config leaves it unset: the input size of the pretrained
+    weights the model starts from (timm's pretrained_cfg; 224 without weights). Every command that takes a config
+    calls this once; returns `cfg`."""
     TASKS.get(cfg.data.task)
     STRATEGIES.get(cfg.cv.strategy)
     HEADS.get(cfg.model.head)
@@ -42,6 +45,8 @@ def check_config(cfg: Config) -> Config:
     if task != "multilabel" and loss not in LOSSES:
         raise PodiumError(f"train.loss={loss} is a multi-label loss; data.task={task} takes {', '.join(LOSSES)}")
     cfg.train.loss_args = ALL_LOSSES.params(loss, cfg.train.loss_args, "train.loss_args.")
+    if "image_size" not in cfg.data.model_fields_set:  # unset (the schema's 224 is the size without weights)
+        cfg.data.image_size = default_image_size(cfg.model) or cfg.data.image_size
 
     names = metric_names(cfg.data)
     if cfg.cv.metric not in names:
