@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import podium.engine.loader as loader_module
-from podium.augment import AugmentedDataset, Draw, eval_pipeline, train_pipeline
+from podium.augment import AugmentedDataset, Draw, ImageStageError, ItemPipeline, eval_pipeline, train_pipeline
 from podium.config import AugmentConfig
 from podium.data.cache import CachedDataset
 from podium.engine.loader import make_loader, resolve_workers
@@ -81,6 +81,43 @@ def test_workers_run_only_a_per_image_stage(tmp_path):
         batches[workers] = [x for x, _ in loader]
     assert [x.shape[1] for x in batches[2]] == [2, 2, 2]  # the edge channel, added in the workers
     assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
+
+
+class FailsOnWhite:
+    """Stands in for albumentations' Compose: fails on an image whose first pixel is 255."""
+
+    def set_random_seed(self, seed):
+        pass
+
+    def __call__(self, image):
+        if image[0, 0, 0] == 255:
+            raise ValueError("cannot warp this one")
+        return {"image": image}
+
+
+def test_an_image_failing_in_a_worker_is_named(tmp_path):
+    images = np.zeros((12, 8, 8, 1), np.uint8)
+    images[9, 0, 0] = 255
+    pipe = ItemPipeline(None, 1, edges=False)
+    pipe.compose = FailsOnWhite()
+    names = np.array([f"train/{i}.png" for i in range(12)], dtype=object)
+    loader = make_loader(images, None, np.arange(12), 4, seed=0, pipeline=pipe, augment_seed=1, workers=2,
+                         names=names)
+    with pytest.raises(ImageStageError, match=r"(?s)worker process.*row 9 of the decode cache \(train/9.png\)"):
+        list(loader)
+
+
+def test_spawned_workers_give_the_same_batches(tmp_path, monkeypatch):
+    """Where fork is not used (macOS, Windows), workers get the dataset pickled; batches stay the same."""
+    images = _memmap(tmp_path, n=24)
+    pipe = train_pipeline(AugmentConfig(preset="medium"), 3)
+    ref = make_loader(images, np.arange(24), np.arange(24), 8, seed=5, pipeline=pipe, augment_seed=2)
+    monkeypatch.setattr(loader_module, "START_METHOD", "spawn")
+    spawned = make_loader(images, np.arange(24), np.arange(24), 8, seed=5, pipeline=pipe, augment_seed=2,
+                          workers=1)
+    assert spawned.multiprocessing_context.get_start_method() == "spawn"
+    for a, b in zip(_epochs(ref, [0, 1]), _epochs(spawned, [0, 1])):
+        assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
 
 
 def test_the_dataset_travels_to_a_worker_without_its_images(tmp_path):

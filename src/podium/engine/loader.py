@@ -30,6 +30,9 @@ from podium.samplers import EpochSampler
 PREFETCH = 2  # batches each worker keeps ready: enough to hide a slow batch, few to hold in shared memory
 MAX_AUTO_WORKERS = 16  # train.workers=auto never starts more: past that, memory grows and the GPU is rarely waiting
 SHARED_MEMORY = "/dev/shm"  # where Linux workers hand batches over (torch's file_descriptor sharing)
+# fork starts a worker in milliseconds and shares the memmap and the pipeline; workers touch no CUDA. Elsewhere
+# spawn pickles the dataset (CachedDataset travels as its file's name, not its bytes).
+START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
 def available_cores() -> int:
@@ -120,11 +123,8 @@ def make_loader(images, targets, indices, batch_size: int, seed: int | None,
         channels = images.shape[-1] + (1 if pipeline.edges else 0)
         n = resolve_workers(workers, devices, batch_size * math.prod(images.shape[1:3]) * channels)
         if n:
-            # fork starts a worker in milliseconds and shares the memmap and the pipeline; workers touch no CUDA.
-            # Elsewhere spawn pickles the dataset (CachedDataset travels as its file's name).
-            context = "fork" if sys.platform == "linux" else "spawn"
             parallel = dict(num_workers=n, persistent_workers=True, prefetch_factor=PREFETCH, pin_memory=pin_memory,
-                            multiprocessing_context=context)
+                            multiprocessing_context=START_METHOD)
     # its own generator: the workers' base seed is never drawn from torch's global RNG (it would be once per
     # epoch in process, once per fit with workers); nothing podium runs in a worker draws from it anyway
     return EpochLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=keep_batch,
