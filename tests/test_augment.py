@@ -12,7 +12,10 @@ import torch
 from podium.augment import (
     PRESETS,
     AugmentedDataset,
+    Draw,
+    ImageStageError,
     ItemPipeline,
+    NumberedDraws,
     eval_pipeline,
     resolve,
     train_pipeline,
@@ -105,14 +108,42 @@ def test_batches_are_seeded_from_seed_epoch_and_batch_number():
 
     def epoch(ds, sampler, e):
         sampler.set_epoch(e)
-        return [ds.__getitems__(list(range(s, s + 4)))[0] for s in (0, 4)]
+        draws = list(sampler)  # Draw(epoch, number, position), as the loader hands them over
+        return [ds.__getitems__(draws[s:s + 4])[0] for s in (0, 4)]
 
-    sampler = EpochSampler(8, seed=0)
-    ds = AugmentedDataset(CachedDataset(images, None, np.arange(8)), pipe, seed=5, sampler=sampler)
+    sampler = NumberedDraws(EpochSampler(8, seed=0))
+    ds = AugmentedDataset(CachedDataset(images, None, np.arange(8)), pipe, seed=5, batch_size=4)
     e0, e1 = epoch(ds, sampler, 0), epoch(ds, sampler, 1)
-    again = AugmentedDataset(CachedDataset(images, None, np.arange(8)), pipe, seed=5, sampler=sampler)
+    again = AugmentedDataset(CachedDataset(images, None, np.arange(8)), pipe, seed=5, batch_size=4)
     assert all(torch.equal(a, b) for a, b in zip(epoch(again, sampler, 1), e1))  # epoch 1 alone, as after a resume
     assert not torch.equal(e0[0], e1[0])
+    # the seed podium has always drawn for batch b of epoch e: (seed, e, b)
+    order = list(EpochSampler(8, seed=0))  # epoch 0's order
+    seed_b1 = int(np.random.SeedSequence([5, 0, 1]).generate_state(1)[0])
+    assert np.array_equal(e0[1].permute(0, 2, 3, 1).numpy(), pipe(images[order[4:]], seed_b1))
+
+
+def test_a_failing_image_is_named():
+    class Failing:  # stands in for albumentations' Compose: fails on the image whose first pixel is 255
+        def set_random_seed(self, seed):
+            pass
+
+        def __call__(self, image):
+            if image[0, 0, 0] == 255:
+                raise ValueError("cannot warp this one")
+            return {"image": image}
+
+    images = np.zeros((6, 8, 8, 1), np.uint8)
+    images[4, 0, 0] = 255
+    pipe = ItemPipeline(None, 1, edges=False)
+    pipe.compose = Failing()
+    names = np.array([f"train/{i}.png" for i in range(6)], dtype=object)
+    ds = AugmentedDataset(CachedDataset(images, None, np.array([5, 4, 3])), pipe, seed=1, batch_size=3, names=names)
+    draws = [Draw(0, k, p) for k, p in enumerate([0, 1, 2])]
+    with pytest.raises(ImageStageError, match=r"row 4 of the decode cache \(train/4.png\): ValueError: cannot warp"):
+        ds.__getitems__(draws)
+    with pytest.raises(ImageStageError, match=r"image 1 of the batch: ValueError"):
+        pipe(images[3:6], seed=0)
 
 
 def test_edge_channel_is_appended_and_marks_edges():

@@ -133,6 +133,7 @@ BAD_VALUES = [  # (dotted key, a value a user could type by mistake)
     ("model.freeze_epochs", -1), ("model.drop_rate", 1.0), ("model.drop_rate", -0.1), ("model.in_chans", 0),
     ("model.head_scale", 0), ("cv.seed", -3), ("cv.n_folds", 1), ("data.image_size", 0), ("data.subset", 0),
     ("data.center_crop", 0), ("augment.mix_prob", 2), ("posthoc.tau", -0.5), ("posthoc.tau_max", 0),
+    ("train.workers", -1), ("train.workers", 1.5), ("train.workers", "many"),
 ]
 
 
@@ -146,9 +147,15 @@ def test_out_of_range_values_name_their_dotted_key(key, value):
 @pytest.mark.parametrize("override", ["train.layer_decay=1", "train.grad_clip=null", "train.patience=0",
                                       "model.freeze_epochs=0", "model.drop_rate=0.5", "train.warmup_epochs=0",
                                       "train.warmup_lr=0", "train.min_lr=0", "train.weight_decay=0",
-                                      "train.seed=0", "model.in_chans=1", "model.head=arcface"])
+                                      "train.seed=0", "model.in_chans=1", "model.head=arcface", "train.workers=0"])
 def test_values_at_the_edge_of_their_range_are_accepted(override):
     load_config(None, [override])
+
+
+def test_workers_is_auto_or_a_count():
+    assert load_config(None).train.workers == "auto"
+    assert load_config(None, ["train.workers=3"]).train.workers == 3
+    assert load_config(None, ["train.workers=auto"]).train.workers == "auto"
 
 
 def test_loss_args_and_head_margins_are_bounded():

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import torch
 
@@ -79,12 +80,17 @@ def test_folds_merge_from_separate_invocations(tiny_competition):
     assert whole["cv"] == pytest.approx(merged["cv"], abs=1e-9)  # same seed, same folds -> same numbers on CPU
 
 
-# augmented: both augmentation stages (batch ops: vflip, rot90; seeded per-image albumentations) and mixing
-@pytest.mark.parametrize("augment", [[], ["augment.preset=documents", "augment.dropout=0.3", "augment.mixup_alpha=0.4",
-                                          "augment.cutmix_alpha=1.0"]], ids=["plain", "augmented"])
-def test_resume_after_sigkill_matches_uninterrupted(tiny_competition, augment):
+AUGMENTED = ["augment.preset=documents", "augment.dropout=0.3", "augment.mixup_alpha=0.4", "augment.cutmix_alpha=1.0"]
+
+
+# augmented: both augmentation stages (batch ops: vflip, rot90; seeded per-image albumentations) and mixing;
+# the reference trains in process (train.workers=0), the killed and resumed run with train.workers as given
+@pytest.mark.parametrize("augment, workers", [([], "auto"), (AUGMENTED, "auto"), (AUGMENTED, "2")],
+                         ids=["plain", "augmented", "augmented-2-workers"])
+def test_resume_after_sigkill_matches_uninterrupted(tiny_competition, augment, workers):
     args = ["train.epochs=4", "cv.n_folds=3", "train.batch_size=4", *augment]
-    reference = train(load_config(tiny_competition, [*args, "name=ref"]))
+    reference = train(load_config(tiny_competition, [*args, "name=ref", "train.workers=0"]))
+    args.append(f"train.workers={workers}")
     cmd = podium_cmd("train", str(tiny_competition), *args, "name=killed", "--folds", "0")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -95,8 +101,12 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_competition, augment):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
+    children = psutil.Process(proc.pid).children(recursive=True)
+    if workers == "2":
+        assert len(children) == 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert not psutil.wait_procs(children, timeout=30)[1], "worker processes outlived the killed training"
     assert not (metrics_csv.parent / "done.json").exists()
     with pytest.raises(PodiumError, match="--resume"):  # a started fold is not silently restarted
         train(load_config(tiny_competition, [*args, "name=killed"]))
@@ -107,6 +117,41 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_competition, augment):
     ref_oof = pd.read_csv(tiny_competition.parent / "runs" / "ref" / "oof.csv")
     got_oof = pd.read_csv(tiny_competition.parent / "runs" / "killed" / "oof.csv")
     np.testing.assert_allclose(got_oof[CLASSES].to_numpy(), ref_oof[CLASSES].to_numpy(), atol=1e-6)
+
+
+def test_worker_processes_give_the_metrics_of_in_process_augmentation(tiny_competition):
+    args = ["train.epochs=2", "cv.n_folds=2", "train.batch_size=4", "augment.preset=heavy", "augment.edges=true"]
+    runs = {w: train(load_config(tiny_competition, [*args, f"train.workers={w}", f"name=w{w}"])) for w in (0, 2)}
+    assert runs[0]["oof"] == runs[2]["oof"]
+    oof = {w: pd.read_csv(tiny_competition.parent / "runs" / f"w{w}" / "oof.csv") for w in (0, 2)}
+    np.testing.assert_array_equal(oof[0][CLASSES].to_numpy(), oof[2][CLASSES].to_numpy())
+    curves = {w: pd.read_csv(tiny_competition.parent / "runs" / f"w{w}" / "fold1" / "metrics.csv") for w in (0, 2)}
+    np.testing.assert_array_equal(curves[0]["train_loss"].to_numpy(), curves[2]["train_loss"].to_numpy())
+
+
+def test_ctrl_c_with_workers_stops_every_process(tiny_competition):
+    args = ["train.epochs=50", "cv.n_folds=2", "train.batch_size=4", "augment.preset=heavy", "train.workers=2",
+            "name=stopped"]
+    cmd = podium_cmd("train", str(tiny_competition), *args, "--folds", "0")
+    # its own process group, as a terminal's foreground job: Ctrl-C sends SIGINT to the whole group
+    log = tiny_competition.parent / "stderr.txt"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    fold0 = tiny_competition.parent / "runs" / "stopped" / "fold0"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (fold0 / "last.ckpt").exists():
+        time.sleep(0.05)
+    assert proc.poll() is None and (fold0 / "last.ckpt").exists(), log.read_text()
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) == 2
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]  # a clean stop, in every process
+    assert not psutil.wait_procs(workers, timeout=30)[1], "worker processes outlived Ctrl-C"
+    assert not (fold0 / "done.json").exists()
+    with pytest.raises(PodiumError, match="--resume"):  # left as a started fold, for --resume to continue
+        train(load_config(tiny_competition, args), folds=[0])
 
 
 @pytest.mark.parametrize("overrides", [

@@ -7,14 +7,16 @@ next to nothing there. A preset that needs no per-image operation (none, light) 
 
 Reproducibility: the batch stage draws from torch's RNG, which the engine reseeds at every epoch's first batch;
 the image stage seeds albumentations per batch from (seed, fold, epoch, batch number), so an epoch replays
-identically after a resume and never depends on what ran before it.
+identically after a resume and never depends on what ran before it. The image stage may run in DataLoader worker
+processes (podium.engine.loader): the epoch and the batch number travel with each batch's items (`Draw`, from
+`NumberedDraws`), so a batch comes out the same whichever process augments it, and however many there are.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -183,6 +185,25 @@ def with_edges(batch: np.ndarray) -> np.ndarray:
     return np.concatenate([batch, np.stack([edge_map(im) for im in batch])[..., None]], axis=-1)
 
 
+class ImageStageError(RuntimeError):
+    """An operation of the per-image stage failed; the message names the image (raised in a DataLoader worker, it
+    reaches the training process with the worker's traceback)."""
+
+
+def _each_image(fn: Callable[[np.ndarray], np.ndarray], batch: np.ndarray,
+                name: Callable[[int], str] | None) -> np.ndarray:
+    """fn applied to every image of the batch, stacked; a failure names the image (name(i): image i of the batch)."""
+    out = []
+    for i, image in enumerate(batch):
+        try:
+            out.append(fn(image))
+        except Exception as exc:
+            which = name(i) if name is not None else f"image {i} of the batch"
+            raise ImageStageError(f"The per-image augmentation stage failed on {which}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+    return np.stack(out)
+
+
 class ItemPipeline:
     """The CPU stage for uint8 batches (B x H x W x C): per-image albumentations (training only), then the edge
     channel when asked. `seed` None: no augmentation (validation, prediction)."""
@@ -194,10 +215,12 @@ class ItemPipeline:
     def __bool__(self) -> bool:
         return self.compose is not None or self.edges
 
-    def __call__(self, batch: np.ndarray, seed: int | None) -> np.ndarray:
+    def __call__(self, batch: np.ndarray, seed: int | None, name: Callable[[int], str] | None = None) -> np.ndarray:
+        """The batch through the stage, its images in turn from one stream seeded by `seed`; `name(i)` says which
+        image batch[i] is when an operation fails on it."""
         if self.compose is not None and seed is not None:
             self.compose.set_random_seed(seed)
-            batch = np.stack([self.compose(image=im)["image"].reshape(im.shape) for im in batch])
+            batch = _each_image(lambda im: self.compose(image=im)["image"].reshape(im.shape), batch, name)
         return with_edges(batch) if self.edges else batch
 
 
@@ -211,27 +234,80 @@ def eval_pipeline(cfg: AugmentConfig, channels: int) -> ItemPipeline | None:
     return ItemPipeline(None, channels, True) if cfg.edges else None
 
 
-class AugmentedDataset(torch.utils.data.Dataset):
-    """A CachedDataset whose batches go through an ItemPipeline. Batch b of epoch e (the sampler's `epoch`, set by
-    Lightning before each epoch) is augmented with the seed drawn from (seed, e, b)."""
+class Draw(NamedTuple):
+    """One item of a training epoch as `NumberedDraws` hands it to the DataLoader, and through it to a worker."""
 
-    def __init__(self, base, pipeline: ItemPipeline, seed: int | None, sampler=None):
-        self.base, self.pipeline, self.seed, self.sampler = base, pipeline, seed, sampler
-        self._epoch, self._batch = None, 0
+    epoch: int
+    number: int  # the draw's place in the epoch's whole list: 0, 1, 2, ... (a rank of a multi-GPU run sees a share)
+    position: int  # which image: a position in the dataset's rows
+
+
+class NumberedDraws(torch.utils.data.Sampler):
+    """A training sampler (podium.samplers) whose items carry their epoch and their place in it (`Draw`).
+
+    Why: worker processes are started once (persistent) and never see the sampler; what the image stage is seeded
+    from must come with the items. The epoch is read when an epoch's iteration starts, which podium.engine.loader
+    holds back until the first batch is asked for: after Lightning's `set_epoch`, which this forwards."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler):
+        self.sampler = sampler
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.sampler, "epoch", 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):  # an order that never changes (SequentialSampler) has none
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        epoch = self.epoch
+        return (Draw(epoch, k, int(p)) for k, p in enumerate(self.sampler))
+
+
+def batch_seed(seed: int, first: Draw, batch_size: int) -> int:
+    """The image stage's seed for the batch whose first item is `first`: drawn from (seed, epoch, batch number).
+
+    On one device batch b starts at draw b x batch_size, and this is the seed podium has always used for it. A rank
+    of a multi-GPU run draws every W-th item, so its batches start elsewhere: the remainder then keeps the ranks'
+    seeds apart."""
+    b, rest = divmod(first.number, batch_size)
+    words = [seed, first.epoch, b] + ([rest] if rest else [])
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+class AugmentedDataset(torch.utils.data.Dataset):
+    """A CachedDataset whose batches go through an ItemPipeline.
+
+    With `seed` (training), items are `Draw`s (NumberedDraws over the epoch's sampler) and the batch starting at draw
+    k of epoch e is augmented from batch_seed(seed, ..., batch_size): the same in whichever process, with however
+    many workers. Without (validation and prediction: the edge channel only), items are positions. `names[row]`
+    (optional, e.g. the images' paths) names an image that the stage fails on."""
+
+    def __init__(self, base, pipeline: ItemPipeline, seed: int | None, batch_size: int = 1,
+                 names: np.ndarray | None = None):
+        self.base, self.pipeline, self.seed, self.batch_size, self.names = base, pipeline, seed, batch_size, names
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitems__(self, positions):
-        x, y = self.base.__getitems__(positions)
-        seed = None
+    def __getitems__(self, items):
+        seed, positions = None, items
         if self.seed is not None:
-            epoch = getattr(self.sampler, "epoch", 0)
-            if epoch != self._epoch:
-                self._epoch, self._batch = epoch, 0
-            seed = int(np.random.SeedSequence([self.seed, epoch, self._batch]).generate_state(1)[0])
-            self._batch += 1
-        out = self.pipeline(x.permute(0, 2, 3, 1).numpy(), seed)
+            if not all(isinstance(d, Draw) for d in items):
+                raise TypeError("an augmenting AugmentedDataset reads Draws (podium.augment.NumberedDraws)")
+            seed, positions = batch_seed(self.seed, items[0], self.batch_size), [d.position for d in items]
+        x, y = self.base.__getitems__(positions)
+        rows = self.base.indices[np.asarray(positions, dtype=np.int64)]
+
+        def name(i: int) -> str:
+            row = int(rows[i])
+            return f"row {row} of the decode cache" + (f" ({self.names[row]})" if self.names is not None else "")
+
+        out = self.pipeline(x.permute(0, 2, 3, 1).numpy(), seed, name)
         return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2), y
 
 

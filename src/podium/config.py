@@ -249,6 +249,10 @@ class TrainConfig(_Section):
     devices: PositiveInt = 1  # GPUs (DDP when > 1)
     seed: Seed = 42  # seeds weights, data order and augmentation; same seed -> same metrics on CPU
     eval_batch_size: PositiveInt = 256  # images per forward pass when validating and predicting
+    workers: Literal["auto"] | NonNegativeInt = "auto"  # processes running the per-image augmentation stage
+                                                        # (0: in the training process); auto: one per core less
+                                                        # one, split over devices, at most 16; none without a
+                                                        # per-image stage. Speed only: results do not depend on it
 
     @model_validator(mode="after")
     def _stage(self):

@@ -67,6 +67,10 @@ def _precision(cfg: Config, accelerator: str) -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
+def _uses_cuda(cfg: Config) -> bool:
+    return cfg.train.accelerator != "cpu" and torch.cuda.is_available()
+
+
 def _quiet_lightning() -> None:
     """Keep the terminal for podium's own output: no hardware banner, no tips, no known-harmless warnings."""
     import logging
@@ -114,11 +118,14 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     seed_everything(cfg.train.seed + k)  # weights init differs per fold, but is fixed by the seed
     sampler = create_sampler(cfg.train.resolved_sampler(), key[tr_idx], cfg.train.seed + k,
                              cfg.train.repeat_threshold)
+    # the per-image stage (if any) runs in train.workers processes; batches go to page-locked memory for CUDA
+    parallel = dict(workers=cfg.train.workers, devices=cfg.train.devices, pin_memory=_uses_cuda(cfg),
+                    names=data.frame["path"].to_numpy())
     train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler,
                                pipeline=train_pipeline(cfg.augment, data.channels),
-                               augment_seed=cfg.train.seed * 1000 + k)
+                               augment_seed=cfg.train.seed * 1000 + k, **parallel)
     val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None,
-                             pipeline=eval_pipeline(cfg.augment, data.channels))
+                             pipeline=eval_pipeline(cfg.augment, data.channels), **parallel)
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
     module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
                           init_state=start, stats=stats)
