@@ -23,6 +23,7 @@ from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
 from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone
+from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
 from podium.engine.predict import predict_probs
@@ -78,10 +79,22 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-process reads are the fast path
 
 
+def device_type(cfg: Config) -> str:
+    """'cuda' or 'cpu': where train.accelerator puts the training."""
+    gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if gpu else "cpu"
+
+
+def check_device(cfg: Config) -> None:
+    """What can be refused before any data is read: train.compile where torch.compile cannot run."""
+    if cfg.train.compile:
+        check_compile(device_type(cfg))
+
+
 def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, **overrides):
     """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests)."""
     _quiet_lightning()
-    gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
+    gpu = device_type(cfg) == "cuda"
     accelerator = "gpu" if gpu else "cpu"
     mode = metric_mode(cfg.cv.metric, cfg.data)
     files = FoldDir(fold_dir)  # save_last writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
@@ -99,6 +112,7 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
         gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         logger=fold_loggers(cfg, fold_dir, fold), num_sanity_val_steps=0,
         enable_model_summary=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        benchmark=gpu,  # cuDNN autotunes its convolution algorithms for the batch shapes (a few per fold)
     )
     return pl.Trainer(**{**settings, **overrides})
 
@@ -135,6 +149,8 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     files.write_oof(oof)
     done = {"fold": k, "best_epoch": int(files.curves().pipe(_best_epoch, cfg.cv.metric)),
             "epochs_run": trainer.current_epoch, "seconds": round(time.time() - t0, 1)}
+    if module.first_step_seconds is not None:  # with train.compile: torch.compile's warm-up, reported
+        done["first_step_seconds"] = round(module.first_step_seconds, 2)
     files.write_done(done)
     return done
 
