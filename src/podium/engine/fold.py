@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from podium.augment import eval_pipeline, train_pipeline
 from podium.config import Config
@@ -98,9 +99,13 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     accelerator = "gpu" if gpu else "cpu"
     mode = metric_mode(cfg.cv.metric, cfg.data)
     files = FoldDir(fold_dir)  # save_last writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
+    # best.ckpt holds what prediction reads (the weights); last.ckpt everything --resume needs (optimizer, schedule,
+    # callbacks): the optimizer's state is 2x the weights for Adam, so best.ckpt no longer carries it. The best
+    # callback keeps its settings' state key, so a run's earlier last.ckpt still restores which epoch was best.
     callbacks = [ModelCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
-                                 save_last=True, save_top_k=1, enable_version_counter=False,
+                                 save_top_k=1, save_weights_only=True, enable_version_counter=False,
                                  auto_insert_metric_name=False),
+                 ModelCheckpoint(dirpath=fold_dir, save_last=True, save_top_k=0, enable_version_counter=False),
                  EpochMetricsCSV(files), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
@@ -109,7 +114,10 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     settings = dict(
         max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
         precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,
-        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks,
+        # written in a thread from a copy taken at the epoch's end: training goes on while a checkpoint is written
+        # (a resnet50's last.ckpt is ~300 MB); fit returns once every write is done, and a failed one is raised
+        plugins=[AsyncCheckpointIO(AtomicCheckpointIO())],
         logger=fold_loggers(cfg, fold_dir, fold), num_sanity_val_steps=0,
         enable_model_summary=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
         benchmark=gpu,  # cuDNN autotunes its convolution algorithms for the batch shapes (a few per fold)
