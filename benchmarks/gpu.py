@@ -16,7 +16,8 @@
 
     python benchmarks/gpu.py                 # needs a CUDA GPU; writes benchmarks/results/gpu.json
     python benchmarks/gpu.py --dry-run       # CPU, tiny (32 px, 128 training images, 1 and 2 epochs): checks the
-                                             # script in ~2 min; writes benchmarks/work/gpu-dry-run.json only
+                                             # script end to end (14 min on 2 busy shared cores, mostly set-up);
+                                             # writes benchmarks/work/gpu-dry-run.json only, never results/
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -298,6 +300,7 @@ def main() -> None:
     if args.out:
         write_results(args.out / "gpu.json", result)
     print(json.dumps({k: v for k, v in result.items() if k != "provenance"}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
