@@ -98,7 +98,7 @@ bench-demo: $(STAMP)
 	$(BIN)/python benchmarks/demo.py
 
 bench-gpu: $(STAMP)
-	$(BIN)/python benchmarks/gpu.py --epochs 12 --batch 256
+	$(BIN)/python benchmarks/gpu.py
 
 clean:
 	rm -rf $(VENV)

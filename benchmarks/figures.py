@@ -694,6 +694,9 @@ def _measured_rows(res: Results) -> list[list[str]]:
                  f"{d['two_step_seconds_default']:.1f} s; {100 * d['planted_reported']:.1f}% of planted copies found",
                  "`make bench-near-dup`"])
     d = res.cite("gpu.json")
+    if "throughput" in d:  # benchmarks/gpu.py since issue 13: podium vs a bare loop, then Fashion-MNIST end to end
+        rows.append(_gpu_row(d))
+        return rows
     g, s = d["efficientnet_lite0_fold0"], d["settings"]
     rows.append([f"the GPU path, {d['device']} (torch {d['torch']}): digits at {s['size']} px, pretrained "
                  f"`efficientnet_lite0`, fold 0, {s['epochs']} epochs, batch {s['batch']}",
@@ -704,6 +707,24 @@ def _measured_rows(res: Results) -> list[list[str]]:
                  f"`podium demo` on the GPU: {num(d['demo']['wall_seconds'])} s, CV {f4(d['demo']['cv'])} and test "
                  f"{f3(d['demo']['test_accuracy'])}", "`make bench-gpu` (needs a GPU)"])
     return rows
+
+
+def _gpu_row(d: dict) -> list[str]:
+    s, parts = d["settings"], []
+    for model, by_aug in d["throughput"].items():
+        light = by_aug.get("light")
+        if light:
+            podium, bare = light["podium"]["train_images_per_second"], light["bare"]["train_images_per_second"]
+            parts.append(f"`{model}` light: podium **{num(podium)}** vs bare loop {num(bare)} images/s "
+                         f"(**{light['podium_over_bare']:.2f}×**)")
+        if "heavy_over_light" in by_aug:
+            parts.append(f"heavy/light {by_aug['heavy_over_light']['podium']:.2f}")
+    fm = d["fashion_mnist_fold0"]
+    if "seconds" in fm:
+        parts.append(f"Fashion-MNIST fold 0, competition folder → submission: **{fm['seconds']:.0f} s**, test "
+                     f"{f3(fm['test_accuracy'])}")
+    return [f"the GPU path, {d['device']} (torch {d['torch']}): {s['size']} px, {num(s['n_train'])} training images, "
+            f"batch {s['batch']}, bf16, steady state", "; ".join(parts), "`make bench-gpu` (needs a GPU)"]
 
 
 @renderer("measured", ("data_loading.json", "train_overhead.json", "fashion_mnist.json", "podium_cnn.json",

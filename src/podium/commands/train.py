@@ -26,7 +26,7 @@ from podium.commands.tracking import log_run
 from podium.config import Config, to_yaml
 from podium.data.sources import table_fingerprint
 from podium.engine.build import normalisation
-from podium.engine.fold import TrainData, load_data, train_fold
+from podium.engine.fold import TrainData, check_device, load_data, train_fold
 from podium.errors import PodiumError, fmt_list
 from podium.models import prepare_weights
 from podium.posthoc import summary as posthoc_summary
@@ -160,6 +160,7 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
     check_location(cfg, config_path)  # before anything is read or written
+    check_device(cfg)  # train.compile where torch.compile cannot run
     check_writable(cfg.output_dir)
     weights = prepare_weights(cfg.model)  # located (or downloaded) before any image is read: offline fails fast
     data = load_data(cfg)
@@ -180,8 +181,11 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
             done = train_fold(cfg, data, rd.path, k, resume, stats)
             fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
             if done and fold_metrics:
+                first = done.get("first_step_seconds") if cfg.train.compile else None
+                warmup = f", torch.compile warm-up {first:.1f} s" if first is not None else ""
                 Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
-                                           f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s)")
+                                           f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s"
+                                           f"{warmup})")
         metrics = merge_folds(rd.path, cfg.cv.metric)
         if cfg.posthoc.method != "none" and metrics:
             metrics = _fit_posthoc(cfg, rd.path)

@@ -84,7 +84,7 @@ def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
         loss = task.build_loss(cfg.train, np.asarray(train_targets), logit_scale(cfg.model))
     return Classifier(model, task, mean, std, metric=cfg.cv.metric, optim=optim_settings(cfg.train, steps_per_epoch),
                       augment=cfg.augment, seed=cfg.train.seed,
-                      ema_decay=cfg.train.ema_decay if cfg.train.ema else None, loss=loss)
+                      ema_decay=cfg.train.ema_decay if cfg.train.ema else None, loss=loss, compile=cfg.train.compile)
 
 
 def fold_weights(run: Path, k: int) -> dict:

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -61,9 +60,7 @@ class EpochMetricsCSV(pl.Callback):
         rows = self.fold.curves()
         if len(rows):
             rows = rows[rows["epoch"] < trainer.current_epoch]  # a resumed epoch replaces its earlier row
-        m = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "train_loss": float(m["train_loss_epoch"]) if "train_loss_epoch" in m else np.nan,
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "train_loss": module.train_loss_mean(),
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
                **{f"val_{k}": v for k, v in module.last_val.items()}}
         self.fold.write_curves(pd.concat([rows, pd.DataFrame([row])], ignore_index=True))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from podium.augment import eval_pipeline, train_pipeline
 from podium.config import Config
@@ -23,6 +24,7 @@ from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
 from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone
+from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
 from podium.engine.predict import predict_probs
@@ -82,16 +84,32 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-process reads are the fast path
 
 
+def device_type(cfg: Config) -> str:
+    """'cuda' or 'cpu': where train.accelerator puts the training."""
+    gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if gpu else "cpu"
+
+
+def check_device(cfg: Config) -> None:
+    """What can be refused before any data is read: train.compile where torch.compile cannot run."""
+    if cfg.train.compile:
+        check_compile(device_type(cfg))
+
+
 def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, **overrides):
     """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests)."""
     _quiet_lightning()
-    gpu = cfg.train.accelerator == "gpu" or (cfg.train.accelerator == "auto" and torch.cuda.is_available())
+    gpu = device_type(cfg) == "cuda"
     accelerator = "gpu" if gpu else "cpu"
     mode = metric_mode(cfg.cv.metric, cfg.data)
     files = FoldDir(fold_dir)  # save_last writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
+    # best.ckpt holds what prediction reads (the weights); last.ckpt everything --resume needs (optimizer, schedule,
+    # callbacks): the optimizer's state is 2x the weights for Adam, so best.ckpt no longer carries it. The best
+    # callback keeps its settings' state key, so a run's earlier last.ckpt still restores which epoch was best.
     callbacks = [ModelCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
-                                 save_last=True, save_top_k=1, enable_version_counter=False,
+                                 save_top_k=1, save_weights_only=True, enable_version_counter=False,
                                  auto_insert_metric_name=False),
+                 ModelCheckpoint(dirpath=fold_dir, save_last=True, save_top_k=0, enable_version_counter=False),
                  EpochMetricsCSV(files), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
@@ -100,9 +118,13 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     settings = dict(
         max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
         precision=_precision(cfg, accelerator), accumulate_grad_batches=cfg.train.accumulate,
-        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=cfg.train.grad_clip, callbacks=callbacks,
+        # written in a thread from a copy taken at the epoch's end: training goes on while a checkpoint is written
+        # (a resnet50's last.ckpt is ~300 MB); fit returns once every write is done, and a failed one is raised
+        plugins=[AsyncCheckpointIO(AtomicCheckpointIO())],
         logger=fold_loggers(cfg, fold_dir, fold), num_sanity_val_steps=0,
         enable_model_summary=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        benchmark=gpu,  # cuDNN autotunes its convolution algorithms for the batch shapes (a few per fold)
     )
     return pl.Trainer(**{**settings, **overrides})
 
@@ -142,6 +164,8 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     files.write_oof(oof)
     done = {"fold": k, "best_epoch": int(files.curves().pipe(_best_epoch, cfg.cv.metric)),
             "epochs_run": trainer.current_epoch, "seconds": round(time.time() - t0, 1)}
+    if module.first_step_seconds is not None:  # with train.compile: torch.compile's warm-up, reported
+        done["first_step_seconds"] = round(module.first_step_seconds, 2)
     files.write_done(done)
     return done
 

@@ -13,6 +13,7 @@ import torch
 from podium.augment import eval_pipeline, to_float
 from podium.config import Config
 from podium.engine.build import build_module
+from podium.engine.fastpath import as_channels_last, autocast_dtype, wants_channels_last
 from podium.engine.loader import make_loader
 from podium.errors import PodiumError
 from podium.run.checkpoint import load_checkpoint
@@ -24,20 +25,29 @@ from podium.tta import check_combine, combine, tta_views
 @torch.inference_mode()
 def predict_probs(module, images: np.ndarray, indices: np.ndarray, batch_size: int, tta: str | list[str] = "none",
                   how: str = "mean_probs") -> np.ndarray:
-    """Class probabilities (N x C, float64) for images[indices]: the TTA views' outputs combined by `how`."""
+    """Class probabilities (N x C, float64) for images[indices]: the TTA views' outputs combined by `how`.
+
+    The training loop's fast path on a GPU (podium.engine.fastpath): channels_last network and views, cuDNN
+    autotuning, bf16 (else fp16) autocast, and outputs kept on the device until the last batch (one copy back)."""
     views = tta_views(tta)
     check_combine(how)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module = module.to(device).eval()
     net = module.eval_model()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer sets it: prediction's batches have one shape
+    channels_last = wants_channels_last(net, device.type)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    dtype = autocast_dtype(device.type)
     out = []
     pipeline = eval_pipeline(module.augment_cfg, images.shape[-1])  # the edge channel when the model takes one
     for x, _ in make_loader(images, None, indices, batch_size, seed=None, pipeline=pipeline):
         xf = to_float(x.to(device, non_blocking=True), module.mean, module.std)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = [net(view(xf)).float() for _, view in views]
-        out.append(combine(logits, how, module.task.activation).double().cpu())
-    return torch.cat(out).numpy()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = [net(as_channels_last(view(xf)) if channels_last else view(xf)).float() for _, view in views]
+        out.append(combine(logits, how, module.task.activation))
+    return torch.cat(out).double().cpu().numpy()
 
 
 def load_fold_module(cfg: Config, rd: Path, k: int, n_classes: int, channels: int, task=None):
