@@ -60,12 +60,28 @@ def test_finished_run_is_not_overwritten(tiny_competition):
     before = (best.stat().st_mtime_ns, best.read_bytes())
     with pytest.raises(PodiumError, match="--resume"):
         train(cfg)
-    with pytest.raises(PodiumError, match="different config"):
+    with pytest.raises(PodiumError, match=r"different config \(it differs in train\.epochs\)"):
         train(load_config(tiny_competition, ["train.epochs=2"]))
     assert (best.stat().st_mtime_ns, best.read_bytes()) == before
     train(cfg, folds=[0], overwrite=True)  # explicit --overwrite retrains just that fold
     assert best.read_bytes() != before[1] or best.stat().st_mtime_ns != before[0]
     assert train(cfg, resume=True)["complete"]  # nothing left to do: finished folds are skipped
+
+
+def test_resume_accepts_other_speed_settings_and_runs_from_before_a_key(tiny_competition):
+    """--resume refuses a config that trains differently, not one that only trains faster (train.workers,
+    train.compile), nor a config.yaml written before a key existed (it holds that key's default)."""
+    cfg = load_config(tiny_competition, ["train.epochs=1", "train.workers=0"])
+    train(cfg, folds=[0])
+    saved = tiny_competition.parent / "runs" / "tiny" / "config.yaml"
+    old = saved.read_text().replace("  workers: 0\n", "")  # as written before train.workers existed
+    assert old != saved.read_text()
+    saved.write_text(old)
+    result = train(load_config(tiny_competition, ["train.epochs=1", "train.workers=1"]), folds=[1], resume=True)
+    assert result["folds_done"] == [0, 1]
+    assert "workers: 1" in saved.read_text()  # the config it goes on with
+    with pytest.raises(PodiumError, match=r"differs in train\.lr"):
+        train(load_config(tiny_competition, ["train.epochs=1", "train.lr=0.5"]), folds=[2], resume=True)
 
 
 def test_folds_merge_from_separate_invocations(tiny_competition):

@@ -20,10 +20,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import yaml
 from rich.console import Console
 
 from podium.commands.tracking import log_run
-from podium.config import Config, to_yaml
+from podium.config import Config, from_dict, load_yaml
 from podium.data.sources import table_fingerprint
 from podium.engine.build import normalisation
 from podium.engine.fold import TrainData, check_device, load_data, train_fold
@@ -44,16 +45,48 @@ def run_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
+# How fast a run trains, not what it learns: a run may resume with other values (workers give the same batches;
+# compile runs the same network).
+SPEED_ONLY = ("train.workers", "train.compile")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: Path, cfg: Config) -> list[str]:
+    """The dotted keys in which `cfg` differs from the run's config.yaml, defaults filled on both sides (a run written
+    before a key existed holds its default) and SPEED_ONLY keys left out. A config.yaml that no longer reads as a
+    config counts as changed everywhere: ["config.yaml"]."""
+    try:
+        raw = load_yaml(saved.read_text(), str(saved))
+        before = _flat(from_dict(raw, source=str(saved)).model_dump(mode="json")) if isinstance(raw, dict) else None
+    except (PodiumError, yaml.YAMLError, RecursionError, UnicodeDecodeError):  # damaged, or a key since removed
+        before = None
+    if before is None:
+        return [saved.name]
+    now = _flat(cfg.model_dump(mode="json"))
+    return [k for k in sorted(before.keys() | now.keys())
+            if k not in SPEED_ONLY and before.get(k, "<unset>") != now.get(k, "<unset>")]
+
+
 def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], resume: bool, overwrite: bool,
                  stats: tuple[tuple, tuple], held: list[dict], weights: dict | None = None) -> Path:
     """Refuse to clobber a finished run; write what it is made from (config, folds, classes, input stats and starting
     weights, data fingerprints). `rd` is checked and marked (podium.run.guard.open_run); `held`: the fold locks this
     process holds."""
-    saved = rd.config
-    if saved.exists() and saved.read_text() != to_yaml(cfg):
+    changed = config_changes(rd.config, cfg) if rd.config.exists() else []
+    if changed:
         if not overwrite and rd.has_progress():
-            raise PodiumError(f"Run folder '{rd.path}' holds a run made with a different config. Pass --overwrite to "
-                              f"replace it, or set name=... to train a new run.")
+            raise PodiumError(f"Run folder '{rd.path}' holds a run made with a different config (it differs in "
+                              f"{fmt_list(changed)}). Pass --overwrite to replace it, or set name=... to train a new "
+                              "run.")
         busy = live_holders(rd.path, held)
         if busy:  # replacing the run would pull the folder from under another machine's training
             lock, holder = busy[0]
