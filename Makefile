@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench bench-data bench-train bench-fashion bench-report bench-noisy bench-ensemble bench-letters \
-        bench-leakage bench-demo bench-cnn bench-long-tail bench-augment bench-tasks bench-near-dup bench-gpu figures figures-check \
+        bench-leakage bench-demo bench-cnn bench-long-tail bench-augment bench-tasks bench-near-dup bench-fixed bench-gpu figures figures-check \
         fashion-mnist chromium clean
 
 # the demo needs podium alone; the tests add their tools (pytest, import-linter, ruff, MLflow, ...)
@@ -42,7 +42,7 @@ fashion-mnist:
 # tables in README.md and docs/*.md are rendered again from the new results. Run them one at a time (no -j): they
 # time themselves. bench-gpu needs a GPU and is not part of `bench`.
 bench: bench-demo bench-data bench-train bench-fashion bench-cnn bench-report bench-noisy bench-augment bench-ensemble \
-       bench-long-tail bench-tasks bench-letters bench-leakage bench-near-dup
+       bench-long-tail bench-tasks bench-letters bench-leakage bench-near-dup bench-fixed
 	$(MAKE) figures
 
 # Rewrite every <!-- figures:NAME --> block of README.md and docs/*.md from benchmarks/results; stale results are
@@ -93,6 +93,9 @@ bench-tasks: $(STAMP)
 
 bench-near-dup: $(STAMP) fashion-mnist
 	$(BIN)/python benchmarks/near_duplicates.py
+
+bench-fixed: $(STAMP)
+	$(BIN)/python benchmarks/fixed_costs.py --repeat 3
 
 bench-demo: $(STAMP)
 	$(BIN)/python benchmarks/demo.py

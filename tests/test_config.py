@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from podium.config import Config, from_dict, load_config, parse_overrides, save_config, to_yaml
+from podium.config import Config, config_changes, from_dict, load_config, parse_overrides, save_config, to_yaml
 from podium.errors import PodiumError
 from podium.tasks.check import check_config
 
@@ -256,3 +256,13 @@ def test_deeply_nested_yaml_is_one_message(tmp_path):
         load_config(_yaml(tmp_path, "name: " + "[" * 5000 + "]" * 5000))
     with pytest.raises(PodiumError, match="data.classes"):  # an override too deep for YAML is taken as text
         load_config(None, ["data.classes=" + "[" * 5000 + "]" * 5000])
+
+
+def test_config_changes_fill_defaults_and_ignore_speed_only_keys(tmp_path):
+    saved = tmp_path / "config.yaml"
+    save_config(load_config(None, ["train.workers=0", "train.compile=true"]), saved)
+    assert config_changes(saved, load_config(None, ["train.workers=3"])) == []
+    saved.write_text(saved.read_text().replace("  epochs:", "  unused_key_gone: 1\n  epochs:"))
+    assert config_changes(saved, load_config(None)) == ["config.yaml"]  # no longer a config: changed everywhere
+    save_config(load_config(None, ["train.lr=0.5", "model.name=resnet18"]), saved)
+    assert config_changes(saved, load_config(None)) == ["model.name", "train.lr"]

@@ -111,12 +111,15 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_competition, augment, w
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     metrics_csv = tiny_competition.parent / "runs" / "killed" / "fold0" / "metrics.csv"
-    deadline = time.time() + 120
+    last = metrics_csv.parent / "last.ckpt"
+    deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if metrics_csv.exists() and len(pd.read_csv(metrics_csv)) >= 2:  # epoch 1 done: now inside epoch 2
-            break
+        if last.exists() and torch.load(last, weights_only=True, map_location="cpu")["epoch"] >= 1:
+            break  # epoch 1 done and checkpointed (written in a thread, after metrics.csv): now inside epoch 2
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
+    # what --resume continues from: a checkpoint of an epoch before the last (else the test would restart the fold)
+    assert 1 <= torch.load(last, weights_only=True, map_location="cpu")["epoch"] < 3
     children = psutil.Process(proc.pid).children(recursive=True)
     if workers == "2":
         assert len(children) == 2

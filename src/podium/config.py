@@ -555,3 +555,34 @@ def to_yaml(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: Path) -> None:
     atomic_write_text(path, to_yaml(cfg))
+
+
+# How fast a run trains, not what it learns: a run may resume with other values (workers give the same batches;
+# compile runs the same network).
+SPEED_ONLY = ("train.workers", "train.compile")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: Path, cfg: Config) -> list[str]:
+    """The dotted keys in which `cfg` differs from the run's config.yaml, defaults filled on both sides (a run written
+    before a key existed holds its default) and SPEED_ONLY keys left out. A config.yaml that no longer reads as a
+    config counts as changed everywhere: ["config.yaml"]."""
+    try:
+        raw = load_yaml(saved.read_text(), str(saved))
+        before = _flat(from_dict(raw, source=str(saved)).model_dump(mode="json")) if isinstance(raw, dict) else None
+    except (PodiumError, yaml.YAMLError, RecursionError, UnicodeDecodeError):  # damaged, or a key since removed
+        before = None
+    if before is None:
+        return [saved.name]
+    now = _flat(cfg.model_dump(mode="json"))
+    return [k for k in sorted(before.keys() | now.keys())
+            if k not in SPEED_ONLY and before.get(k, "<unset>") != now.get(k, "<unset>")]

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from podium.errors import PodiumError
@@ -16,6 +17,31 @@ from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
 
 RESUME = "set output_dir=... to a folder with room that you can write to; then continue with --resume"
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """last.ckpt (everything --resume needs) at the end of every epoch, whether or not the epoch was the best.
+
+    Lightning's save_last writes only in a step where a top-k checkpoint was also written: with save_top_k=0, only
+    when training ends, so a killed fold would restart from scratch. This saves when Lightning's own checkpoints do
+    (at the training epoch's end, after validation, when validation runs once an epoch), and after the best-checkpoint
+    callback (checkpoint callbacks run last, in their order): the state it saves holds this epoch's best and
+    early-stopping records."""
+
+    def __init__(self, dirpath: Path):
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, enable_version_counter=False)
+
+    def _save_last_now(self, trainer: pl.Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_now(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_now(trainer)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -23,7 +23,7 @@ from podium.data.cache import build_cache, resolve_channels
 from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
-from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone
+from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone, LastCheckpoint
 from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
@@ -102,14 +102,14 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     gpu = device_type(cfg) == "cuda"
     accelerator = "gpu" if gpu else "cpu"
     mode = metric_mode(cfg.cv.metric, cfg.data)
-    files = FoldDir(fold_dir)  # save_last writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
+    files = FoldDir(fold_dir)  # LastCheckpoint writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
     # best.ckpt holds what prediction reads (the weights); last.ckpt everything --resume needs (optimizer, schedule,
     # callbacks): the optimizer's state is 2x the weights for Adam, so best.ckpt no longer carries it. The best
     # callback keeps its settings' state key, so a run's earlier last.ckpt still restores which epoch was best.
     callbacks = [ModelCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
                                  save_top_k=1, save_weights_only=True, enable_version_counter=False,
                                  auto_insert_metric_name=False),
-                 ModelCheckpoint(dirpath=fold_dir, save_last=True, save_top_k=0, enable_version_counter=False),
+                 LastCheckpoint(fold_dir),
                  EpochMetricsCSV(files), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))

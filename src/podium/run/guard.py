@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from podium.config import Config, to_yaml
+from podium.config import Config, config_changes
 from podium.errors import PodiumError
 from podium.run.marker import MARKER, marker_kind, write_marker
 from podium.run.rundir import RunDir
@@ -76,7 +76,7 @@ def open_run(cfg: Config, config_path: Path | str | None = None, note=print) -> 
     kind = marker_kind(rd)
     if kind is None and rd.is_dir() and any(rd.iterdir()):
         saved = RunDir(rd).config
-        if not (saved.is_file() and saved.read_text() == to_yaml(cfg)):
+        if not (saved.is_file() and not config_changes(saved, cfg)):
             raise PodiumError(f"'{rd}' exists, holds files and was not made by `podium train` (no {MARKER} marker): "
                               "podium never writes into or removes it. Choose another name=... or output_dir=....")
         note(f"'{rd}' is a run from before podium marked its run folders: adopting it ({MARKER} added)")
