@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from podium.run.files import REPORT
 
 HEARTBEAT_S = 20  # a RUNNING trial whose worker has not written a heartbeat for GRACE_S is failed and retried
 GRACE_S = 60
+HEARTBEAT_ENV = "PODIUM_TUNE_HEARTBEAT"  # "interval,grace" in seconds, e.g. "1,3" (tests; slow shared databases)
 SURPLUS = "podium:surplus"  # user attr of a trial asked for after the budget was spent by a concurrent worker
 WORKER = "podium:worker"  # user attr: {host, pid} of the process running the trial
 CONFIRM = "podium:confirm:"  # study user attr prefix: one record per confirmed finalist
@@ -104,13 +106,26 @@ def open_storage(url: str | None, sd: StudyDir):
     if not url.startswith(("postgresql", "mysql", "sqlite")):
         raise PodiumError(f"--storage {redact(url)}: give a database URL (postgresql://user:password@host/db); "
                           "leave it out for the embedded storage in the output folder.")
+    interval, grace = (int(v) for v in os.environ.get(HEARTBEAT_ENV, f"{HEARTBEAT_S},{GRACE_S}").split(","))
     try:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                          heartbeat_stale_trial_callback=retry)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable since 2.8
+            return RDBStorage(sqlalchemy_url(url), heartbeat_interval=interval, grace_period=grace,
+                              heartbeat_stale_trial_callback=retry)
     except (ImportError, optuna.exceptions.StorageInternalError, Exception) as exc:  # driver missing, server down
         raise PodiumError(f"--storage {redact(url)}: cannot open the study database ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:300]}). Check the URL, that the server runs and that "
                           "psycopg is installed (pip install 'psycopg[binary]').") from None
+
+
+def sqlalchemy_url(url: str) -> str:
+    """postgresql://... names SQLAlchemy's psycopg2 driver; podium installs psycopg 3, so it is named explicitly when
+    psycopg2 is absent (a URL naming its driver, postgresql+...://, is kept)."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
 def make_sampler(name: str, seed: int):
