@@ -7,6 +7,7 @@ Optuna (and its matplotlib plots) are imported inside the functions: both are he
 from __future__ import annotations
 
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -53,15 +54,15 @@ def importances(study) -> dict[str, float]:
     if len(done) < 2 or not any(len({repr(t.params.get(k)) for t in done}) > 1 for k in done[0].params):
         return {}
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "parameter importances will be equal" on a handful of trials
+            return dict(optuna.importance.get_param_importances(study))
     except (RuntimeError, ValueError, ZeroDivisionError):  # e.g. every trial scored the same
         return {}
 
 
 def figures(study) -> dict[str, str]:
     """Optimisation history, importances and parallel coordinates as PNG data URIs (those that can be drawn)."""
-    import warnings
-
     import optuna.visualization.matplotlib as ovm
 
     _plt()  # the Agg backend, before optuna imports pyplot
