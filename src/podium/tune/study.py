@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,15 +108,22 @@ def open_storage(url: str | None, sd: StudyDir):
         raise PodiumError(f"--storage {redact(url)}: give a database URL (postgresql://user:password@host/db); "
                           "leave it out for the embedded storage in the output folder.")
     interval, grace = (int(v) for v in os.environ.get(HEARTBEAT_ENV, f"{HEARTBEAT_S},{GRACE_S}").split(","))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable since 2.8
-            return RDBStorage(sqlalchemy_url(url), heartbeat_interval=interval, grace_period=grace,
-                              heartbeat_stale_trial_callback=retry)
-    except (ImportError, optuna.exceptions.StorageInternalError, Exception) as exc:  # driver missing, server down
-        raise PodiumError(f"--storage {redact(url)}: cannot open the study database ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:300]}). Check the URL, that the server runs and that "
-                          "psycopg is installed (pip install 'psycopg[binary]').") from None
+    error: Exception | None = None
+    for attempt in range(4):  # workers started together race to create the tables: the loser finds them next time
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable since 2.8
+                return RDBStorage(sqlalchemy_url(url), heartbeat_interval=interval, grace_period=grace,
+                                  heartbeat_stale_trial_callback=retry)
+        except ImportError as exc:
+            error = exc
+            break
+        except Exception as exc:  # server down, wrong password, a concurrent CREATE TABLE
+            error = exc
+            time.sleep(1.0 + attempt)
+    raise PodiumError(f"--storage {redact(url)}: cannot open the study database ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0][:300]}). Check the URL, that the server runs and that "
+                      "psycopg is installed (pip install 'psycopg[binary]').") from None
 
 
 def sqlalchemy_url(url: str) -> str:
