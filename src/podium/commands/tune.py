@@ -107,6 +107,7 @@ def tune(config: Path | str, overrides: list[str] = (), trials: int = 20, timeou
          storage: str | None = None, study_name: str | None = None) -> dict:
     """Run (or continue) the study until --trials trials are spent across all workers or --timeout seconds pass,
     then the confirm stage. The user's config file and runs are only read. Returns the summary of `show`."""
+    st.require_optuna()
     import optuna
 
     if trials < 1:
@@ -233,6 +234,7 @@ def show_study(study, sd: StudyDir | None) -> dict:
 
 def _open(target: str | Path, storage: str | None, output_dir: Path):
     """The study folder and the study of `target` (a tune-<study> folder, or a name under output_dir)."""
+    st.require_optuna()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

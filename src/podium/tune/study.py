@@ -76,6 +76,14 @@ class StudyDir:
         atomic_write_text(self.info, json.dumps(info, indent=1) + "\n")
 
 
+def require_optuna() -> None:
+    """A clear error when Optuna is not installed (it comes with the `tune` extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise PodiumError("podium tune needs Optuna: pip install 'podium[tune]' (or pip install optuna).")
+
+
 def check_study_name(name: str) -> str:
     if not name or "/" in name or "\\" in name or name in (".", "..") or len(name) > 200:
         raise PodiumError(f"--study '{name}' must be a short folder-safe name (its trials go to tune-<study>/).")
