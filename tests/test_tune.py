@@ -96,3 +96,21 @@ def test_the_pruner_stops_a_trial_below_the_others(tiny_competition):
     curves = pd.read_csv(sd.path / "trial-2" / "fold0" / "metrics.csv")
     assert list(curves["epoch"]) == [0, 1]  # training stopped there
     assert not (sd.path / "trial-2" / "fold0" / "done.json").exists()
+
+
+def test_each_trial_is_an_mlflow_run(tiny_competition):
+    from mlflow import MlflowClient
+
+    config = _setup(tiny_competition, {"train.lr": [3e-3]}, confirm=0, pruner="none")
+    raw = yaml.safe_load(config.read_text())
+    raw["track"] = {"mlflow": True}
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    tune(config, trials=1)
+    # the user's MLflow store (<output_dir>/mlflow.db), in an experiment of the study's own
+    client = MlflowClient(f"sqlite:///{(tiny_competition.parent / 'runs').resolve()}/mlflow.db")
+    experiment = client.get_experiment_by_name("podium-tune-tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    names = {r.info.run_name for r in runs}
+    assert "trial-0" in names
+    parent = next(r for r in runs if r.info.run_name == "trial-0")
+    assert parent.data.params["train.lr"] == "0.003"
