@@ -114,3 +114,34 @@ def test_each_trial_is_an_mlflow_run(tiny_competition):
     assert "trial-0" in names
     parent = next(r for r in runs if r.info.run_name == "trial-0")
     assert parent.data.params["train.lr"] == "0.003"
+
+
+def test_a_killed_worker_loses_only_its_trial_which_is_retried(tiny_competition):
+    """Embedded storage, one machine: the journal has no heartbeat, so a RUNNING trial whose process on this machine
+    is gone is failed and put back with its parameters by the next worker."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import podium_cmd
+
+    config = _setup(tiny_competition, {"train.lr": {"loguniform": [1e-3, 1e-2]}}, epochs=30, confirm=0,
+                    pruner="none")
+    worker = subprocess.Popen(podium_cmd("tune", str(config), "--trials", "1"), cwd=config.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    curves = tiny_competition.parent / "runs" / "tune-tiny" / "trial-0" / "fold0" / "metrics.csv"
+    deadline = time.time() + 120
+    while not curves.exists() and time.time() < deadline and worker.poll() is None:
+        time.sleep(0.5)
+    assert curves.exists()  # trial 0 is training
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    raw = yaml.safe_load(config.read_text())
+    raw["train"]["epochs"] = 1  # the search keys are unchanged: the same study
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    summary = tune(config, trials=1)
+    states = {t["trial"]: t["state"] for t in summary["trials"]}
+    assert states == {0: "fail", 1: "complete"}
+    [retry] = [t for t in summary["trials"] if t["trial"] == 1]
+    [dead] = [t for t in summary["trials"] if t["trial"] == 0]
+    assert retry["retry_of"] == 0 and retry["params"] == dead["params"]
