@@ -128,7 +128,7 @@ def tune(config: Path | str, overrides: list[str] = (), trials: int = 20, timeou
     objective = _objective(study, base, sd, dims, user.tune.folds, trials)
     started, failures, waited, outcomes = time.time(), 0, False, []
     while True:
-        st.fail_dead_local_trials(study)
+        st.fail_dead_trials(study)
         out_of_time = timeout is not None and time.time() - started >= timeout
         if out_of_time:
             _note(f"--timeout {timeout:g} s reached: no new trial")

@@ -211,10 +211,13 @@ def worker_id() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def fail_dead_local_trials(study) -> list[int]:
-    """RUNNING trials whose worker ran on this machine and is gone (SIGKILL, power cut): failed and put back as
-    WAITING with the same parameters, so the next worker retries them. The embedded journal has no heartbeat; this is
-    its equivalent for workers sharing one machine (PostgreSQL's heartbeat covers other machines too)."""
+def fail_dead_trials(study) -> list[int]:
+    """RUNNING trials whose worker is gone, failed and put back as WAITING with the same parameters (retry), so the
+    next worker retries them: a worker of this machine whose process no longer runs (SIGKILL, power cut: the journal
+    has no heartbeat, and this is noticed at once), and, with PostgreSQL, any trial without a heartbeat for the grace
+    period (Optuna's fail_stale_trials, which a worker only runs when it asks for a trial: a worker waiting for the
+    others' trials must run it too)."""
+    import optuna
     from optuna.trial import TrialState
 
     me, failed = worker_id(), []
@@ -223,11 +226,15 @@ def fail_dead_local_trials(study) -> list[int]:
         if who.get("host") != me["host"] or not isinstance(who.get("pid"), int) or process_alive(who["pid"]):
             continue
         try:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except RuntimeError:  # another worker failed it first (a finished trial cannot change state)
+            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
             continue
         retry(study, study._storage.get_trial(trial._trial_id))
         failed.append(trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # nothing without a heartbeat (the journal)
     return failed
 
 
