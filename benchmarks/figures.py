@@ -751,7 +751,7 @@ def tune(res: Results) -> str:
          f"{t['tune_seconds']:.0f} s"],
         ["time per trial (fold 0) / confirming the finalists on the other folds",
          f"{tr['seconds_mean']:.1f} s / {t['confirm_train_seconds']:.0f} s", "", ""],
-        ["outside training (Optuna, data loading per trial, study report) / Optuna alone per trial",
+        ["the rest of `podium tune` (Optuna, storage, the summary) / Optuna alone per trial (TPE, journal)",
          f"{t['outside_training_seconds']:.1f} s / {t['optuna_seconds_per_trial'] * 1000:.0f} ms", "", ""],
     ]
     head = [f"Fashion-MNIST, {num(s['n'])} training images, podium_cnn", f"OOF CV ({s['folds']} folds)",

@@ -8,7 +8,8 @@ with the best OOF CV wins.
 
     .venv/bin/python benchmarks/tune.py [--n 6000] [--trials 8] [--epochs 3] [--folds 3] [--confirm 2]
 
-Run here (2 shared CPU cores, load ~15): --n 1200 --trials 5 --epochs 2 --confirm 2, about 10 minutes.
+Run here (2 CPU cores shared with other jobs, load ~15): --n 600 --trials 4 --epochs 2 --confirm 2, 18.5 minutes
+(10 of them in `podium tune`); on an idle machine a fraction of that.
 """
 
 from __future__ import annotations

@@ -106,14 +106,16 @@ def test_each_trial_is_an_mlflow_run(tiny_competition):
     raw["track"] = {"mlflow": True}
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     tune(config, trials=1)
-    # the user's MLflow store (<output_dir>/mlflow.db), in an experiment of the study's own
-    client = MlflowClient(f"sqlite:///{(tiny_competition.parent / 'runs').resolve()}/mlflow.db")
+    # the study folder's own MLflow store (the user set no track.mlflow_uri), artifacts beside it
+    study = tiny_competition.parent / "runs" / "tune-tiny"
+    client = MlflowClient(f"sqlite:///{study.resolve()}/mlflow.db")
     experiment = client.get_experiment_by_name("podium-tune-tiny")
     runs = client.search_runs([experiment.experiment_id])
     names = {r.info.run_name for r in runs}
     assert "trial-0" in names
     parent = next(r for r in runs if r.info.run_name == "trial-0")
     assert parent.data.params["train.lr"] == "0.003"
+    assert experiment.artifact_location.startswith(study.resolve().as_uri())
 
 
 def test_a_killed_worker_loses_only_its_trial_which_is_retried(tiny_competition):

@@ -21,7 +21,6 @@ from podium.commands.train import train
 from podium.config import Config, load_config
 from podium.engine.build import metric_mode
 from podium.engine.callbacks import EpochReport
-from podium.engine.tracking import mlflow_uri
 from podium.errors import PodiumError
 from podium.io import atomic_write_text, process_alive
 from podium.report.study import importances, leaderboard, rank_confirmed, study_page
@@ -38,14 +37,13 @@ def _note(text: str) -> None:
 
 
 def trial_base(user: Config, sd: StudyDir) -> dict:
-    """The user's keys plus what every trial shares: the study folder as output_dir, and the user's decode cache and
-    MLflow store (their defaults lie in output_dir, which trials change)."""
+    """The user's keys plus what every trial shares: the study folder as output_dir, the user's decode cache (its
+    default lies in output_dir, which trials change), and an MLflow experiment of the study's own: in the user's
+    track.mlflow_uri, else in the study folder's own store (tune-<study>/mlflow.db, artifacts beside it)."""
     tree = base_tree(user)
     tree["output_dir"] = str(sd.path)
     tree.setdefault("data", {})["cache_dir"] = str(user.cache_dir())
-    track = tree.setdefault("track", {})
-    track["mlflow_uri"] = mlflow_uri(user)
-    track["experiment"] = f"{user.track.experiment}-tune-{sd.path.name[len('tune-'):]}"
+    tree.setdefault("track", {})["experiment"] = f"{user.track.experiment}-tune-{sd.path.name[len('tune-'):]}"
     return tree
 
 
