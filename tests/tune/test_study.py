@@ -74,3 +74,44 @@ def test_a_killed_workers_trial_is_retried(tiny_competition, postgres_url):
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     retry = trials[1]
     assert retry.system_attrs["failed_trial"] == 0 and retry.params == dead.params  # same values, tried again
+
+
+def test_the_budget_counts_every_worker_and_replaces_failures(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from podium.tune.study import SURPLUS, budget_left, within_budget
+
+    study = optuna.create_study(storage=open_storage(None, StudyDir(tmp_path / "tune-s")))
+    first, second = study.ask(), study.ask()  # two workers' running trials count
+    assert budget_left(study, 3) and not budget_left(study, 2)
+    late = study.ask()  # asked at the same moment as `second` for the last of 2 places
+    assert within_budget(study, second.number, 2) and not within_budget(study, late.number, 2)
+    late.set_user_attr(SURPLUS, True)
+    study.tell(late, state=TrialState.PRUNED)
+    study.tell(first, 0.5)
+    study.tell(second, state=TrialState.FAIL)
+    assert budget_left(study, 2)  # the failure and the surplus trial spend nothing: one more place
+    assert within_budget(study, study.ask().number, 2)
+
+
+def test_a_dead_local_workers_trial_is_failed_and_put_back(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from podium.tune.study import WORKER, fail_dead_trials, worker_id
+
+    study = optuna.create_study(storage=open_storage(None, StudyDir(tmp_path / "tune-s")))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead, alive = study.ask(), study.ask()
+    dead.suggest_float("train.lr", 1e-4, 1e-2, log=True)
+    dead.set_user_attr(WORKER, {**worker_id(), "pid": gone.pid})
+    alive.set_user_attr(WORKER, worker_id())  # this process: alive
+    assert fail_dead_trials(study) == [dead.number]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    retry = trials[2]
+    assert retry.params == trials[0].params and retry.system_attrs["failed_trial"] == dead.number
+    assert WORKER not in retry.user_attrs  # not mistaken for the dead worker's trial once picked up
+    assert fail_dead_trials(study) == []  # once only
