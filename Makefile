@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench bench-data bench-train bench-fashion bench-report bench-noisy bench-ensemble bench-letters \
         bench-leakage bench-demo bench-cnn bench-long-tail bench-augment bench-tasks bench-near-dup bench-fixed bench-gpu figures figures-check \
-        fashion-mnist chromium clean
+        fashion-mnist chromium postgresql clean
 
 # the demo needs podium alone; the tests add their tools (pytest, import-linter, ruff, MLflow, ...)
 $(STAMP): pyproject.toml
@@ -23,7 +23,7 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/podium demo
 
-test: $(TEST_STAMP) chromium
+test: $(TEST_STAMP) chromium postgresql
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check --no-cache src tests benchmarks
 	$(BIN)/python -m pytest -x --timeout=900
@@ -32,6 +32,12 @@ test: $(TEST_STAMP) chromium
 chromium:
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  || (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# Debian's PostgreSQL: the `podium tune` tests start a server of their own (initdb + pg_ctl in a temp folder).
+postgresql:
+	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+	  || (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
 # Debian's Fashion-MNIST (70,000 images) for the benchmarks that need real data.
 fashion-mnist:

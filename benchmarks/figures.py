@@ -738,6 +738,27 @@ def measured(res: Results) -> str:
     return table(["what", "figure", "command"], _measured_rows(res))
 
 
+@renderer("tune", ("tune.json",), "docs/tuning.md: `podium tune` against the default config, and its costs")
+def tune(res: Results) -> str:
+    t = res.cite("tune.json")
+    s, d, w, tr = t["settings"], t["default"], t["tuned"], t["trials"]
+    params = ", ".join(f"`{k}={v:.3g}`" if isinstance(v, float) else f"`{k}={v}`" for k, v in w["params"].items())
+    rows = [
+        [f"default config ({s['epochs']} epochs, podium's defaults)", f"{f4(d['cv'])} ± {f4(d['cv_fold_std'])}",
+         f4(d["test_accuracy"]), f"{d['seconds']:.0f} s"],
+        [f"**tuned**: trial {w['trial']} of {tr['n']} ({tr['pruned']} pruned), best of {s['confirm']} confirmed: "
+         f"{params}", f"**{f4(w['cv'])}** ± {f4(w['cv_fold_std'])}", f"**{f4(w['test_accuracy'])}**",
+         f"{t['tune_seconds']:.0f} s"],
+        ["time per trial (fold 0) / confirming the finalists on the other folds",
+         f"{tr['seconds_mean']:.1f} s / {t['confirm_train_seconds']:.0f} s", "", ""],
+        ["the rest of `podium tune` (Optuna, storage, the summary) / Optuna alone per trial (TPE, journal)",
+         f"{t['outside_training_seconds']:.1f} s / {t['optuna_seconds_per_trial'] * 1000:.0f} ms", "", ""],
+    ]
+    head = [f"Fashion-MNIST, {num(s['n'])} training images, podium_cnn", f"OOF CV ({s['folds']} folds)",
+            "held-out test", "wall"]
+    return table(head, rows)
+
+
 # ----------------------------------------------------------------------------------------------- staleness
 
 

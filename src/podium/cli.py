@@ -198,6 +198,33 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
     print_metrics(metrics, Path(cfg.output_dir) / cfg.name)
 
 
+@app.command("tune")
+def tune(config: Optional[Path] = typer.Argument(None, help="YAML config with a tune: section (omit with --show)"),
+         overrides: Optional[list[str]] = OVERRIDES,
+         trials: int = typer.Option(20, "--trials", help="trials in total, across every worker of the study"),
+         timeout: Optional[float] = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
+         storage: Optional[str] = typer.Option(None, "--storage", help="postgresql://user:pw@host/db shared by many "
+                                               "machines (default: a journal file in <output_dir>/tune-<study>/)"),
+         study: Optional[str] = typer.Option(None, "--study", help="the study's name (default: the config's name)"),
+         show: Optional[str] = typer.Option(None, "--show", help="print study STUDY (a tune-<study> folder or a name "
+                                            "under --output-dir): leaderboard, importances, best config"),
+         output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="with --show NAME: where tune-NAME is")):
+    """Search tune.space with Optuna on the persisted folds, then retrain the best on every fold (best.yaml).
+
+    Guide: docs/tuning.md
+    """
+    from podium.commands.tune import show as show_study
+    from podium.commands.tune import tune as run_tune
+    from podium.report.terminal import print_study
+
+    if show is not None:
+        print_study(show_study(show, storage, output_dir))
+        return
+    if config is None:
+        raise PodiumError("podium tune takes a CONFIG (with a tune: section), or --show STUDY.")
+    print_study(run_tune(config, overrides or [], trials=trials, timeout=timeout, storage=storage, study_name=study))
+
+
 @app.command("predict")
 def predict(run: Path,
             tta: Optional[str] = typer.Option(None, "--tta", help="views added to the identity, e.g. hflip,vflip "
@@ -450,6 +477,13 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
         return
     if len(runs) != 1:
         raise PodiumError(f"podium report takes one run folder (got {len(runs)}); to compare two, add --compare.")
+    from podium.tune.study import StudyDir
+
+    if StudyDir(runs[0]).info.exists():  # a `podium tune` study folder: its own page
+        from podium.commands.tune import study_report
+
+        console.print(f"[green]wrote[/] {study_report(runs[0], out)}")
+        return
     from podium.report.build import build_report
 
     page = build_report(runs[0], out=out, gallery=gallery, gradcam=gradcam, overwrite=overwrite)

@@ -306,6 +306,50 @@ class TrackConfig(_Section):
     experiment: str = "podium"  # the MLflow experiment / W&B project every run of this config is logged under
 
 
+SPACE_KINDS = ("loguniform", "uniform", "int")  # tune.space ranges: {kind: [lo, hi]}; a list is a categorical
+
+
+class TuneConfig(_Section):
+    """`podium tune`: the search space in dotted override keys, and how the search runs (docs/tuning.md)."""
+
+    space: dict[str, Any] = {}  # dotted key -> [choice, ...] | {loguniform: [lo, hi]} | {uniform: ..} | {int: ..}
+    folds: list[NonNegativeInt] = [0]  # the folds each trial trains (pruned per epoch); the rest only in confirm
+    confirm: NonNegativeInt = 3  # retrain the best N trials on every fold and rank them by OOF CV (0: skip)
+    sampler: Literal["tpe", "random", "cmaes"] = "tpe"  # Optuna's sampler
+    pruner: Literal["hyperband", "median", "none"] = "hyperband"  # stops weak trials early, per epoch
+    seed: Seed = 0  # the sampler's seed
+
+    @field_validator("space")
+    @classmethod
+    def _space_shape(cls, space: dict[str, Any]) -> dict[str, Any]:
+        """The shape of each entry; whether its values fit the key is checked by podium.tune.space."""
+        for key, value in space.items():
+            where = f"tune.space.{key}"
+            if isinstance(value, list):
+                if not value:
+                    raise ValueError(f"{where}: a categorical needs at least one choice")
+                continue
+            if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SPACE_KINDS):
+                raise ValueError(f"{where}: give a list of choices or one of {{loguniform|uniform|int: [lo, hi]}}, "
+                                 f"got {short_repr(value)}")
+            kind, bounds = next(iter(value.items()))
+            if not (isinstance(bounds, list) and len(bounds) == 2 and all(
+                    isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds) and bounds[0] < bounds[1]):
+                raise ValueError(f"{where}: {kind} takes [lo, hi] with lo < hi, got {short_repr(bounds)}")
+            if kind == "int" and not all(float(b).is_integer() for b in bounds):
+                raise ValueError(f"{where}: int takes whole-number bounds, got {short_repr(bounds)}")
+            if kind == "loguniform" and bounds[0] <= 0:
+                raise ValueError(f"{where}: loguniform needs lo > 0, got {short_repr(bounds)}")
+        return space
+
+    @field_validator("folds")
+    @classmethod
+    def _some_folds(cls, folds: list[int]) -> list[int]:
+        if not folds or len(set(folds)) != len(folds):
+            raise ValueError("tune.folds lists distinct folds to search on, e.g. [0]")
+        return folds
+
+
 class Config(_Section):
     name: str = "run"  # the run's name: its folder is <output_dir>/<name>
     output_dir: Path = Path("runs")  # where runs (and the decode cache) are written
@@ -317,6 +361,7 @@ class Config(_Section):
     posthoc: PosthocConfig = PosthocConfig()  # prediction adjustment for long tails, fitted on OOF
     tta: TTAConfig = TTAConfig()  # test-time augmentation used by `podium predict` (on test and OOF)
     track: TrackConfig = TrackConfig()  # experiment tracking beyond the CSV and TensorBoard logs always written
+    tune: TuneConfig = TuneConfig()  # `podium tune`'s search space and settings; `podium train` ignores it
 
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"

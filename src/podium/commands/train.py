@@ -156,9 +156,10 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
 
 
 def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False,
-          config_path: Path | str | None = None) -> dict:
+          config_path: Path | str | None = None, fold_callbacks=None) -> dict:
     """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics.
-    `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
+    `config_path`: the config file in use, which the run folder must never hold (podium.run.guard).
+    `fold_callbacks(k)`: extra Lightning callbacks for fold k (podium tune's pruner)."""
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
     check_location(cfg, config_path)  # before anything is read or written
     check_device(cfg)  # train.compile where torch.compile cannot run
@@ -179,7 +180,8 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
         for k in folds:
             if resume and rd.done_json(k).exists():
                 continue
-            done = train_fold(cfg, data, rd.path, k, resume, stats)
+            extra = tuple(fold_callbacks(k)) if fold_callbacks else ()
+            done = train_fold(cfg, data, rd.path, k, resume, stats, extra_callbacks=extra)
             fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
             if done and fold_metrics:
                 first = done.get("first_step_seconds") if cfg.train.compile else None

@@ -107,3 +107,17 @@ class FreezeBackbone(pl.Callback):
 
         frozen = self.mode == "backbone" or trainer.current_epoch < self.epochs
         set_backbone_trainable(module.model, not frozen)
+
+
+class EpochReport(pl.Callback):
+    """Hands each epoch's validation score (cv.metric) to `report(epoch, value)`, which may raise to stop the fit:
+    `podium tune`'s pruner. Its own callback rather than optuna-integration's PyTorchLightningPruningCallback: the
+    engine stays free of Optuna (the caller owns the trial and the step numbering across folds), and it runs after
+    podium's own metrics (module.last_val), on every Lightning version podium supports."""
+
+    def __init__(self, report):
+        self.report = report
+
+    def on_train_epoch_end(self, trainer, module):  # after this epoch's validation, as EpochMetricsCSV
+        if module.last_val and not trainer.sanity_checking:
+            self.report(trainer.current_epoch, float(module.last_val[module.metric]))

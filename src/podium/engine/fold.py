@@ -96,8 +96,10 @@ def check_device(cfg: Config) -> None:
         check_compile(device_type(cfg))
 
 
-def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, **overrides):
-    """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests)."""
+def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, extra_callbacks: tuple = (),
+                 **overrides):
+    """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests; extra_callbacks:
+    e.g. podium tune's per-epoch report to its pruner)."""
     _quiet_lightning()
     gpu = device_type(cfg) == "cuda"
     accelerator = "gpu" if gpu else "cpu"
@@ -110,7 +112,7 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
                                  save_top_k=1, save_weights_only=True, enable_version_counter=False,
                                  auto_insert_metric_name=False),
                  LastCheckpoint(fold_dir),
-                 EpochMetricsCSV(files), RichProgressBar(leave=False)]
+                 EpochMetricsCSV(files), RichProgressBar(leave=False), *extra_callbacks]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
     if freeze_mode(cfg) != "none":
@@ -129,7 +131,8 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     return pl.Trainer(**{**settings, **overrides})
 
 
-def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, stats: tuple[tuple, tuple]) -> dict:
+def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, stats: tuple[tuple, tuple],
+               extra_callbacks: tuple = ()) -> dict:
     files = RunDir(rd).fold_dir(k)
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k
@@ -151,7 +154,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
     module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
                           init_state=start, stats=stats)
-    trainer = make_trainer(cfg, files.path, len(train_loader), fold=k)
+    trainer = make_trainer(cfg, files.path, len(train_loader), fold=k, extra_callbacks=extra_callbacks)
     last = files.last_ckpt
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
     if trainer.global_rank != 0:
