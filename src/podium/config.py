@@ -317,6 +317,8 @@ class Config(_Section):
     posthoc: PosthocConfig = PosthocConfig()  # prediction adjustment for long tails, fitted on OOF
     tta: TTAConfig = TTAConfig()  # test-time augmentation used by `podium predict` (on test and OOF)
     track: TrackConfig = TrackConfig()  # experiment tracking beyond the CSV and TensorBoard logs always written
+    mirror: str | None = None  # copy the run folder as it is written to <mirror>/<name>, any fsspec URL:
+                               # s3://bucket/runs, file:///shared/runs (docs/mirror.md); --mirror overrides
 
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"

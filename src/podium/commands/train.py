@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 from rich.console import Console
 
+from podium.commands.mirror import TrainMirror, mirror_url
 from podium.commands.tracking import log_run
 from podium.config import Config, from_dict, load_yaml
 from podium.data.sources import table_fingerprint
@@ -45,9 +46,9 @@ def run_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
-# How fast a run trains, not what it learns: a run may resume with other values (workers give the same batches;
-# compile runs the same network).
-SPEED_ONLY = ("train.workers", "train.compile")
+# How fast a run trains or where it is kept, not what it learns: a run may resume with other values (workers give
+# the same batches; compile runs the same network; another machine keeps the run, its cache and mirror elsewhere).
+SPEED_ONLY = ("train.workers", "train.compile", "output_dir", "data.cache_dir", "mirror")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -187,18 +188,28 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
     return init
 
 
-def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False,
-          config_path: Path | str | None = None) -> dict:
-    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics.
-    `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
+def train(cfg: Config, folds: list[int] | str | None = None, resume: bool = False, overwrite: bool = False,
+          config_path: Path | str | None = None, mirror: str | None = None) -> dict:
+    """Train the listed folds (default all; "next": the next fold no machine has taken, through the mirror, until
+    none is left), skipping finished ones on resume; returns the merged metrics. `config_path`: the config file in
+    use, which the run folder must never hold (podium.run.guard). `mirror`: the mirror's URL prefix (default
+    cfg.mirror; docs/mirror.md)."""
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
     check_location(cfg, config_path)  # before anything is read or written
     check_device(cfg)  # train.compile where torch.compile cannot run
     check_writable(cfg.output_dir)
+    url = mirror or cfg.mirror
+    take_next = folds == "next"
+    if take_next and not url:
+        raise PodiumError("--folds next takes the next fold no machine has taken, through the mirror: pass --mirror "
+                          "URL (file:///shared/folder for machines that share a disk).")
+    if take_next and overwrite:
+        raise PodiumError("--folds next continues the run (it resumes a fold another machine started): it cannot "
+                          "be combined with --overwrite. Name the folds to retrain: --folds 0,2 --overwrite.")
     weights = prepare_weights(cfg.model)  # located (or downloaded) before any image is read: offline fails fast
     data = load_data(cfg)
     all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
-    folds = all_folds if folds is None else folds
+    folds = all_folds if folds is None or take_next else folds
     bad = [k for k in folds if k not in all_folds]
     if bad:
         raise PodiumError(f"--folds {fmt_list(bad)} not in the split (folds {fmt_list(all_folds)}).")
@@ -206,19 +217,23 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
         check_init_run(cfg, data, folds)
     stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
     rd = open_run(cfg, config_path, note=_note)
-    with fold_locks(rd.path, folds if _trains_on_this_rank() else [], note=_note) as held:
-        _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held, weights)
-        for k in folds:
-            if resume and rd.done_json(k).exists():
-                continue
-            done = train_fold(cfg, data, rd.path, k, resume, stats)
-            fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
-            if done and fold_metrics:
-                first = done.get("first_step_seconds") if cfg.train.compile else None
-                warmup = f", torch.compile warm-up {first:.1f} s" if first is not None else ""
-                Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
-                                           f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s"
-                                           f"{warmup})")
+    writer = _trains_on_this_rank()
+    with TrainMirror(url and mirror_url(url, cfg.name), rd, writer, _note) as remote:
+        remote.restore([] if take_next else folds, overwrite, lambda saved: config_changes(saved, cfg))
+        with fold_locks(rd.path, [] if take_next or not writer else folds, note=_note) as held:
+            if not take_next:
+                remote.lease(folds, overwrite)
+            _prepare_run(cfg, data, rd, [] if take_next else folds, resume, overwrite, stats, held, weights)
+            for k in folds if not take_next else []:
+                if resume and rd.done_json(k).exists():
+                    continue
+                _train_and_merge(cfg, data, rd, k, resume, stats)
+                remote.poke()
+        while take_next and (k := remote.next_fold(all_folds)) is not None:
+            with fold_locks(rd.path, [k], note=_note):
+                _train_and_merge(cfg, data, rd, k, True, stats)
+                remote.poke()
+        remote.gather()  # the folds finished on other machines: the merge covers every finished fold
         metrics = merge_folds(rd.path, cfg.cv.metric)
         if cfg.posthoc.method != "none" and metrics:
             metrics = _fit_posthoc(cfg, rd.path)
@@ -227,6 +242,18 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
 
     log_run(cfg, rd.path, metrics)
     return metrics
+
+
+def _train_and_merge(cfg: Config, data: TrainData, rd: RunDir, k: int, resume: bool, stats) -> None:
+    """Train fold k, re-merge every finished fold and print the fold's score."""
+    done = train_fold(cfg, data, rd.path, k, resume, stats)
+    fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
+    if done and fold_metrics:
+        first = done.get("first_step_seconds") if cfg.train.compile else None
+        warmup = f", torch.compile warm-up {first:.1f} s" if first is not None else ""
+        Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
+                                   f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s"
+                                   f"{warmup})")
 
 
 def fit_decision(cfg: Config, rd: Path) -> dict:
