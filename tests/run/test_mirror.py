@@ -16,7 +16,6 @@ from podium.run import lease
 from podium.run.mirror import Mirror
 from podium.run.pull import pull
 from podium.run.store import Store
-from tests.moto_s3 import s3  # noqa: F401  (the fixture)
 
 
 def fake_run(root: Path) -> Path:

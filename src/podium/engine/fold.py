@@ -109,7 +109,10 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     callbacks = [ModelCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
                                  save_top_k=1, save_weights_only=True, enable_version_counter=False,
                                  auto_insert_metric_name=False),
-                 ModelCheckpoint(dirpath=fold_dir, save_last=True, save_top_k=0, enable_version_counter=False),
+                 # last.ckpt at every epoch's end (the newest by recency: no monitor, top 1 under a fixed name);
+                 # save_last=True with save_top_k=0 wrote it only when training ended, so --resume restarted folds
+                 ModelCheckpoint(dirpath=fold_dir, filename=files.last_ckpt.stem, save_top_k=1,
+                                 enable_version_counter=False, auto_insert_metric_name=False),
                  EpochMetricsCSV(files), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
