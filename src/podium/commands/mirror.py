@@ -83,7 +83,8 @@ class TrainMirror:
                 if mine is None:
                     raise PodiumError(f"Fold {k} is being trained through the mirror {self.store.url} by "
                                       f"{lease.describe(holder)}. Train other folds (--folds, or --folds next), or "
-                                      f"wait; a lease without a heartbeat for {lease.LEASE_TTL:.0f} s is taken over.")
+                                      f"wait: a lease without a heartbeat for {lease.LEASE_TTL:.0f} s is taken over. "
+                                      f"If that machine is gone, delete {self.store.url}/leases/fold{k}.json.")
                 self.mirror.own(k, mine)
         except PodiumError:
             raise

@@ -1,6 +1,7 @@
 """Fold leases in a run's mirror: while a machine trains fold k it holds <mirror>/leases/fold<k>.json and refreshes
 its heartbeat; other machines skip the fold (`--folds next`) or are refused (`--folds k`) until the holder publishes
-the finished fold and removes the lease, or stops refreshing it for LEASE_TTL seconds (its machine died).
+the finished fold and removes the lease, or stops refreshing it for LEASE_TTL seconds (its machine died); a lease
+of a process of this host that no longer runs is stale at once.
 
 Taking a free lease is atomic where the store allows it: a local or shared folder (file://) creates it with
 O_EXCL, S3 with a conditional PUT (If-None-Match: *). Stores without either (gs://, az:// through fsspec, memory://)
@@ -16,9 +17,10 @@ import secrets
 import socket
 from datetime import datetime, timezone
 
+from podium.io import process_alive
 from podium.run.store import Store, now
 
-LEASE_TTL = 600.0  # seconds without a heartbeat after which a lease is stale (its machine died or lost the network)
+LEASE_TTL = 300.0  # seconds without a heartbeat after which a lease is stale (its machine died or lost the network)
 HEARTBEAT = 30.0  # seconds between a holder's refreshes: many within one LEASE_TTL, so a slow store is no death
 
 
@@ -28,7 +30,11 @@ def new_lease(k: int) -> dict:
 
 
 def is_stale(record: dict, ttl: float = LEASE_TTL) -> bool:
-    beat = record.get("heartbeat")
+    """No heartbeat for `ttl` seconds, or held by a process of this host that no longer runs (killed: resumable at
+    once here, as a stale fold lock is)."""
+    beat, pid = record.get("heartbeat"), record.get("pid")
+    if record.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
+        return True
     return isinstance(beat, (int, float)) and now() - beat > ttl
 
 

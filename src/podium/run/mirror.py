@@ -190,17 +190,20 @@ class Mirror:
     def _upload(self, part: str, path: Path) -> dict | None:
         """The file's {sha256, size} once its object is in the store; None when it vanished meanwhile."""
         try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        seen = self.hashes.get(str(path))
+        if seen and seen[:2] == (st.st_size, st.st_mtime_ns) and (part, seen[2]) in self.stored:
+            return {"sha256": seen[2], "size": st.st_size}  # unchanged since it was uploaded: not even opened
+        try:
             src = path.open("rb")  # one handle: a rename over the path meanwhile does not change what we read
         except FileNotFoundError:
             return None
         with src:
             st = os.fstat(src.fileno())
-            seen = self.hashes.get(str(path))
-            if seen and seen[:2] == (st.st_size, st.st_mtime_ns):
-                sha = seen[2]
-            else:
-                sha = sha256_of(src, st.st_size)
-                self.hashes[str(path)] = (st.st_size, st.st_mtime_ns, sha)
+            sha = sha256_of(src, st.st_size)
+            self.hashes[str(path)] = (st.st_size, st.st_mtime_ns, sha)
             if (part, sha) not in self.stored and not self.store.has_object(part, sha, st.st_size):
                 src.seek(0)
                 self.store.put_object(part, sha, src, st.st_size)
