@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 
 from podium.commands.mirror import pull_run
+from podium.commands.predict import predict
 from podium.commands.train import train
 from podium.config import load_config
 from podium.errors import PodiumError
 from podium.run import lease
+from podium.run.pull import file_sha256
 from podium.run.store import Store
 from tests.conftest import CLASSES, podium_cmd
 
@@ -65,6 +67,11 @@ def test_two_machines_training_disjoint_folds_make_the_single_process_run(tiny_c
     train(load_config(tiny_competition, [*ARGS, f"output_dir={tmp_path / 'pulled-again'}"]), resume=True, mirror=url)
     again = pd.read_csv(tmp_path / "pulled-again" / "tiny" / "oof.csv", dtype={"id": str})
     np.testing.assert_allclose(again[CLASSES].to_numpy(), ours[CLASSES].to_numpy(), atol=0)
+    # predict on a machine without the run: pulled first, its submission mirrored back
+    res = predict(tmp_path / "predictor" / "tiny", mirror=url)
+    assert res.folds == [0, 1, 2]
+    files = Store(f"{url}/tiny").manifest("run")["files"]
+    assert files["submission.csv"]["sha256"] == file_sha256(res.submission)
 
 
 def test_folds_next_never_gives_a_fold_to_two_machines(tiny_competition, tmp_path):

@@ -51,7 +51,7 @@ class TrainMirror:
         try:
             manifests = self.store.manifests()
             with tempfile.TemporaryDirectory() as tmp:
-                theirs = mirror_config(self.store, manifests, Path(tmp) / "config.yaml")
+                theirs = mirror_config(self.store, manifests, Path(tmp))
                 changed = differs(theirs) if theirs is not None else []
             if changed and not overwrite:
                 raise PodiumError(f"The mirror {self.store.url} holds a run made with a different config (it differs "

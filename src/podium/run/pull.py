@@ -94,13 +94,13 @@ def restore_finished(store: Store, run: Path, manifests: dict[str, dict], skip_f
     return got
 
 
-def mirror_config(store: Store, manifests: dict[str, dict], dest: Path) -> Path | None:
-    """The mirror's config.yaml, written to `dest`; None when the mirror holds no run yet."""
+def mirror_config(store: Store, manifests: dict[str, dict], folder: Path) -> Path | None:
+    """The mirror's config.yaml, written into `folder`; None when the mirror holds no run yet."""
     entry = manifests.get("run", {}).get("files", {}).get(CONFIG)
     if entry is None:
         return None
-    fetch(store, "run", entry, dest)
-    return dest
+    fetch(store, "run", entry, folder / CONFIG)
+    return folder / CONFIG
 
 
 def check_same_run(store: Store, run: Path, manifests: dict[str, dict]) -> None:
