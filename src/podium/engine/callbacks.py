@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from podium.errors import PodiumError
@@ -46,6 +47,30 @@ def _why(exc: BaseException, folder: Path) -> str:
     except OSError:
         return reason
     return f"{reason}; {free / 2**20:.0f} MiB free there"
+
+
+class MovableCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose state survives the run folder moving (pulled from its mirror onto another machine, or
+    renamed): the paths a checkpoint recorded are read as the same files in this fold's folder. Lightning's own drops
+    the best score when the folder differs, so the first resumed epoch would replace a better best.ckpt. It keeps
+    ModelCheckpoint's state key, so checkpoints written before still restore."""
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved = state_dict.get("dirpath")
+        if self.dirpath and saved and saved != self.dirpath:
+            def here(path):
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          "best_model_path": here(state_dict.get("best_model_path")),
+                          "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
+                          "last_model_path": here(state_dict.get("last_model_path")),
+                          "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()}}
+        super().load_state_dict(state_dict)
 
 
 class EpochMetricsCSV(pl.Callback):
