@@ -15,6 +15,7 @@ from podium.errors import PodiumError
 from podium.io import atomic_path
 from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
+from podium.run.mirror import written
 
 RESUME = "set output_dir=... to a folder with room that you can write to; then continue with --resume"
 
@@ -28,6 +29,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:  # an OSError (full disk, permissions) becomes atomic_path's PodiumError naming the file, with RESUME
             with atomic_path(path, hint=RESUME) as tmp:  # the temp file is removed whatever fails
                 torch.save(checkpoint, tmp)
+            written()  # a running mirror publishes it now
         except RuntimeError as exc:
             # torch's zip writer reports a full disk as a RuntimeError from inline_container ("unexpected pos")
             if "inline_container" not in str(exc) and "StreamWriter" not in str(exc):

@@ -1,7 +1,8 @@
 """The run folder mirrored to an object store in the background (`--mirror URL`, `mirror:`): podium.run.store
 holds the layout, this module the writer.
 
-A thread scans the run folder every few seconds (and when poked: a fold finished) and publishes each part this
+A thread scans the run folder every few seconds, and at once when podium writes a file of a run (`written()`: the
+run's writers and the checkpoints call it), and publishes each part this
 process owns: the run's own files ("run") and the folds it trains ("fold<k>", leased: podium.run.lease). A changed
 file is hashed and uploaded from one open handle (a checkpoint renamed over meanwhile still uploads whole), then
 the part's manifest is rewritten. Training never waits on it: the loop only pokes the thread. A failing store is
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +31,16 @@ INTERVAL = 2.0  # seconds between scans of the run folder: a scan is a stat of e
 MAX_PAUSE = 60.0  # the longest wait between tries while the store fails
 FINAL_TRIES = 3  # tries of the last publication when the command ends (the run itself is already safe on disk)
 SKIP_DIRS = ("locks",)  # this machine's own fold locks: meaningless elsewhere (leases stand for them in the mirror)
+
+
+_ACTIVE: "weakref.WeakSet[Mirror]" = weakref.WeakSet()  # the mirrors running in this process
+
+
+def written() -> None:
+    """A file of a run was just written (podium.run's writers, checkpoints): every running mirror looks now rather
+    than at its next scan. Returns at once."""
+    for mirror in list(_ACTIVE):
+        mirror.poke()
 
 
 def part_of(rel: str) -> str:
@@ -83,6 +95,7 @@ class Mirror:
         if self.writer and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="podium-mirror", daemon=True)
             self._thread.start()
+            _ACTIVE.add(self)
         return self
 
     def poke(self) -> None:
@@ -94,6 +107,7 @@ class Mirror:
         mirror holds the run as it is on disk. Failing: reported, and the run stays complete locally."""
         if not self.writer:
             return True
+        _ACTIVE.discard(self)
         if self._thread is not None:
             self._stop.set()
             self._wake.set()
@@ -125,7 +139,10 @@ class Mirror:
     def _loop(self) -> None:
         pause = self.interval
         while not self._stop.is_set():
-            self._wake.wait(pause)
+            if self.failing:
+                self._stop.wait(pause)  # backing off: writes do not hurry a failing store
+            else:
+                self._wake.wait(pause)
             self._wake.clear()
             if self._stop.is_set():
                 return
