@@ -31,13 +31,14 @@ def test_killed_run_resumes_from_s3_on_a_fresh_folder_with_the_uninterrupted_oof
     cmd = podium_cmd("train", str(tiny_competition), *args, "name=killed", "--folds", "0", "--mirror", url)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
-    store, deadline = Store(f"{url}/killed"), time.time() + 180
+    store, deadline, files = Store(f"{url}/killed"), time.time() + 600, {}
     while time.time() < deadline and proc.poll() is None:
         files = (store.manifest("fold0") or {"files": {}})["files"]
         if "fold0/last.ckpt" in files and "fold0/metrics.csv" in files:  # a checkpoint mirrored: kill mid-fold
             break
         time.sleep(0.1)
     assert proc.poll() is None, "training finished (or failed) before a checkpoint was mirrored"
+    assert "fold0/last.ckpt" in files, "no checkpoint mirrored within 10 minutes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     mirrored = store.manifest("fold0")["files"]

@@ -100,7 +100,10 @@ class TrainMirror:
 
     def next_fold(self, folds: list[int]) -> int | None:
         """The first fold finished nowhere and leased by no live machine, now leased by this process (its latest
-        mirrored checkpoint restored, to resume a fold a dead machine started); None when no fold is left."""
+        mirrored checkpoint restored, to resume a fold a dead machine started); None when no fold is left (and in a
+        process that does not write: a multi-device run names its folds)."""
+        if self.store is None:
+            return None
         for k in folds:  # a failing store is a PodiumError here: without it, no fold can be taken safely
             try:
                 manifests = self.store.manifests()
