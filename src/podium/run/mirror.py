@@ -28,6 +28,7 @@ from podium.run.files import DONE
 from podium.run.store import Store, now, sha256_of
 
 INTERVAL = 2.0  # seconds between scans of the run folder: a scan is a stat of each file, cheap next to an epoch
+SETTLE = 0.5  # seconds a write waits for the others of the same moment (an epoch's end writes 2-3 files): one upload
 MAX_PAUSE = 60.0  # the longest wait between tries while the store fails
 FINAL_TRIES = 3  # tries of the last publication when the command ends (the run itself is already safe on disk)
 SKIP_DIRS = ("locks",)  # this machine's own fold locks: meaningless elsewhere (leases stand for them in the mirror)
@@ -141,8 +142,8 @@ class Mirror:
         while not self._stop.is_set():
             if self.failing:
                 self._stop.wait(pause)  # backing off: writes do not hurry a failing store
-            else:
-                self._wake.wait(pause)
+            elif self._wake.wait(pause):
+                self._stop.wait(SETTLE)
             self._wake.clear()
             if self._stop.is_set():
                 return

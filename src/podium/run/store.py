@@ -1,7 +1,7 @@
 """A run's mirror in an object store (any fsspec URL: s3://, gs://, az://, file://, memory://): its layout and the
 few operations podium does on it.
 
-    <mirror>/objects/<part>/<sha256>     a file's bytes, named by their hash (uploaded under objects/.tmp-* first)
+    <mirror>/objects/<part>/<sha256>     a file's bytes, named by their hash (in a folder: written as .tmp-*, renamed)
     <mirror>/manifests/<part>.json       what <part> holds now: {path: {sha256, size}}, written after its objects
     <mirror>/leases/fold<k>.json         held while a machine trains fold k: {host, pid, token, heartbeat}
 
@@ -68,20 +68,19 @@ class Store:
             return False
 
     def put_object(self, part: str, sha: str, src: BinaryIO, size: int) -> None:
-        """Copy `size` bytes of `src` to objects/<part>/<sha>: under a temporary name first, then moved, so the
-        final name only ever holds the whole file (a second machine uploading the same bytes included)."""
+        """Copy `size` bytes of `src` to objects/<part>/<sha>, so that name only ever holds the whole file (a second
+        machine uploading the same bytes included). A folder gets a temporary name, then a rename; an object store's
+        upload is invisible until complete (a PUT, or a multipart upload's completion), so it goes straight to its
+        name, unpublished until a manifest names it (a copy would double the requests of every checkpoint)."""
+        if not is_local(self.fs):
+            with self.fs.open(self.object_path(part, sha), "wb") as out:
+                _copy(src, out, size)
+            return
         tmp = self._p("objects", f".tmp-{secrets.token_hex(8)}")
         try:
             with self.fs.open(tmp, "wb") as out:
-                left = size
-                while left > 0:
-                    chunk = src.read(min(CHUNK, left))
-                    if not chunk:
-                        raise OSError(f"the local file shrank while it was uploaded ({left} bytes short)")
-                    out.write(chunk)
-                    left -= len(chunk)
-            if is_local(self.fs):
-                self.fs.makedirs(self._p("objects", part), exist_ok=True)
+                _copy(src, out, size)
+            self.fs.makedirs(self._p("objects", part), exist_ok=True)
             self.fs.mv(tmp, self.object_path(part, sha))
         except BaseException:
             try:
@@ -192,6 +191,16 @@ class Store:
             self.fs.rm_file(self.lease_path(k))
         except FileNotFoundError:
             pass
+
+
+def _copy(src: BinaryIO, out: BinaryIO, size: int) -> None:
+    left = size
+    while left > 0:
+        chunk = src.read(min(CHUNK, left))
+        if not chunk:
+            raise OSError(f"the local file shrank while it was uploaded ({left} bytes short)")
+        out.write(chunk)
+        left -= len(chunk)
 
 
 def sha256_of(src: BinaryIO, size: int) -> str:
