@@ -546,6 +546,27 @@ def train_overhead(res: Results) -> str:
     return table(["what", "measured"], rows)
 
 
+@renderer("mirror", ("mirror.json",), "docs/mirror.md: the mirror's cost on epoch time, side by side with no mirror")
+def mirror(res: Results) -> str:
+    d = res.cite("mirror.json")
+    per, med = d["seconds_per_epoch"], d["median_seconds_per_epoch"]
+    last = d["mirrored"][-1]
+    rows = [
+        ["settings", f"`{d['model']}` on digits ({num(d['n_train'])} training images), fold 0, {d['epochs']} epochs, "
+                     f"{d['rounds']} alternating rounds; store: {d['store']}"],
+        ["seconds per epoch, no mirror / `--mirror s3://...` (median of rounds)",
+         f"{med['none']:.2f} / {med['s3']:.2f} s: **{100 * d['overhead']:+.1f}%** (target ≤ 2%)"],
+        ["each round, no mirror / mirror", ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(per["none"], per["s3"]))
+         + " s"],
+        ["mirrored per run", f"{last['files']} files, {last['bytes'] / 2**20:.1f} MiB"],
+    ]
+    p = own_provenance(d)
+    if p and p.get("loadavg_start"):
+        rows.append(["load average (1 min), start → end",
+                     f"{p['loadavg_start'][0]:.1f} → {p['loadavg_end'][0]:.1f} on {p['cpu_count']} CPUs"])
+    return table(["what", "measured"], rows)
+
+
 @renderer("report_speed", ("report_speed.json",),
           "the `podium report` row of the README's 'Measured' table, as its own table")
 def report_speed(res: Results) -> str:

@@ -18,6 +18,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.moto_s3 import s3  # noqa: F401  (a fixture: a real S3 API on loopback, for the mirror's tests)
+
 CLASSES = ["Ankle boot", "T-shirt/top", "bag"]  # names with a space and a slash: they must round-trip as written
 
 

@@ -172,9 +172,11 @@ def diff(a: Path, b: Path, out: Optional[Path] = typer.Option(None, "--out", hel
         atomic_write_csv(out, rows)
 
 
-def _fold_list(text: str | None) -> list[int] | None:
+def _fold_list(text: str | None) -> list[int] | str | None:
     if not text:
         return None
+    if text.strip() == "next":
+        return "next"
     try:
         return [int(k) for k in text.split(",") if k.strip()]
     except ValueError:
@@ -183,9 +185,12 @@ def _fold_list(text: str | None) -> list[int] | None:
 
 @app.command("train")
 def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
-          folds: Optional[str] = typer.Option(None, "--folds", help="folds to train, e.g. 0,2 (default: all)"),
+          folds: Optional[str] = typer.Option(None, "--folds", help="folds to train, e.g. 0,2 (default: all); next: "
+                                              "the next fold no machine has taken, until none is left (--mirror)"),
           resume: bool = typer.Option(False, "--resume", help="continue unfinished folds, skip finished ones"),
-          overwrite: bool = typer.Option(False, "--overwrite", help="retrain folds that already exist")):
+          overwrite: bool = typer.Option(False, "--overwrite", help="retrain folds that already exist"),
+          mirror: Optional[str] = typer.Option(None, "--mirror", help="copy the run as it is written to URL/<name> "
+                                               "(s3://..., file://...; default: the config's mirror)")):
     """Train the folds of the persisted split into <output_dir>/<name>, then merge out-of-fold predictions.
 
     Guide: docs/training.md
@@ -194,7 +199,8 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
     from podium.report.terminal import print_metrics
 
     cfg = _cfg(config, overrides)
-    metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite, config_path=config)
+    metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite, config_path=config,
+                           mirror=mirror)
     print_metrics(metrics, Path(cfg.output_dir) / cfg.name)
 
 
@@ -235,7 +241,9 @@ def predict(run: Path,
             test_csv: Optional[Path] = typer.Option(None, "--test-csv", help="predict this test CSV instead"),
             out: Optional[Path] = typer.Option(None, "--out", help="submission path (default RUN/submission.csv)"),
             overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
-            no_posthoc: bool = typer.Option(False, "--no-posthoc", help="ignore RUN/posthoc.json (`podium posthoc`)")):
+            no_posthoc: bool = typer.Option(False, "--no-posthoc", help="ignore RUN/posthoc.json (`podium posthoc`)"),
+            mirror: Optional[str] = typer.Option(None, "--mirror", help="pull RUN from URL/<RUN's name> if it is not "
+                                                 "here, and mirror what predict writes there")):
     """Average every finished fold (with TTA) on the test set; write submission.csv aligned with the template.
 
     With TTA, each fold's OOF images are predicted again with the same views: OOF without vs with TTA is printed.
@@ -245,12 +253,26 @@ def predict(run: Path,
     from podium.commands.predict import predict as run_predict
 
     res = run_predict(run, tta=tta, test_csv=test_csv, out=out, overwrite=overwrite, posthoc=not no_posthoc,
-                      how=tta_combine, oof=not no_oof)
+                      how=tta_combine, oof=not no_oof, mirror=mirror)
     if res.oof is not None:
         Console().print(_oof_tta_table(res))
     console.print(f"[green]wrote[/] {res.submission} ({res.n} rows; folds {res.folds}, TTA {res.tta}"
                   f" ({len(res.views)} views, {res.combine}, {res.test_seconds:.0f} s)"
                   f"{', post-hoc ' + res.posthoc if res.posthoc else ''}) and {res.test_probs}")
+
+
+@app.command("pull")
+def pull(url: str = typer.Argument(..., help="the run's mirror: <mirror>/<name>, e.g. s3://bucket/runs/baseline"),
+         dest: Optional[Path] = typer.Argument(None, help="the run folder to write (default runs/<name>)")):
+    """Restore a run from its mirror, every file checked against the manifest; a folder holding another run is refused.
+
+    Guide: docs/mirror.md
+    """
+    from podium.commands.mirror import pull_run
+
+    res = pull_run(url, dest, note=lambda text: console.print(text, highlight=False, markup=False))
+    console.print(f"[green]pulled[/] {url} into {res['run']}: {res['files']} file(s) written; folds finished "
+                  f"{res['folds_done'] or 'none'}, unfinished {res['folds_unfinished'] or 'none'}")
 
 
 def _oof_tta_table(res: dict):

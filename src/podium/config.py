@@ -362,6 +362,8 @@ class Config(_Section):
     tta: TTAConfig = TTAConfig()  # test-time augmentation used by `podium predict` (on test and OOF)
     track: TrackConfig = TrackConfig()  # experiment tracking beyond the CSV and TensorBoard logs always written
     tune: TuneConfig = TuneConfig()  # `podium tune`'s search space and settings; `podium train` ignores it
+    mirror: str | None = None  # copy the run folder as it is written to <mirror>/<name>, any fsspec URL:
+                               # s3://bucket/runs, file:///shared/runs (docs/mirror.md); --mirror overrides
 
     def cache_dir(self) -> Path:
         return self.data.cache_dir or self.output_dir / "cache"
@@ -602,9 +604,9 @@ def save_config(cfg: Config, path: Path) -> None:
     atomic_write_text(path, to_yaml(cfg))
 
 
-# How fast a run trains, not what it learns: a run may resume with other values (workers give the same batches;
-# compile runs the same network).
-SPEED_ONLY = ("train.workers", "train.compile")
+# How fast a run trains or where it is kept, not what it learns: a run may resume with other values (workers give
+# the same batches; compile runs the same network; another machine keeps the run, its cache and mirror elsewhere).
+NOT_WHAT_IT_LEARNS = ("train.workers", "train.compile", "output_dir", "data.cache_dir", "mirror")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -618,9 +620,9 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def config_changes(saved: Path, cfg: Config) -> list[str]:
-    """The dotted keys in which `cfg` differs from the run's config.yaml, defaults filled on both sides (a run written
-    before a key existed holds its default) and SPEED_ONLY keys left out. A config.yaml that no longer reads as a
-    config counts as changed everywhere: ["config.yaml"]."""
+    """The dotted keys in which `cfg` differs from the run's config.yaml, defaults filled on both sides (a run
+    written before a key existed holds its default) and NOT_WHAT_IT_LEARNS keys left out. A config.yaml that no
+    longer reads as a config counts as changed everywhere: ["config.yaml"]."""
     try:
         raw = load_yaml(saved.read_text(), str(saved))
         before = _flat(from_dict(raw, source=str(saved)).model_dump(mode="json")) if isinstance(raw, dict) else None
@@ -630,4 +632,4 @@ def config_changes(saved: Path, cfg: Config) -> list[str]:
         return [saved.name]
     now = _flat(cfg.model_dump(mode="json"))
     return [k for k in sorted(before.keys() | now.keys())
-            if k not in SPEED_ONLY and before.get(k, "<unset>") != now.get(k, "<unset>")]
+            if k not in NOT_WHAT_IT_LEARNS and before.get(k, "<unset>") != now.get(k, "<unset>")]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from podium.commands.mirror import predict_mirror
 from podium.commands.train import fit_decision
 from podium.config import Config
 from podium.data.cache import build_cache
@@ -74,7 +75,22 @@ class Prediction:
 
 
 def predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None = None, out: Path | None = None,
-            overwrite: bool = False, posthoc: bool = True, how: str | None = None, oof: bool = True) -> Prediction:
+            overwrite: bool = False, posthoc: bool = True, how: str | None = None, oof: bool = True,
+            mirror: str | None = None) -> Prediction:
+    """`_predict`, with the run's mirror (`mirror`, a URL prefix, default the run's config's): RUN is pulled from
+    <mirror>/<RUN's name> when it is not here, and what predict writes is mirrored there (docs/mirror.md)."""
+    run = Path(run)
+    if mirror is None and RunDir(run).config.exists():
+        mirror = RunDir(run).load_config().mirror
+    remote = predict_mirror(run, mirror, lambda text: Console(stderr=True).print(text, highlight=False, markup=False))
+    if remote is None:
+        return _predict(run, tta, test_csv, out, overwrite, posthoc, how, oof)
+    with remote:
+        return _predict(run, tta, test_csv, out, overwrite, posthoc, how, oof)
+
+
+def _predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | None = None, out: Path | None = None,
+             overwrite: bool = False, posthoc: bool = True, how: str | None = None, oof: bool = True) -> Prediction:
     """Fold-averaged test probabilities with TTA (`tta`, default the run's tta.views; combined by `how`, default
     tta.combine) -> test_probs.csv and the submission; with TTA and `oof`, the OOF score with and without it
     (`oof_with_tta`). With `posthoc`, the correction fitted on the run's OOF (RUN/posthoc.json, `podium posthoc`) is

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from podium.commands.mirror import TrainMirror, mirror_url
 from podium.commands.tracking import log_run
 from podium.config import Config, config_changes
 from podium.data.sources import table_fingerprint
@@ -155,19 +156,28 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
     return init
 
 
-def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False,
-          config_path: Path | str | None = None, fold_callbacks=None) -> dict:
-    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics.
-    `config_path`: the config file in use, which the run folder must never hold (podium.run.guard).
-    `fold_callbacks(k)`: extra Lightning callbacks for fold k (podium tune's pruner)."""
+def train(cfg: Config, folds: list[int] | str | None = None, resume: bool = False, overwrite: bool = False,
+          config_path: Path | str | None = None, mirror: str | None = None, fold_callbacks=None) -> dict:
+    """Train the listed folds (default all; "next": the next fold no machine has taken, through the mirror, until
+    none is left), skipping finished ones on resume; returns the merged metrics. `config_path`: the config file in
+    use, which the run folder must never hold (podium.run.guard). `mirror`: the mirror's URL prefix (default
+    cfg.mirror; docs/mirror.md). `fold_callbacks(k)`: extra Lightning callbacks for fold k (podium tune's pruner)."""
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
     check_location(cfg, config_path)  # before anything is read or written
     check_device(cfg)  # train.compile where torch.compile cannot run
     check_writable(cfg.output_dir)
+    url = mirror or cfg.mirror
+    take_next = folds == "next"
+    if take_next and not url:
+        raise PodiumError("--folds next takes the next fold no machine has taken, through the mirror: pass --mirror "
+                          "URL (file:///shared/folder for machines that share a disk).")
+    if take_next and overwrite:
+        raise PodiumError("--folds next continues the run (it resumes a fold another machine started): it cannot "
+                          "be combined with --overwrite. Name the folds to retrain: --folds 0,2 --overwrite.")
     weights = prepare_weights(cfg.model)  # located (or downloaded) before any image is read: offline fails fast
     data = load_data(cfg)
     all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
-    folds = all_folds if folds is None else folds
+    folds = all_folds if folds is None or take_next else folds
     bad = [k for k in folds if k not in all_folds]
     if bad:
         raise PodiumError(f"--folds {fmt_list(bad)} not in the split (folds {fmt_list(all_folds)}).")
@@ -175,20 +185,23 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
         check_init_run(cfg, data, folds)
     stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
     rd = open_run(cfg, config_path, note=_note)
-    with fold_locks(rd.path, folds if _trains_on_this_rank() else [], note=_note) as held:
-        _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held, weights)
-        for k in folds:
-            if resume and rd.done_json(k).exists():
-                continue
-            extra = tuple(fold_callbacks(k)) if fold_callbacks else ()
-            done = train_fold(cfg, data, rd.path, k, resume, stats, extra_callbacks=extra)
-            fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
-            if done and fold_metrics:
-                first = done.get("first_step_seconds") if cfg.train.compile else None
-                warmup = f", torch.compile warm-up {first:.1f} s" if first is not None else ""
-                Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
-                                           f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s"
-                                           f"{warmup})")
+    writer = _trains_on_this_rank()
+    with TrainMirror(url and mirror_url(url, cfg.name), rd, writer, _note) as remote:
+        remote.restore([] if take_next else folds, overwrite, lambda saved: config_changes(saved, cfg))
+        with fold_locks(rd.path, [] if take_next or not writer else folds, note=_note) as held:
+            if not take_next:
+                remote.lease(folds, overwrite)
+            _prepare_run(cfg, data, rd, [] if take_next else folds, resume, overwrite, stats, held, weights)
+            for k in folds if not take_next else []:
+                if resume and rd.done_json(k).exists():
+                    continue
+                _train_and_merge(cfg, data, rd, k, resume, stats, fold_callbacks)
+                remote.poke()
+        while take_next and (k := remote.next_fold(all_folds)) is not None:
+            with fold_locks(rd.path, [k], note=_note):
+                _train_and_merge(cfg, data, rd, k, True, stats, fold_callbacks)
+                remote.poke()
+        remote.gather()  # the folds finished on other machines: the merge covers every finished fold
         metrics = merge_folds(rd.path, cfg.cv.metric)
         if cfg.posthoc.method != "none" and metrics:
             metrics = _fit_posthoc(cfg, rd.path)
@@ -197,6 +210,20 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
 
     log_run(cfg, rd.path, metrics)
     return metrics
+
+
+def _train_and_merge(cfg: Config, data: TrainData, rd: RunDir, k: int, resume: bool, stats,
+                     fold_callbacks=None) -> None:
+    """Train fold k (with `fold_callbacks(k)`, if given), re-merge every finished fold and print the fold's score."""
+    extra = tuple(fold_callbacks(k)) if fold_callbacks else ()
+    done = train_fold(cfg, data, rd.path, k, resume, stats, extra_callbacks=extra)
+    fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
+    if done and fold_metrics:
+        first = done.get("first_step_seconds") if cfg.train.compile else None
+        warmup = f", torch.compile warm-up {first:.1f} s" if first is not None else ""
+        Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
+                                   f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s"
+                                   f"{warmup})")
 
 
 def fit_decision(cfg: Config, rd: Path) -> dict:

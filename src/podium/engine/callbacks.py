@@ -15,33 +15,9 @@ from podium.errors import PodiumError
 from podium.io import atomic_path
 from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
+from podium.run.mirror import written
 
 RESUME = "set output_dir=... to a folder with room that you can write to; then continue with --resume"
-
-
-class LastCheckpoint(ModelCheckpoint):
-    """last.ckpt (everything --resume needs) at the end of every epoch, whether or not the epoch was the best.
-
-    Lightning's save_last writes only in a step where a top-k checkpoint was also written: with save_top_k=0, only
-    when training ends, so a killed fold would restart from scratch. This saves when Lightning's own checkpoints do
-    (at the training epoch's end, after validation, when validation runs once an epoch), and after the best-checkpoint
-    callback (checkpoint callbacks run last, in their order): the state it saves holds this epoch's best and
-    early-stopping records."""
-
-    def __init__(self, dirpath: Path):
-        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, enable_version_counter=False)
-
-    def _save_last_now(self, trainer: pl.Trainer) -> None:
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_now(trainer)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_now(trainer)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -53,6 +29,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:  # an OSError (full disk, permissions) becomes atomic_path's PodiumError naming the file, with RESUME
             with atomic_path(path, hint=RESUME) as tmp:  # the temp file is removed whatever fails
                 torch.save(checkpoint, tmp)
+            written()  # a running mirror publishes it now
         except RuntimeError as exc:
             # torch's zip writer reports a full disk as a RuntimeError from inline_container ("unexpected pos")
             if "inline_container" not in str(exc) and "StreamWriter" not in str(exc):
@@ -72,6 +49,30 @@ def _why(exc: BaseException, folder: Path) -> str:
     except OSError:
         return reason
     return f"{reason}; {free / 2**20:.0f} MiB free there"
+
+
+class MovableCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose state survives the run folder moving (pulled from its mirror onto another machine, or
+    renamed): the paths a checkpoint recorded are read as the same files in this fold's folder. Lightning's own drops
+    the best score when the folder differs, so the first resumed epoch would replace a better best.ckpt. It keeps
+    ModelCheckpoint's state key, so checkpoints written before still restore."""
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved = state_dict.get("dirpath")
+        if self.dirpath and saved and saved != self.dirpath:
+            def here(path):
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          "best_model_path": here(state_dict.get("best_model_path")),
+                          "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
+                          "last_model_path": here(state_dict.get("last_model_path")),
+                          "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()}}
+        super().load_state_dict(state_dict)
 
 
 class EpochMetricsCSV(pl.Callback):

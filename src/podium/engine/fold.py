@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from podium.augment import eval_pipeline, train_pipeline
@@ -23,7 +23,7 @@ from podium.data.cache import build_cache, resolve_channels
 from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
-from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone, LastCheckpoint
+from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone, MovableCheckpoint
 from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
@@ -104,14 +104,17 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     gpu = device_type(cfg) == "cuda"
     accelerator = "gpu" if gpu else "cpu"
     mode = metric_mode(cfg.cv.metric, cfg.data)
-    files = FoldDir(fold_dir)  # LastCheckpoint writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
+    files = FoldDir(fold_dir)  # the second checkpoint callback writes last.ckpt, the name FoldDir.last_ckpt holds
     # best.ckpt holds what prediction reads (the weights); last.ckpt everything --resume needs (optimizer, schedule,
     # callbacks): the optimizer's state is 2x the weights for Adam, so best.ckpt no longer carries it. The best
     # callback keeps its settings' state key, so a run's earlier last.ckpt still restores which epoch was best.
-    callbacks = [ModelCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
+    callbacks = [MovableCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
                                  save_top_k=1, save_weights_only=True, enable_version_counter=False,
                                  auto_insert_metric_name=False),
-                 LastCheckpoint(fold_dir),
+                 # last.ckpt at every epoch's end (the newest by recency: no monitor, top 1 under a fixed name);
+                 # save_last=True with save_top_k=0 wrote it only when training ended, so --resume restarted folds
+                 MovableCheckpoint(dirpath=fold_dir, filename=files.last_ckpt.stem, save_top_k=1,
+                                 enable_version_counter=False, auto_insert_metric_name=False),
                  EpochMetricsCSV(files), RichProgressBar(leave=False), *extra_callbacks]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))

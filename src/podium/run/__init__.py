@@ -11,6 +11,10 @@
   merge.py       every finished fold's OOF merged and scored (oof.csv, metrics.json)
   decisions.py   what is fitted on the OOF and read by predict (posthoc.json, thresholds.json)
   outputs.py     where a user's --out may write
+  store.py       a run's mirror in an object store (any fsspec URL): objects, manifests, leases
+  mirror.py      Mirror: the run folder published to its mirror from a background thread
+  pull.py        a run restored from its mirror, every file checked against its manifest
+  lease.py       fold leases in the mirror: one machine per fold, with a heartbeat
 
 No module outside podium.run spells a run file's name (tests/run/test_owner.py).
 """

@@ -10,6 +10,7 @@ from typing import Any
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from podium.run.files import MLFLOW
+from podium.run.mirror import written
 
 
 class Folder:
@@ -85,14 +86,17 @@ class Folder:
     # ------------------------------------------------------------------ writers (atomic: temp file + rename)
     def write_json(self, name: str, obj) -> Path:
         atomic_write_json(self.path / name, obj)
+        written()  # a running mirror (podium.run.mirror) publishes it now
         return self.path / name
 
     def write_csv(self, name: str, frame) -> Path:
         atomic_write_csv(self.path / name, frame)
+        written()
         return self.path / name
 
     def write_text(self, name: str, text: str) -> Path:
         atomic_write_text(self.path / name, text)
+        written()
         return self.path / name
 
     # ------------------------------------------------------------------ MLflow run id (podium.engine.tracking)
