@@ -68,6 +68,8 @@ class DataConfig(_Section):
                               # (S4: 0.9 drops borders)
     allow_outside_image_dir: bool = False  # accept ids / path_col values that resolve (symlinks too) outside
                                            # the image folder
+    exclude: Path | None = None  # a CSV of training ids to drop or relabel in this run (id, action=drop|relabel,
+                                 # suspected = the new label): `podium errors RUN --suspect` writes one; folds unchanged
 
     @model_validator(mode="after")
     def _one_train_source(self):

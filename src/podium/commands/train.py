@@ -133,7 +133,7 @@ def _record_data(rd: RunDir, data: TrainData) -> None:
         before = None  # damaged: written again
     prints = data.fingerprints or {}
     now = RunDir.data_record(table_fingerprint(data.frame), prints.get("images", ""), prints.get("cache", ""),
-                             len(data.frame))
+                             len(data.frame), data.exclude)
     done = rd.finished_folds()
     if before is None or not done:
         rd.write_data(now)

@@ -20,6 +20,7 @@ from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from podium.augment import eval_pipeline, train_pipeline
 from podium.config import Config
 from podium.data.cache import build_cache, resolve_channels
+from podium.data.exclude import exclude_record
 from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
@@ -47,6 +48,7 @@ class TrainData:
     task: object = None  # podium.tasks task of data.task; None: multiclass over `classes`
     targets: np.ndarray | None = None  # what the loss takes: class index N | multi-hot N x K | index per task N x T
     fingerprints: dict[str, str] | None = None  # the decode cache's: images (the files), cache (files + decoding)
+    exclude: dict | None = None  # data.exclude's record (podium.data.exclude.Exclusion.record), None without it
 
 
 def load_data(cfg: Config) -> TrainData:
@@ -58,7 +60,7 @@ def load_data(cfg: Config) -> TrainData:
 
     task = make_task(cfg.data, classes)
     return TrainData(frame, classes, cache.images, channels, task, task.encode(frame),
-                     {"images": cache.files, "cache": cache.fingerprint})
+                     {"images": cache.files, "cache": cache.fingerprint}, exclude=exclude_record(cfg))
 
 
 def _precision(cfg: Config, accelerator: str) -> str:
