@@ -118,7 +118,8 @@ def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], res
     rd.write_config(cfg)
     rd.write_folds(data.frame)
     rd.write_classes(data.classes)
-    rd.write_info(data.channels, len(data.frame), stats, weights)  # the model's input stats, its starting weights
+    # the model's input stats, its starting weights, the size it predicts at
+    rd.write_info(data.channels, len(data.frame), stats, weights, cfg.train.finetune_size or cfg.data.image_size)
     _record_data(rd, data)
     return rd.path
 

@@ -33,12 +33,13 @@ ENSEMBLE = "ensemble.json"  # an ensemble folder's record (`podium ensemble`)
 # fold<k>/
 DONE = "done.json"  # the fold's finished marker: best epoch, epochs run, seconds
 CURVES = "metrics.csv"  # one row per epoch
+FINETUNE = "finetune.json"  # train.finetune_size: the epoch its larger-size epochs started from
 BEST = "best.ckpt"
 LAST = "last.ckpt"  # Lightning's name for save_last (ModelCheckpoint.CHECKPOINT_NAME_LAST)
 TENSORBOARD = "tensorboard"
 
 RUN_FILES = (CONFIG, CLASSES, INFO, DATA, FOLDS, OOF, METRICS, THRESHOLDS, POSTHOC, TEST_PROBS, SUBMISSION, PREDICT,
-             TTA_OOF, REPORT, SUSPECTS, MLFLOW, ENSEMBLE, DONE, CURVES, BEST, LAST, TENSORBOARD)
+             TTA_OOF, REPORT, SUSPECTS, MLFLOW, ENSEMBLE, DONE, CURVES, FINETUNE, BEST, LAST, TENSORBOARD)
 
 _MERGED = (OOF, METRICS)  # rebuilt from the finished folds by `podium train --resume`
 _STARTED = (CONFIG, FOLDS, CLASSES, INFO)

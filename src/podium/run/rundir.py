@@ -133,9 +133,18 @@ class RunDir(Folder):
             raise self.wrong(f.INFO, "must hold 'weights' as a mapping (the starting weights) or null")
         return info
 
-    def write_info(self, channels: int, n_train: int, stats: tuple[tuple, tuple], weights: dict | None = None) -> None:
-        self.write_json(f.INFO, {"channels": channels, "n_train": n_train, "mean": list(stats[0]),
-                                 "std": list(stats[1]), "weights": weights})
+    def write_info(self, channels: int, n_train: int, stats: tuple[tuple, tuple], weights: dict | None = None,
+                   image_size: int | None = None) -> None:
+        """`image_size`: the input size the folds' best checkpoints were chosen at (train.finetune_size when set),
+        the one prediction uses; runs made before podium recorded it predict at data.image_size."""
+        record = {"channels": channels, "n_train": n_train, "mean": list(stats[0]), "std": list(stats[1]),
+                  "weights": weights}
+        self.write_json(f.INFO, record if image_size is None else {**record, "image_size": image_size})
+
+    def input_size(self, fallback: int) -> int:
+        """The size the run's models predict at: run.json's image_size, else `fallback` (data.image_size)."""
+        size = self.info().get("image_size")
+        return size if isinstance(size, int) and size > 0 else fallback
 
     def folds(self):
         """folds.csv: (id, fold) of every training image as the run was trained, folds non-negative integers."""
