@@ -14,7 +14,7 @@ is planted (precision), each run's CV (OOF, its own labels) and held-out test ac
 against `noisy` with its paired standard error (the same 10,000 test images). The fraction is fixed before any run
 (2%: the default), never chosen on the test labels.
 
-    .venv/bin/python benchmarks/label_review.py [--n 4000] [--epochs 6] [--noise 0.05] [--fraction 0.02]
+    .venv/bin/python benchmarks/label_review.py [--n 3000] [--epochs 5] [--noise 0.05] [--fraction 0.02]
                                                [--finetune-size 36]
 """
 
@@ -93,9 +93,9 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=4000, help="training images drawn from Fashion-MNIST's 60,000")
+    ap.add_argument("--n", type=int, default=3000, help="training images drawn from Fashion-MNIST's 60,000")
     ap.add_argument("--noise", type=float, default=0.05, help="share of training labels flipped")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--fraction", type=float, default=0.02, help="the share --suspect lists (and cleaned drops)")
     ap.add_argument("--finetune-size", type=int, default=36, help="0: skip the finetune run")
     ap.add_argument("--finetune-epochs", type=int, default=2)
