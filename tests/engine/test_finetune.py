@@ -87,3 +87,13 @@ def test_resume_on_either_side_of_the_switch_matches_uninterrupted(tiny_competit
 def test_finetune_epochs_must_leave_epochs_at_the_first_size(tiny_competition):
     with pytest.raises(PodiumError, match="finetune_epochs=3 must be below train.epochs=3"):
         load_config(tiny_competition, ["train.epochs=3", "train.finetune_size=24", "train.finetune_epochs=3"])
+
+
+def test_a_network_of_one_input_size_is_refused_before_any_image_is_read(tiny_competition):
+    from podium.engine.fold import check_device
+
+    cfg = load_config(tiny_competition, [*ARGS, "model.name=vit_tiny_patch16_224", "data.image_size=224",
+                                         "train.finetune_size=288"])
+    with pytest.raises(PodiumError, match="one input size only"):
+        check_device(cfg)
+    check_device(load_config(tiny_competition, ARGS))  # podium_cnn takes any size

@@ -31,6 +31,8 @@ from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
 from podium.engine.predict import predict_probs
 from podium.engine.tracking import fold_loggers
+from podium.errors import PodiumError
+from podium.models import fixed_input_size
 from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
 from podium.run.rundir import RunDir
@@ -50,7 +52,7 @@ class TrainData:
     targets: np.ndarray | None = None  # what the loss takes: class index N | multi-hot N x K | index per task N x T
     fingerprints: dict[str, str] | None = None  # the decode cache's: images (the files), cache (files + decoding)
     finetune_images: np.ndarray | None = None  # the same images at train.finetune_size (None without it)
-    exclude: dict | None = None  # data.exclude's record (podium.data.exclude.Exclusion.record), None without it
+    exclude: dict | None = None  # data.exclude's record (podium.data.exclude.exclude_record), None without it
 
 
 def load_data(cfg: Config) -> TrainData:
@@ -100,9 +102,14 @@ def device_type(cfg: Config) -> str:
 
 
 def check_device(cfg: Config) -> None:
-    """What can be refused before any data is read: train.compile where torch.compile cannot run."""
+    """What can be refused before any data is read: train.compile where torch.compile cannot run, and
+    train.finetune_size for a network built for one input size."""
     if cfg.train.compile:
         check_compile(device_type(cfg))
+    if cfg.train.finetune_size is not None and fixed_input_size(cfg.model.name):
+        raise PodiumError(f"train.finetune_size={cfg.train.finetune_size}: model.name '{cfg.model.name}' takes one "
+                          f"input size only (data.image_size={cfg.data.image_size}), so it cannot continue at "
+                          "another. Remove train.finetune_size, or choose a convolutional model.")
 
 
 def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, finetune: bool = False,
