@@ -749,7 +749,7 @@ def label_review(res: Results) -> str:
     runs = table(["run", "images trained", "CV (its own labels)", f"test accuracy ({num(d['n_test'])})", "vs noisy",
                   "wall time"], rows)
     return (f"Fashion-MNIST, {num(s['n'])} training images, {s['noise']:.0%} of labels flipped (seed {s['seed']}), "
-            f"podium_cnn 28 px, 5 folds x {s['epochs']} epochs:\n\n{found}\n\n{runs}")
+            f"podium_cnn 28 px, {s['folds']} folds x {s['epochs']} epochs:\n\n{found}\n\n{runs}")
 
 
 @renderer("measured", ("data_loading.json", "train_overhead.json", "fashion_mnist.json", "podium_cnn.json",
