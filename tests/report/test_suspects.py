@@ -82,6 +82,8 @@ def test_planted_mislabels_are_ranked_first_and_written_for_data_exclude(noisy_r
     both = subprocess.run(podium_cmd("errors", str(noisy_run), str(noisy_run.parent / "x"), "--suspect"),
                           capture_output=True, text=True)
     assert both.returncode == 2 and "--out" in both.stderr
+    bare = subprocess.run(podium_cmd("errors", str(noisy_run), "--top", "3"), capture_output=True, text=True)
+    assert bare.returncode == 2 and "go with --suspect" in bare.stderr  # the image folders still need OUT
 
 
 def test_report_shows_the_suspects_images(noisy_run, tmp_path):
