@@ -74,10 +74,12 @@ def config(args, work: Path, name: str, **train_extra) -> dict:
 
 
 def run(raw: dict, truth_test: pd.Series) -> dict:
-    """Train every fold, predict the test set (no TTA); CV, test accuracy and each test image's correctness."""
+    """Train every fold, predict the test set (no TTA); CV, test accuracy and each test image's correctness. Folds
+    an earlier, interrupted call finished are kept (--resume): on a busy machine the benchmark continues where it
+    stopped; `seconds` then counts this call only."""
     cfg = from_dict(raw)
     t0 = time.time()
-    metrics = train(cfg, overwrite=True)
+    metrics = train(cfg, resume=True)
     res = predict(run_dir(cfg), tta="none", overwrite=True)
     sub = pd.read_csv(res.submission, dtype=str).set_index("id")
     correct = (sub.loc[truth_test.index, "label"] == truth_test).to_numpy()
@@ -112,6 +114,18 @@ def main() -> None:
     make_folds_file(from_dict(config(args, work, "noisy")))
 
     runs = {"noisy": run(config(args, work, "noisy"), truth_test)}
+
+    def save() -> dict:  # after each run: a benchmark cut short keeps what it measured
+        base = runs["noisy"]["correct"]
+        rows = {key: {**{k: v for k, v in r.items() if k != "correct"},
+                      **({"vs_noisy": paired(base, r["correct"])} if key != "noisy" else {})}
+                for key, r in runs.items()}
+        result = {"benchmark": "label_review", "settings": vars(args), "torch_threads": torch.get_num_threads(),
+                  "n_test": len(truth_test), "review": review, "runs": rows,
+                  "wall_seconds": round(time.time() - t0, 1)}
+        write_results(RESULTS, result)
+        return result
+
     noisy = work / "runs" / "noisy"
     listed = write_suspects(noisy, fraction=args.fraction, out=work / "suspects.csv", overwrite=True).table
     hits = listed["id"].isin(planted)
@@ -123,27 +137,21 @@ def main() -> None:
                                                 == true_of.loc[listed.loc[hits, "id"]].to_numpy()).mean()),
               "recall_at_noise_rate": float(at_noise.sum() / len(planted)), "precision_at_noise_rate":
               float(at_noise.mean())}
+    result = save()
     cleaned = config(args, work, "cleaned")
     cleaned["data"]["exclude"] = str(work / "suspects.csv")
     todo = {"cleaned": cleaned}
     if args.finetune_size:
         todo["finetune"] = config(args, work, "finetune", finetune_size=args.finetune_size,
                                   finetune_epochs=args.finetune_epochs)
-    for name, raw in todo.items():  # results written after each run: a long run cut short keeps what it measured
+    for name, raw in todo.items():
         runs[name] = run(raw, truth_test)
-        base = runs["noisy"]["correct"]
-        rows = {key: {**{k: v for k, v in r.items() if k != "correct"},
-                      **({"vs_noisy": paired(base, r["correct"])} if key != "noisy" else {})}
-                for key, r in runs.items()}
-        result = {"benchmark": "label_review", "settings": vars(args), "torch_threads": torch.get_num_threads(),
-                  "n_test": len(truth_test), "review": review, "runs": rows,
-                  "wall_seconds": round(time.time() - t0, 1)}
-        write_results(RESULTS, result)
+        result = save()
     print(f"planted {review['planted']} mislabels in {args.n} training images; --suspect's top {args.fraction:.0%} "
           f"({review['listed']} images) holds {review['planted_listed']}: recall {review['recall']:.3f}, precision "
           f"{review['precision']:.3f} (top {args.noise:.0%}: recall {review['recall_at_noise_rate']:.3f})")
     print(f"{'run':<10} {'CV':>7} {'test acc':>9} {'vs noisy':>16} {'seconds':>8}")
-    for name, r in rows.items():
+    for name, r in result["runs"].items():
         vs = r.get("vs_noisy")
         diff = f"{vs['difference']:+.4f} ± {vs['se']:.4f}" if vs else ""
         print(f"{name:<10} {r['cv']:>7.4f} {r['test_accuracy']:>9.4f} {diff:>16} {r['seconds']:>8.0f}")
