@@ -745,9 +745,9 @@ def label_review(res: Results) -> str:
     for key, run in d["runs"].items():
         vs = run.get("vs_noisy")
         rows.append([names.get(key, key), num(run["n_train"]), f4(run["cv"]), f4(run["test_accuracy"]),
-                     f"{signed(vs['difference'])} ± {f4(vs['se'])}" if vs else "", minutes(run["seconds"])])
-    runs = table(["run", "images trained", "CV (its own labels)", f"test accuracy ({num(d['n_test'])})", "vs noisy",
-                  "wall time"], rows)
+                     f"{signed(vs['difference'])} ± {f4(vs['se'])}" if vs else ""])
+    runs = table(["run", "images trained", "CV (its own labels)", f"test accuracy ({num(d['n_test'])})", "vs noisy"],
+                 rows)
     return (f"Fashion-MNIST, {num(s['n'])} training images, {s['noise']:.0%} of labels flipped (seed {s['seed']}), "
             f"podium_cnn 28 px, {s['folds']} folds x {s['epochs']} epochs:\n\n{found}\n\n{runs}")
 
