@@ -748,6 +748,31 @@ def _gpu_row(d: dict) -> list[str]:
             f"batch {s['batch']}, bf16, steady state", "; ".join(parts), "`make bench-gpu` (needs a GPU)"]
 
 
+@renderer("label_review", ("label_review.json",),
+          "docs/label-review.md: planted mislabels found by --suspect; test accuracy with data.exclude and "
+          "train.finetune_size", "vs noisy: the test difference on the same images, ± its paired standard error")
+def label_review(res: Results) -> str:
+    d = res.cite("label_review.json")
+    s, r = d["settings"], d["review"]
+    found = table(["planted mislabels", "--suspect lists", "of them planted", "recall", "precision",
+                   f"recall / precision at the top {s['noise']:.0%}", "suspected = the true label"],
+                  [[num(r["planted"]), f"{num(r['listed'])} (top {s['fraction']:.0%})", num(r["planted_listed"]),
+                    f3(r["recall"]), f3(r["precision"]),
+                    f"{f3(r['recall_at_noise_rate'])} / {f3(r['precision_at_noise_rate'])}",
+                    f3(r["suspected_is_true_label"])]])
+    names = {"noisy": "noisy labels as given", "cleaned": f"+ `data.exclude` of the top {s['fraction']:.0%} (drop)",
+             "finetune": f"+ `train.finetune_size={s['finetune_size']}` (last {s['finetune_epochs']} epochs)"}
+    rows = []
+    for key, run in d["runs"].items():
+        vs = run.get("vs_noisy")
+        rows.append([names.get(key, key), num(run["n_train"]), f4(run["cv"]), f4(run["test_accuracy"]),
+                     f"{signed(vs['difference'])} ± {f4(vs['se'])}" if vs else ""])
+    runs = table(["run", "images trained", "CV (its own labels)", f"test accuracy ({num(d['n_test'])})", "vs noisy"],
+                 rows)
+    return (f"Fashion-MNIST, {num(s['n'])} training images, {s['noise']:.0%} of labels flipped (seed {s['seed']}), "
+            f"podium_cnn 28 px, {s['folds']} folds x {s['epochs']} epochs:\n\n{found}\n\n{runs}")
+
+
 @renderer("measured", ("data_loading.json", "train_overhead.json", "fashion_mnist.json", "podium_cnn.json",
                        "long_tail.json", "report_speed.json", "noisy_test.json", "augment_speed.json", "ensemble.json",
                        "tasks.json", "letters.json", "letters-e10.json", "leakage.json", "near_duplicates.json",

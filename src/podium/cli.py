@@ -513,18 +513,49 @@ def report(runs: list[Path] = typer.Argument(..., help="a run folder; with --com
 
 
 @app.command("errors")
-def errors(run: Path, out: Path,
+def errors(run: Path,
+           out: Optional[Path] = typer.Argument(None, help="the folder of image copies (not with --suspect)"),
            all_images: bool = typer.Option(False, "--all", help="every OOF image, not only the misclassified"),
-           overwrite: bool = typer.Option(False, "--overwrite", help="replace a folder written by an earlier call")):
-    """Copy misclassified (or all) OOF images into OUT/<true>/<pred>/ to flip through in an image viewer.
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace a folder written by an earlier call"),
+           suspect: bool = typer.Option(False, "--suspect", help="list likely mislabels: the images the OOF gives "
+                                        "most confidently to another class; write them as a CSV for data.exclude"),
+           top: Optional[int] = typer.Option(None, "--top", help="--suspect: this many images"),
+           fraction: Optional[float] = typer.Option(None, "--fraction",
+                                                    help="--suspect: this share of the OOF images (default 0.02)"),
+           csv: Optional[Path] = typer.Option(None, "--out", help="--suspect: the CSV (default RUN/suspects.csv)")):
+    """Copy misclassified (or all) OOF images into OUT/<true>/<pred>/ to flip through in an image viewer; or, with
+    --suspect, list the likely mislabels and write them as a CSV that data.exclude reads.
 
-    Guide: docs/reports-and-tracking.md
+    Guide: docs/reports-and-tracking.md, docs/label-review.md
     """
+    if suspect:
+        if out is not None or all_images:
+            raise PodiumError("--suspect writes a CSV, not image folders: name it with --out (drop OUT and --all).")
+        _suspects(run, top, fraction, csv, overwrite)
+        return
+    if out is None or top is not None or fraction is not None or csv is not None:
+        raise PodiumError("podium errors RUN OUT copies the mistakes into the folder OUT; --top, --fraction and "
+                          "--out go with --suspect.")
     from podium.report.folders import export_errors
 
     res = export_errors(run, out, include_all=all_images, overwrite=overwrite)
     console.print(f"[green]wrote[/] {res.written} images ({res.wrong} misclassified) into {res.out}/<true>/"
                   f"<pred>/; index: {res.index}" + (f"; {res.missing} not found" if res.missing else ""))
+
+
+def _suspects(run: Path, top: Optional[int], fraction: Optional[float], csv: Optional[Path], overwrite: bool) -> None:
+    from rich.table import Table
+
+    from podium.report.suspects import write_suspects
+
+    res = write_suspects(run, top=top, fraction=fraction, out=csv, overwrite=overwrite)
+    table = Table("#", "id", "fold", "given", "suspected", "confidence", title=f"{len(res.table)} likely mislabels of "
+                  f"{res.n} OOF images (most confident first)")
+    for i, r in enumerate(res.table.itertuples(index=False), 1):
+        table.add_row(str(i), str(r.id), str(r.fold), str(r.given), str(r.suspected), f"{r.confidence:.3f}")
+    console.print(table)
+    console.print(f"[green]wrote[/] {res.out}: set each row's action to drop or relabel (to `suspected`), then train a "
+                  f"new run with data.exclude={res.out}; `podium report {run}` shows their images.")
 
 
 @app.command("runs")

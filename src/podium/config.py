@@ -68,6 +68,8 @@ class DataConfig(_Section):
                               # (S4: 0.9 drops borders)
     allow_outside_image_dir: bool = False  # accept ids / path_col values that resolve (symlinks too) outside
                                            # the image folder
+    exclude: Path | None = None  # a CSV of training ids to drop or relabel in this run (id, action=drop|relabel,
+                                 # suspected = the new label): `podium errors RUN --suspect` writes one; folds unchanged
 
     @model_validator(mode="after")
     def _one_train_source(self):
@@ -238,6 +240,11 @@ class TrainConfig(_Section):
     reinit_classifier: bool = True  # stage=classifier: start the classifier afresh (Kang et al. 2020)
                                     # or from the trained one
     patience: NonNegativeInt = 5  # early stopping: epochs without a better validation metric (0 = never stop early)
+    finetune_size: Annotated[int, Field(ge=8)] | None = None  # continue each fold's last finetune_epochs epochs at this
+                                                             # (larger) input size, from its own decode cache
+                                                             # (FixRes); best epoch, OOF and predict at this size
+    finetune_epochs: PositiveInt = 2  # with finetune_size: the epochs trained at it (after the others, early stopping
+                                      # included, at data.image_size)
     ema: bool = False  # keep an exponential moving average of the weights and validate/predict with it
     ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999  # EMA decay per optimizer step
     accumulate: PositiveInt = 1  # batches whose gradients add up before one optimizer step
@@ -262,6 +269,13 @@ class TrainConfig(_Section):
             raise ValueError("train.stage=classifier needs train.init_from=RUN (the trained run to start from)")
         if self.stage == "full" and self.init_from is not None:
             raise ValueError("train.init_from is read by train.stage=classifier only (set both, or neither)")
+        return self
+
+    @model_validator(mode="after")
+    def _finetune(self):
+        if self.finetune_size is not None and self.finetune_epochs >= self.epochs:
+            raise ValueError(f"train.finetune_epochs={self.finetune_epochs} must be below train.epochs={self.epochs}: "
+                             "the first epochs train at data.image_size, the last finetune_epochs at finetune_size")
         return self
 
     @model_validator(mode="after")

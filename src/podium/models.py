@@ -315,6 +315,12 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int, extra_chans:
     return model
 
 
+def fixed_input_size(name: str) -> bool:
+    """Whether timm builds `name` for one input size only (ViT, Swin): train.finetune_size cannot change it."""
+    cfg = get_pretrained_cfg(name)
+    return bool(cfg is not None and cfg.fixed_input_size)
+
+
 def _size_kwargs(name: str, image_size: int | None) -> dict:
     """img_size for a network built for one input size (timm's fixed_input_size) when the images have another."""
     cfg = get_pretrained_cfg(name)

@@ -22,7 +22,7 @@ from podium.report.build import build_report
 from tests.conftest import CLASSES, podium_cmd
 
 SECTIONS = ["summary", "config", "scores", "curves", "distribution", "confusion", "per-class", "confused", "losses",
-            "gradcam", "calibration"]
+            "suspects", "gradcam", "calibration"]
 CHROMIUM = "/usr/bin/chromium"
 
 

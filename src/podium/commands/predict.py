@@ -118,7 +118,8 @@ def _predict(run: Path, tta: str | list[str] | None = None, test_csv: Path | Non
     adjustment = _posthoc_params(run, cfg, folds) if posthoc else None  # refused before the work, not after
     oof_result = oof_with_tta(run, names, how, cfg=cfg, folds=folds) if names and oof else None
     t0 = time.time()
-    cache = build_cache(list(test["path"]), cfg.data.image_size, cfg.data.resize, info["channels"], cfg.cache_dir(),
+    size = rd.input_size(cfg.data.image_size)  # train.finetune_size when the run fine-tuned at a larger size
+    cache = build_cache(list(test["path"]), size, cfg.data.resize, info["channels"], cfg.cache_dir(),
                         center_crop=cfg.data.center_crop)
     idx = np.arange(len(test))
     probs = np.mean([predict_probs(load_fold_module(cfg, run, k, len(classes), info["channels"], task), cache.images,
@@ -160,8 +161,8 @@ def oof_with_tta(run: Path, tta: str | list[str], how: str = "mean_probs", cfg: 
     t0 = time.time()
     frame, _ = load_train(cfg)
     fold = _run_folds(run, frame["id"])
-    cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
-                        center_crop=cfg.data.center_crop)
+    cache = build_cache(list(frame["path"]), rd.input_size(cfg.data.image_size), cfg.data.resize, channels,
+                        cfg.cache_dir(), center_crop=cfg.data.center_crop)
     parts = []
     for k in folds:
         va = np.flatnonzero(fold == k)

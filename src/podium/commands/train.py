@@ -87,7 +87,8 @@ def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], res
     rd.write_config(cfg)
     rd.write_folds(data.frame)
     rd.write_classes(data.classes)
-    rd.write_info(data.channels, len(data.frame), stats, weights)  # the model's input stats, its starting weights
+    # the model's input stats, its starting weights, the size it predicts at
+    rd.write_info(data.channels, len(data.frame), stats, weights, cfg.train.finetune_size or cfg.data.image_size)
     _record_data(rd, data)
     return rd.path
 
@@ -102,7 +103,7 @@ def _record_data(rd: RunDir, data: TrainData) -> None:
         before = None  # damaged: written again
     prints = data.fingerprints or {}
     now = RunDir.data_record(table_fingerprint(data.frame), prints.get("images", ""), prints.get("cache", ""),
-                             len(data.frame))
+                             len(data.frame), data.exclude)
     done = rd.finished_folds()
     if before is None or not done:
         rd.write_data(now)

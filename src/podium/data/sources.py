@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from podium.config import Config, DataConfig
+from podium.data.exclude import apply_exclude, read_exclude
 from podium.data.images import IMAGE_EXTENSIONS
 from podium.errors import PodiumError, Problem, fmt_list, short_repr, short_text
 from podium.io import read_csv
@@ -333,8 +334,9 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def load_train(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
-    """The training table ready for splitting and training: problems raised, subset applied, `target` added."""
+def load_train(cfg: Config, exclude: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """The training table ready for splitting and training: problems raised, subset applied, `target` added;
+    with `exclude`, data.exclude's rows dropped or relabelled (folds are drawn on the table without it)."""
     table = train_table(cfg)
     raise_problems(table, f"Training data '{table.source}'")
     from podium.tasks import make_task, task_class
@@ -348,6 +350,8 @@ def load_train(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     if cfg.data.subset:
         frame = frame.iloc[stratified_subset(key.to_numpy(), cfg.data.subset, cfg.cv.seed)]
     frame = frame.reset_index(drop=True)
+    if exclude and cfg.data.exclude is not None:
+        frame = apply_exclude(frame, read_exclude(cfg.data.exclude, frame, classes, cfg.data), cfg.data)
     frame["target"] = task.key(task.encode(frame))  # multiclass: the class index
     return frame, classes
 

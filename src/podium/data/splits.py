@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from podium.config import Config, CVConfig
+from podium.data.exclude import dropped_ids
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv
 from podium.strategies import GROUPED, STRATEGIES
@@ -93,7 +94,7 @@ def make_folds_file(cfg: Config, overwrite: bool = False) -> tuple[Path, pd.Data
     """Write the folds file; an existing identical file is kept, a different one is refused unless overwrite."""
     from podium.data.sources import load_train
 
-    frame, _ = load_train(cfg)
+    frame, _ = load_train(cfg, exclude=False)  # data.exclude never moves an image to another fold
     folds = assign_folds(frame, cfg.cv)
     path = folds_path(cfg)
     existed = path.exists()
@@ -118,9 +119,17 @@ def load_folds(cfg: Config, frame: pd.DataFrame, create: bool = True) -> np.ndar
     if not path.exists():
         if not create:
             raise PodiumError(f"No folds file at '{path}'. Run `podium split CONFIG` first.")
-        atomic_write_csv(path, assign_folds(frame, cfg.cv), hint=_folds_hint(path))
+        whole = frame
+        if cfg.data.exclude is not None:  # drawn on the whole table, as `podium split` draws them
+            from podium.data.sources import load_train
+
+            whole = load_train(cfg, exclude=False)[0]
+        atomic_write_csv(path, assign_folds(whole, cfg.cv), hint=_folds_hint(path))
     folds = read_folds(path)
     added, removed = _id_diff(folds["id"], frame["id"])
+    if cfg.data.exclude is not None:  # the images data.exclude drops leave their folds; the others keep theirs
+        gone = dropped_ids(cfg.data.exclude)
+        removed = [i for i in removed if i not in gone]
     if added or removed:
         parts = []
         if added:

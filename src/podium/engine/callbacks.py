@@ -78,8 +78,9 @@ class MovableCheckpoint(ModelCheckpoint):
 class EpochMetricsCSV(pl.Callback):
     """fold<k>/metrics.csv: one row per epoch (train loss, every validation metric, lr), rewritten atomically."""
 
-    def __init__(self, fold: FoldDir):
+    def __init__(self, fold: FoldDir, extra: dict | None = None):
         self.fold = fold
+        self.extra = extra or {}  # constant columns, e.g. the input size with train.finetune_size
 
     def on_train_epoch_end(self, trainer, module):  # runs after this epoch's validation (and the module's hooks)
         if not module.last_val:
@@ -89,7 +90,7 @@ class EpochMetricsCSV(pl.Callback):
             rows = rows[rows["epoch"] < trainer.current_epoch]  # a resumed epoch replaces its earlier row
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "train_loss": module.train_loss_mean(),
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
-               **{f"val_{k}": v for k, v in module.last_val.items()}}
+               **{f"val_{k}": v for k, v in module.last_val.items()}, **self.extra}
         self.fold.write_curves(pd.concat([rows, pd.DataFrame([row])], ignore_index=True))
 
 
@@ -122,3 +123,9 @@ class EpochReport(pl.Callback):
     def on_train_epoch_end(self, trainer, module):  # after this epoch's validation, as EpochMetricsCSV
         if module.last_val and not trainer.sanity_checking:
             self.report(trainer.current_epoch, float(module.last_val[module.metric]))
+
+
+class FinetuneBest(ModelCheckpoint):
+    """best.ckpt among the epochs at train.finetune_size only: prediction runs at that size, so an epoch at the first
+    size never wins. Its own class gives it its own state key in last.ckpt: the first epochs' best score is not
+    restored into it when the larger size starts, and its own is restored when a fold resumes there."""

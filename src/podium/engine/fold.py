@@ -7,6 +7,7 @@ on one fold given explicit arguments, writing only that fold's files (fold<k>/..
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +21,18 @@ from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from podium.augment import eval_pipeline, train_pipeline
 from podium.config import Config
 from podium.data.cache import build_cache, resolve_channels
+from podium.data.exclude import exclude_record
 from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
-from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone, MovableCheckpoint
+from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FinetuneBest, FreezeBackbone, MovableCheckpoint
 from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
 from podium.engine.predict import predict_probs
 from podium.engine.tracking import fold_loggers
+from podium.errors import PodiumError
+from podium.models import fixed_input_size
 from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
 from podium.run.rundir import RunDir
@@ -47,6 +51,8 @@ class TrainData:
     task: object = None  # podium.tasks task of data.task; None: multiclass over `classes`
     targets: np.ndarray | None = None  # what the loss takes: class index N | multi-hot N x K | index per task N x T
     fingerprints: dict[str, str] | None = None  # the decode cache's: images (the files), cache (files + decoding)
+    finetune_images: np.ndarray | None = None  # the same images at train.finetune_size (None without it)
+    exclude: dict | None = None  # data.exclude's record (podium.data.exclude.exclude_record), None without it
 
 
 def load_data(cfg: Config) -> TrainData:
@@ -56,9 +62,14 @@ def load_data(cfg: Config) -> TrainData:
     cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
                         center_crop=cfg.data.center_crop)
 
+    larger = None
+    if cfg.train.finetune_size is not None:  # its own decode cache: each size is decoded once, from the files
+        larger = build_cache(list(frame["path"]), cfg.train.finetune_size, cfg.data.resize, channels, cfg.cache_dir(),
+                             center_crop=cfg.data.center_crop).images
     task = make_task(cfg.data, classes)
     return TrainData(frame, classes, cache.images, channels, task, task.encode(frame),
-                     {"images": cache.files, "cache": cache.fingerprint})
+                     {"images": cache.files, "cache": cache.fingerprint}, finetune_images=larger,
+                     exclude=exclude_record(cfg))
 
 
 def _precision(cfg: Config, accelerator: str) -> str:
@@ -91,15 +102,21 @@ def device_type(cfg: Config) -> str:
 
 
 def check_device(cfg: Config) -> None:
-    """What can be refused before any data is read: train.compile where torch.compile cannot run."""
+    """What can be refused before any data is read: train.compile where torch.compile cannot run, and
+    train.finetune_size for a network built for one input size."""
     if cfg.train.compile:
         check_compile(device_type(cfg))
+    if cfg.train.finetune_size is not None and fixed_input_size(cfg.model.name):
+        raise PodiumError(f"train.finetune_size={cfg.train.finetune_size}: model.name '{cfg.model.name}' takes one "
+                          f"input size only (data.image_size={cfg.data.image_size}), so it cannot continue at "
+                          "another. Remove train.finetune_size, or choose a convolutional model.")
 
 
-def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, extra_callbacks: tuple = (),
-                 **overrides):
-    """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests; extra_callbacks:
-    e.g. podium tune's per-epoch report to its pruner)."""
+def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 0, finetune: bool = False,
+                 extra_callbacks: tuple = (), **overrides):
+    """The Lightning Trainer podium trains every fold with (overrides: for benchmarks and tests). `finetune`: the
+    epochs at train.finetune_size: best.ckpt among them only, no early stopping. `extra_callbacks`: e.g. podium
+    tune's per-epoch report to its pruner."""
     _quiet_lightning()
     gpu = device_type(cfg) == "cuda"
     accelerator = "gpu" if gpu else "cpu"
@@ -108,15 +125,18 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     # best.ckpt holds what prediction reads (the weights); last.ckpt everything --resume needs (optimizer, schedule,
     # callbacks): the optimizer's state is 2x the weights for Adam, so best.ckpt no longer carries it. The best
     # callback keeps its settings' state key, so a run's earlier last.ckpt still restores which epoch was best.
-    callbacks = [MovableCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
-                                 save_top_k=1, save_weights_only=True, enable_version_counter=False,
-                                 auto_insert_metric_name=False),
+    best = FinetuneBest if finetune else MovableCheckpoint
+    size = {"image_size": cfg.train.finetune_size if finetune else cfg.data.image_size}
+    callbacks = [best(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
+                      save_top_k=1, save_weights_only=True, enable_version_counter=False,
+                      auto_insert_metric_name=False),
                  # last.ckpt at every epoch's end (the newest by recency: no monitor, top 1 under a fixed name);
                  # save_last=True with save_top_k=0 wrote it only when training ended, so --resume restarted folds
                  MovableCheckpoint(dirpath=fold_dir, filename=files.last_ckpt.stem, save_top_k=1,
-                                 enable_version_counter=False, auto_insert_metric_name=False),
-                 EpochMetricsCSV(files), RichProgressBar(leave=False), *extra_callbacks]
-    if cfg.train.patience > 0:
+                                   enable_version_counter=False, auto_insert_metric_name=False),
+                 EpochMetricsCSV(files, size if cfg.train.finetune_size else None), RichProgressBar(leave=False),
+                 *extra_callbacks]
+    if cfg.train.patience > 0 and not finetune:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
     if freeze_mode(cfg) != "none":
         callbacks.append(FreezeBackbone(freeze_mode(cfg), cfg.model.freeze_epochs))
@@ -149,26 +169,50 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     # the per-image stage (if any) runs in train.workers processes; batches go to page-locked memory for CUDA
     parallel = dict(workers=cfg.train.workers, devices=cfg.train.devices, pin_memory=_uses_cuda(cfg),
                     names=data.frame["path"].to_numpy())
-    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler,
-                               pipeline=train_pipeline(cfg.augment, data.channels),
-                               augment_seed=cfg.train.seed * 1000 + k, **parallel)
-    val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None,
-                             pipeline=eval_pipeline(cfg.augment, data.channels), **parallel)
+
+    def loaders(images: np.ndarray):
+        return (make_loader(images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler,
+                            pipeline=train_pipeline(cfg.augment, data.channels),
+                            augment_seed=cfg.train.seed * 1000 + k, **parallel),
+                make_loader(images, targets, va_idx, cfg.train.eval_batch_size, None,
+                            pipeline=eval_pipeline(cfg.augment, data.channels), **parallel))
+
+    train_loader, val_loader = loaders(data.images)
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
     module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
                           init_state=start, stats=stats)
-    trainer = make_trainer(cfg, files.path, len(train_loader), fold=k, extra_callbacks=extra_callbacks)
     last = files.last_ckpt
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
+    larger = cfg.train.finetune_size is not None
+    started = files.finetune() if larger and resume and last.exists() else None  # the larger size had started
+    if started is None:
+        epochs = cfg.train.epochs - cfg.train.finetune_epochs if larger else cfg.train.epochs
+        trainer = make_trainer(cfg, files.path, len(train_loader), fold=k, extra_callbacks=extra_callbacks,
+                               max_epochs=epochs)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
+        started = {"from_epoch": trainer.current_epoch, "size": cfg.train.finetune_size}
+        if larger and trainer.global_rank == 0:
+            files.write_finetune(started)
+    if larger:  # FixRes: the last epochs at the larger size, continuing from last.ckpt (optimizer, schedule, epoch)
+        train_loader, val_loader = loaders(data.finetune_images)
+        trainer = make_trainer(cfg, files.path, len(train_loader), fold=k, finetune=True,
+                               extra_callbacks=extra_callbacks,
+                               max_epochs=started["from_epoch"] + cfg.train.finetune_epochs)
+        with warnings.catch_warnings():  # the first size's best-checkpoint callback is left out on purpose
+            warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint.*")
+            trainer.fit(module, train_loader, val_loader, ckpt_path=str(last))
     if trainer.global_rank != 0:
         return {}
     module.load_state_dict(load_checkpoint(files.best_ckpt)["state_dict"])
-    probs = predict_probs(module, data.images, va_idx, cfg.train.eval_batch_size, tta="none")
+    images = data.finetune_images if larger else data.images  # the OOF at the size prediction uses
+    probs = predict_probs(module, images, va_idx, cfg.train.eval_batch_size, tta="none")
     oof = pd.DataFrame({"id": data.frame["id"].to_numpy()[va_idx], "fold": k,
                         "label": data.frame["label"].to_numpy()[va_idx]})
     oof[data.classes] = probs
     files.write_oof(oof)
-    done = {"fold": k, "best_epoch": int(files.curves().pipe(_best_epoch, cfg.cv.metric)),
+    curves = files.curves()
+    if larger:  # best.ckpt is chosen among the epochs at the final size
+        curves = curves[curves["epoch"] >= started["from_epoch"]].reset_index(drop=True)
+    done = {"fold": k, "best_epoch": int(curves.pipe(_best_epoch, cfg.cv.metric)),
             "epochs_run": trainer.current_epoch, "seconds": round(time.time() - t0, 1)}
     if module.first_step_seconds is not None:  # with train.compile: torch.compile's warm-up, reported
         done["first_step_seconds"] = round(module.first_step_seconds, 2)

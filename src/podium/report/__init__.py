@@ -10,6 +10,7 @@ the leaderboard of runs.
     build.py      `podium report RUN`
     compare.py    `podium report --compare A B`
     folders.py    `podium errors RUN DIR`
+    suspects.py   `podium errors RUN --suspect`: likely mislabels, as a CSV for data.exclude
     runs.py       `podium runs [OUTPUT_DIR]`
 
 Only the terminal tables are imported here, so `podium train` does not pay for matplotlib.

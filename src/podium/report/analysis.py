@@ -81,3 +81,26 @@ def reliability(y: np.ndarray, probs: np.ndarray, bins: int = 10) -> tuple[pd.Da
 def distribution(index: np.ndarray, n_classes: int) -> np.ndarray:
     """How many items fall in each class."""
     return np.bincount(np.asarray(index, dtype=np.int64), minlength=n_classes)
+
+
+def suspects(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Likely mislabels, single-label: (rows, suspected class, confidence), most suspicious first. An image's
+    confidence is its OOF probability of the likeliest class other than its given one: the fold model that never
+    saw the image is sure it is something else. Ties keep row order."""
+    other = probs.astype(np.float64, copy=True)
+    other[np.arange(len(y)), y] = -1.0
+    suspected = other.argmax(1)
+    confidence = other[np.arange(len(y)), suspected]
+    order = np.argsort(-confidence, kind="stable")
+    return order, suspected[order], confidence[order]
+
+
+def label_suspects(hot: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Likely mislabels, multi-label: (rows, the label of each row's surest disagreement, its confidence), most
+    suspicious first. A disagreement's confidence is p(label) where the label is absent, 1 - p(label) where it is
+    given; an image ranks by its surest one."""
+    disagree = np.where(hot > 0.5, 1.0 - probs, probs).astype(np.float64)
+    label = disagree.argmax(1)
+    confidence = disagree[np.arange(len(hot)), label]
+    order = np.argsort(-confidence, kind="stable")
+    return order, label[order], confidence[order]

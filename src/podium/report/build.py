@@ -3,9 +3,9 @@
 Built from the run folder alone (plus the competition's images, when reachable): config and timings,
 per-fold and OOF scores, learning curves, class distributions (train, OOF predictions, test predictions),
 the OOF confusion matrix (counts and row-normalized), per-class precision/recall/F1 sorted by F1, the most
-confused class pairs with examples, a gallery of the highest-loss OOF images, Grad-CAM overlays for some
-of them and a reliability diagram. The galleries sample (`gallery`, `per_pair`, `gradcam` images): a run
-with 60,000 OOF images embeds about a hundred pictures, not 60,000.
+confused class pairs with examples, a gallery of the highest-loss OOF images, the likeliest mislabels, Grad-CAM
+overlays for some of them and a reliability diagram. The galleries sample (`gallery`, `per_pair`, `gradcam`
+images): a run with 60,000 OOF images embeds about a hundred pictures, not 60,000.
 
 Only multiclass runs exist today; multi-label and multi-task runs will need their per-label / per-task
 sections here when those task kinds land.
@@ -168,6 +168,23 @@ def losses_section(run: Run, rows: np.ndarray) -> str:
             f'<div class="grid">{"".join(tiles)}</div>{_image_note(run, pictures)}<h3>The same as a list</h3>{listing}')
 
 
+def suspects_section(run: Run, k: int) -> str:
+    """The likeliest mislabels (`podium errors RUN --suspect` ranks the same way): images the fold model that never
+    saw them gives most confidently to another class than their given one."""
+    order, suspected, confidence = analysis.suspects(run.y, run.probs)
+    rows, suspected = order[:k], suspected[:k]
+    pictures = run.images(run.oof["id"].iloc[rows])
+    tiles = [figure(plots.image_uri(thumb(pictures[i])),
+                    f"<b>{esc(i)}</b> (fold {int(run.oof['fold'].iloc[r])})<br>given <b>{esc(run.classes[run.y[r]])}"
+                    f"</b> p={run.probs[r, run.y[r]]:.3f}<br><span class=\"no\">suspected <b>{esc(run.classes[c])}</b> "
+                    f"p={run.probs[r, c]:.3f}</span>")
+             for r, c in zip(rows, suspected) if (i := run.oof["id"].iloc[r]) in pictures]
+    return (f'<p class="note">The {len(rows)} OOF images whose fold model (which never trained on them) is most '
+            "confident in another class than their given label: likely mislabels. `podium errors RUN --suspect` "
+            "writes this list as a CSV whose action column (drop | relabel) a new run reads as data.exclude "
+            f'(docs/label-review.md).</p><div class="grid">{"".join(tiles)}</div>{_image_note(run, pictures)}')
+
+
 def gradcam_section(run: Run, rows: np.ndarray) -> str:
     from podium.engine.predict import load_fold_module
     from podium.report.gradcam import explain
@@ -230,6 +247,7 @@ def build_report(run_path: Path | str, out: Path | str | None = None, gallery: i
         ("per-class", "Per-class precision, recall, F1", per_class_section(cm, run.classes)),
         ("confused", "Most confused pairs", confused_section(run, cm, per_pair)),
         ("losses", "Highest-loss OOF images", losses_section(run, worst)),
+        ("suspects", "Likely mislabels", suspects_section(run, gallery)),
         ("gradcam", "Where the model looks (Grad-CAM)", gradcam_section(run, worst[:gradcam]) if gradcam else
          '<p class="note">Turned off (--gradcam 0).</p>'),
         ("calibration", "Calibration (reliability diagram)", calibration_section(run)),

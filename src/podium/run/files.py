@@ -27,17 +27,19 @@ SUBMISSION = "submission.csv"  # `podium predict`'s default --out
 PREDICT = "predict.json"  # the last `podium predict`: views, OOF with and without TTA, seconds, files
 TTA_OOF = "oof_tta-"  # oof_tta-<views>[-<combine>].csv: the OOF predicted again with TTA
 REPORT = "report.html"  # `podium report`'s default --out
+SUSPECTS = "suspects.csv"  # `podium errors RUN --suspect`'s default --out: likely mislabels, ready for data.exclude
 MLFLOW = "mlflow.json"  # the MLflow run ids (in the run folder and in each fold<k>/)
 ENSEMBLE = "ensemble.json"  # an ensemble folder's record (`podium ensemble`)
 # fold<k>/
 DONE = "done.json"  # the fold's finished marker: best epoch, epochs run, seconds
 CURVES = "metrics.csv"  # one row per epoch
+FINETUNE = "finetune.json"  # train.finetune_size: the epoch its larger-size epochs started from
 BEST = "best.ckpt"
 LAST = "last.ckpt"  # Lightning's name for save_last (ModelCheckpoint.CHECKPOINT_NAME_LAST)
 TENSORBOARD = "tensorboard"
 
 RUN_FILES = (CONFIG, CLASSES, INFO, DATA, FOLDS, OOF, METRICS, THRESHOLDS, POSTHOC, TEST_PROBS, SUBMISSION, PREDICT,
-             TTA_OOF, REPORT, MLFLOW, ENSEMBLE, DONE, CURVES, BEST, LAST, TENSORBOARD)
+             TTA_OOF, REPORT, SUSPECTS, MLFLOW, ENSEMBLE, DONE, CURVES, FINETUNE, BEST, LAST, TENSORBOARD)
 
 _MERGED = (OOF, METRICS)  # rebuilt from the finished folds by `podium train --resume`
 _STARTED = (CONFIG, FOLDS, CLASSES, INFO)

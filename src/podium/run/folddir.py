@@ -10,7 +10,7 @@ from __future__ import annotations
 from numbers import Real
 
 from podium.run.access import Folder
-from podium.run.files import BEST, CURVES, DONE, LAST, OOF, TENSORBOARD, fix
+from podium.run.files import BEST, CURVES, DONE, FINETUNE, LAST, OOF, TENSORBOARD, fix
 
 
 class FoldDir(Folder):
@@ -20,6 +20,7 @@ class FoldDir(Folder):
     oof_csv = property(lambda self: self.path / OOF)
     curves_csv = property(lambda self: self.path / CURVES)
     tensorboard = property(lambda self: self.path / TENSORBOARD)
+    finetune_json = property(lambda self: self.path / FINETUNE)
 
     def fix(self, name: str) -> str:
         return fix(self.path.parent, f"{self.path.name}/{name}")
@@ -40,6 +41,18 @@ class FoldDir(Folder):
 
     def write_done(self, record: dict) -> None:
         self.write_json(DONE, record)
+
+    # ------------------------------------------------------------------ finetune.json
+    def finetune(self) -> dict | None:
+        """finetune.json ({from_epoch, size}): train.finetune_size's epochs started after epoch from_epoch - 1 (the
+        first epochs' early stopping included); None before they start, or without train.finetune_size."""
+        record = self.read_mapping(FINETUNE, "the epoch the larger input size started from", required=False)
+        if record is not None and not isinstance(record.get("from_epoch"), int):
+            raise self.wrong(FINETUNE, "must hold 'from_epoch', the first epoch at train.finetune_size")
+        return record
+
+    def write_finetune(self, record: dict) -> None:
+        self.write_json(FINETUNE, record)
 
     # ------------------------------------------------------------------ oof.csv
     def oof(self, classes: list[str]):

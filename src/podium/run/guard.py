@@ -28,7 +28,7 @@ def data_paths(cfg: Config, config_path: Path | str | None = None) -> dict[str, 
     d = cfg.data
     paths = {"the config file": config_path, "data.train_csv": d.train_csv, "data.test_csv": d.test_csv,
              "data.image_dir": d.image_dir, "data.test_image_dir": d.test_image_dir, "data.train_dir": d.train_dir,
-             "data.test_dir": d.test_dir, "data.sample_submission": d.sample_submission}
+             "data.test_dir": d.test_dir, "data.sample_submission": d.sample_submission, "data.exclude": d.exclude}
     if d.train_csv is not None or d.train_dir is not None:
         paths["the folds file (cv.folds_file)"] = folds_path(cfg)
     return {key: Path(p) for key, p in paths.items() if p is not None}

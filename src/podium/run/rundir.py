@@ -40,6 +40,7 @@ class RunDir(Folder):
     submission_csv = property(lambda self: self.path / f.SUBMISSION)
     predict_json = property(lambda self: self.path / f.PREDICT)
     report_html = property(lambda self: self.path / f.REPORT)
+    suspects_csv = property(lambda self: self.path / f.SUSPECTS)
     ensemble_json = property(lambda self: self.path / f.ENSEMBLE)
 
     def tta_oof_path(self, views: list[str], how: str) -> Path:
@@ -132,9 +133,18 @@ class RunDir(Folder):
             raise self.wrong(f.INFO, "must hold 'weights' as a mapping (the starting weights) or null")
         return info
 
-    def write_info(self, channels: int, n_train: int, stats: tuple[tuple, tuple], weights: dict | None = None) -> None:
-        self.write_json(f.INFO, {"channels": channels, "n_train": n_train, "mean": list(stats[0]),
-                                 "std": list(stats[1]), "weights": weights})
+    def write_info(self, channels: int, n_train: int, stats: tuple[tuple, tuple], weights: dict | None = None,
+                   image_size: int | None = None) -> None:
+        """`image_size`: the input size the folds' best checkpoints were chosen at (train.finetune_size when set),
+        the one prediction uses; runs made before podium recorded it predict at data.image_size."""
+        record = {"channels": channels, "n_train": n_train, "mean": list(stats[0]), "std": list(stats[1]),
+                  "weights": weights}
+        self.write_json(f.INFO, record if image_size is None else {**record, "image_size": image_size})
+
+    def input_size(self, fallback: int) -> int:
+        """The size the run's models predict at: run.json's image_size, else `fallback` (data.image_size)."""
+        size = self.info().get("image_size")
+        return size if isinstance(size, int) and size > 0 else fallback
 
     def folds(self):
         """folds.csv: (id, fold) of every training image as the run was trained, folds non-negative integers."""
@@ -152,13 +162,15 @@ class RunDir(Folder):
 
     # ------------------------------------------------------------------ the data it was trained on (data.json)
     @staticmethod
-    def data_record(table: str, images: str, cache: str, n_train: int) -> dict:
+    def data_record(table: str, images: str, cache: str, n_train: int, exclude: dict | None = None) -> dict:
         """What data.json holds: `table` (podium.data.sources.table_fingerprint: ids, labels, paths), `images` (the
         decode cache's fingerprint of the image files: paths, sizes, mtimes), `cache` (that with the decode
         settings: the cache folder's key) and the version: the table's and the files' together, so runs at another
-        image size on the same data share it."""
+        image size on the same data share it. `exclude`: data.exclude's record (file, sha256, dropped, relabelled),
+        kept only when the run has one."""
         version = hashlib.sha256(f"podium-data 1\n{table}\n{images}\n".encode()).hexdigest()
-        return {"version": version, "table": table, "images": images, "cache": cache, "n_train": n_train}
+        record = {"version": version, "table": table, "images": images, "cache": cache, "n_train": n_train}
+        return record if exclude is None else {**record, "exclude": exclude}
 
     def write_data(self, record: dict) -> None:
         self.write_json(f.DATA, record)
