@@ -24,6 +24,7 @@ from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
 from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FreezeBackbone
+from podium.engine.distill import SoftTargets, add_pseudo, pseudo_record, soft_targets
 from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
@@ -47,18 +48,22 @@ class TrainData:
     task: object = None  # podium.tasks task of data.task; None: multiclass over `classes`
     targets: np.ndarray | None = None  # what the loss takes: class index N | multi-hot N x K | index per task N x T
     fingerprints: dict[str, str] | None = None  # the decode cache's: images (the files), cache (files + decoding)
+    soft: SoftTargets | None = None  # soft targets (train.soft_targets, data.pseudo --soft); None: labels only
+    pseudo: dict | None = None  # data.pseudo's record (RUN/pseudo.json); its rows have fold TRAIN_ONLY
 
 
 def load_data(cfg: Config) -> TrainData:
     frame, classes = load_train(cfg)
     frame["fold"] = load_folds(cfg, frame)
+    frame, pseudo = add_pseudo(cfg, frame, classes)  # data.pseudo's images: training folds only (fold TRAIN_ONLY)
+    soft = soft_targets(cfg, frame, classes, pseudo)  # refused here, before any image is read, if the teacher differs
     channels = resolve_channels(list(frame["path"]), cfg.data.channels)
     cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
                         center_crop=cfg.data.center_crop)
 
     task = make_task(cfg.data, classes)
     return TrainData(frame, classes, cache.images, channels, task, task.encode(frame),
-                     {"images": cache.files, "cache": cache.fingerprint})
+                     {"images": cache.files, "cache": cache.fingerprint}, soft, pseudo_record(cfg, pseudo))
 
 
 def _precision(cfg: Config, accelerator: str) -> str:
@@ -130,6 +135,8 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
 
 
 def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, stats: tuple[tuple, tuple]) -> dict:
+    if k < 0:  # TRAIN_ONLY (data.pseudo's images) is no fold: it is never validated
+        raise ValueError(f"fold {k} is not a validation fold")
     files = RunDir(rd).fold_dir(k)
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k
@@ -143,14 +150,15 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     # the per-image stage (if any) runs in train.workers processes; batches go to page-locked memory for CUDA
     parallel = dict(workers=cfg.train.workers, devices=cfg.train.devices, pin_memory=_uses_cuda(cfg),
                     names=data.frame["path"].to_numpy())
-    train_loader = make_loader(data.images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler,
+    packed = targets if data.soft is None else data.soft.packed(targets)  # validation keeps the labels alone
+    train_loader = make_loader(data.images, packed, tr_idx, cfg.train.batch_size, None, sampler=sampler,
                                pipeline=train_pipeline(cfg.augment, data.channels),
                                augment_seed=cfg.train.seed * 1000 + k, **parallel)
     val_loader = make_loader(data.images, targets, va_idx, cfg.train.eval_batch_size, None,
                              pipeline=eval_pipeline(cfg.augment, data.channels), **parallel)
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
     module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
-                          init_state=start, stats=stats)
+                          init_state=start, stats=stats, soft=None if data.soft is None else data.soft.layout(targets))
     trainer = make_trainer(cfg, files.path, len(train_loader), fold=k)
     last = files.last_ckpt
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)

@@ -29,6 +29,8 @@ TTA_OOF = "oof_tta-"  # oof_tta-<views>[-<combine>].csv: the OOF predicted again
 REPORT = "report.html"  # `podium report`'s default --out
 MLFLOW = "mlflow.json"  # the MLflow run ids (in the run folder and in each fold<k>/)
 ENSEMBLE = "ensemble.json"  # an ensemble folder's record (`podium ensemble`)
+PSEUDO = "pseudo.json"  # a pseudo folder's record (`podium pseudo`); also in each run trained with data.pseudo
+PSEUDO_TABLE = "pseudo.csv"  # a pseudo folder's images: id, path, label, soft, one probability column per class
 # fold<k>/
 DONE = "done.json"  # the fold's finished marker: best epoch, epochs run, seconds
 CURVES = "metrics.csv"  # one row per epoch
@@ -37,7 +39,7 @@ LAST = "last.ckpt"  # Lightning's name for save_last (ModelCheckpoint.CHECKPOINT
 TENSORBOARD = "tensorboard"
 
 RUN_FILES = (CONFIG, CLASSES, INFO, DATA, FOLDS, OOF, METRICS, THRESHOLDS, POSTHOC, TEST_PROBS, SUBMISSION, PREDICT,
-             TTA_OOF, REPORT, MLFLOW, ENSEMBLE, DONE, CURVES, BEST, LAST, TENSORBOARD)
+             TTA_OOF, REPORT, MLFLOW, ENSEMBLE, PSEUDO, PSEUDO_TABLE, DONE, CURVES, BEST, LAST, TENSORBOARD)
 
 _MERGED = (OOF, METRICS)  # rebuilt from the finished folds by `podium train --resume`
 _STARTED = (CONFIG, FOLDS, CLASSES, INFO)
@@ -68,6 +70,8 @@ def fix(run: Path, name: str) -> str:
         return f"write it again with `podium predict {run}`"
     if name == POSTHOC:
         return f"fit it again with `podium posthoc {run}`"
+    if name in (PSEUDO, PSEUDO_TABLE):
+        return "write the folder again with `podium pseudo SOURCE --out DIR`, then retrain the run"
     if name == THRESHOLDS:
         return f"fit it again with `podium train {config} --resume`"
     if name in _STARTED:
