@@ -69,7 +69,7 @@ def pseudo_record(cfg: Config, table: pd.DataFrame | None) -> dict | None:
     if table is None:
         return None
     record = RunDir(cfg.data.pseudo).pseudo() or {}
-    return {**record, "folder": str(cfg.data.pseudo), "images": len(table), "soft": int(table["soft"].sum()),
+    return {**record, "folder": str(cfg.data.pseudo), "images": len(table), "soft_images": int(table["soft"].sum()),
             "fold": TRAIN_ONLY}
 
 
