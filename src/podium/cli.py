@@ -473,7 +473,7 @@ def errors(run: Path, out: Path,
 
 @app.command("pseudo")
 def pseudo(source: Path = typer.Argument(..., help="a run, or a `podium ensemble` folder, with test predictions"),
-           out: Path = typer.Option(..., "--out", help="the new folder: pseudo.csv, pseudo.json, config.yaml"),
+           out: Path = typer.Option(..., "--out", help="the new folder: chosen images, record, config"),
            threshold: Optional[str] = typer.Option(None, "--threshold", help="keep images whose top probability "
                                                    "reaches this (default 0.9); per class: 0.9,cat=0.95"),
            top_fraction: Optional[float] = typer.Option(None, "--top-fraction", help="keep this share of each "

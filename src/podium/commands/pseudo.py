@@ -26,6 +26,7 @@ from podium.config import Config
 from podium.data.pseudo import class_balance, parse_threshold, select_threshold, select_top_fraction
 from podium.data.sources import load_test, load_train
 from podium.errors import PodiumError, fmt_list
+from podium.run.decisions import run_task
 from podium.run.guard import data_paths
 from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
@@ -91,8 +92,6 @@ def predict_pool(run: Path, cfg: Config, pool: pd.DataFrame) -> np.ndarray:
     """The pool's probabilities averaged over the run's finished folds, with its tta.views (no file written)."""
     from podium.data.cache import build_cache
     from podium.engine.predict import load_fold_module, predict_probs
-    from podium.run.decisions import run_task
-
     rd = RunDir(run)
     folds, classes, channels = rd.finished_folds(), rd.classes(), rd.info()["channels"]
     if not folds:

@@ -15,7 +15,6 @@ from numbers import Real
 from pathlib import Path
 
 from podium.config import load_config, to_yaml
-from podium.data.splits import TRAIN_ONLY
 from podium.errors import PodiumError
 from podium.run import files as f
 from podium.run.access import Folder
@@ -144,6 +143,8 @@ class RunDir(Folder):
         (the split every OOF, CV score and ensemble is made of). `with_train_only`: also the pseudo-labelled images
         of data.pseudo, whose fold is TRAIN_ONLY (-1): they trained in every fold and were validated in none."""
         import pandas as pd
+
+        from podium.data.splits import TRAIN_ONLY  # with pandas, which the run's readers load when first used
 
         frame = self.read_csv(f.FOLDS, ["id", "fold"], text=("id",))
         folds = frame["fold"]
