@@ -144,6 +144,10 @@ def pseudo(source: Path, out: Path, threshold: str | None = None, top_fraction: 
         keep, selection = select_threshold(probs, classes, limits), {"threshold": limits}
     else:
         keep, selection = np.ones(len(ids), dtype=bool), {"all": True}  # --soft alone: every image, as probabilities
+    if not keep.any():
+        best = float(probs.max(1).max()) if len(probs) else 0.0
+        raise PodiumError(f"No pool image reaches the selection {selection} (the highest top probability is "
+                          f"{best:.3f}): lower --threshold, or use --top-fraction.")
     labeled, _ = load_train(cfg.model_copy(update={"data": cfg.data.model_copy(update={"pseudo": None})}))
     renamed = bool(set(ids) & set(labeled["id"]))
     table = pd.DataFrame({"id": [COLLISION_PREFIX + i if renamed else i for i in ids[keep]],

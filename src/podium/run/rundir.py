@@ -274,7 +274,8 @@ class RunDir(Folder):
 
         frame = self.read_csv(f.PSEUDO_TABLE, ["id", "path", "label", "soft", *classes])
         probs = frame[classes]
-        if (not all(pd.api.types.is_numeric_dtype(probs[c]) for c in classes) or probs.isna().any().any()
+        if (len(frame) and not all(pd.api.types.is_numeric_dtype(probs[c]) for c in classes)
+                or probs.isna().any().any()
                 or frame["id"].duplicated().any() or not frame["soft"].isin([0, 1]).all()):
             raise self.wrong(f.PSEUDO_TABLE, "must hold each id once, soft 0 or 1, and a probability per class")
         return frame
