@@ -82,3 +82,18 @@ def test_a_teacher_on_other_classes_is_refused_naming_them(teacher):
     (other / "classes.json").write_text(json.dumps([*CLASSES[:2], "sandal"]))
     with pytest.raises(PodiumError, match="other classes.*differ: bag, sandal"):
         train(_student(config, "other", f"train.soft_targets={other}"))
+
+
+def test_an_ensemble_folder_teaches_with_its_blended_oof(teacher):
+    from podium.commands.ensemble import ensemble_runs
+
+    config, run = teacher
+    twin = run.parent / "twin"
+    shutil.copytree(run, twin)
+    blend = ensemble_runs([run, twin], out=run.parent.parent / "blend")
+    train(_student(config, "from-blend", f"train.soft_targets={blend.out}", "train.epochs=1"), folds=[0])
+    assert (run.parent / "from-blend" / "fold0" / "done.json").is_file()
+    shutil.rmtree(twin / "fold2")
+    (twin / "oof.csv").unlink()
+    with pytest.raises(PodiumError, match="no oof.csv"):
+        train(_student(config, "no-oof", f"train.soft_targets={twin}"))

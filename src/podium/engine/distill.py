@@ -75,22 +75,26 @@ def pseudo_record(cfg: Config, table: pd.DataFrame | None) -> dict | None:
 
 def teacher_oof(cfg: Config, frame: pd.DataFrame, classes: list[str]) -> np.ndarray:
     """train.soft_targets' OOF probabilities for each labeled row of `frame` (fold >= 0), in `classes` order; refused
-    when the teacher's classes, folds or OOF do not match the student's, naming the difference."""
+    when the teacher's classes, folds or OOF do not match the student's, naming the difference. The teacher is a run,
+    or an ensemble folder (its blended OOF; the folds and classes of its runs, which `podium ensemble` checked)."""
     teacher = Path(cfg.train.soft_targets)
     rd = RunDir(teacher)
-    if not rd.config.is_file() or not rd.folds_csv.is_file() or not rd.classes_file.is_file():
-        raise PodiumError(f"train.soft_targets: '{teacher}' is not a trained run folder (no {rd.config.name}, "
-                          f"{rd.folds_csv.name} or {rd.classes_file.name}).")
+    blend = None if rd.config.is_file() else rd.ensemble()  # an ensemble folder: its runs share one split
+    runs = blend.get("runs") if isinstance(blend, dict) else None
+    split = RunDir(runs[0]) if isinstance(runs, list) and runs else rd  # whose folds.csv and classes.json
+    if not split.config.is_file() or not split.folds_csv.is_file() or not split.classes_file.is_file():
+        raise PodiumError(f"train.soft_targets: '{teacher}' is not a trained run folder or a `podium ensemble` folder "
+                          f"of runs (no {rd.config.name}, {rd.folds_csv.name} or {rd.classes_file.name}).")
     if teacher.resolve() == (Path(cfg.output_dir) / cfg.name).resolve():
         raise PodiumError(f"train.soft_targets is this run's own folder '{teacher}': distil into a new name=...")
-    theirs = rd.classes()
+    theirs = split.classes()
     if sorted(theirs) != sorted(classes):
         differ = fmt_list(sorted(set(theirs) ^ set(classes)))
         raise PodiumError(f"train.soft_targets: '{teacher}' was trained on other classes: {fmt_list(theirs, 10)}; "
                           f"this data has {fmt_list(classes, 10)} (differ: {differ}). Distil from a run on the same "
                           "classes.")
     labeled = frame[frame["fold"] >= 0]
-    moved = fold_differences(rd.folds().set_index("id")["fold"], labeled.set_index("id")["fold"])
+    moved = fold_differences(split.folds().set_index("id")["fold"], labeled.set_index("id")["fold"])
     if moved:
         raise PodiumError(f"train.soft_targets: '{teacher}' used other folds than this config ({len(moved)} id(s) "
                           f"differ: {fmt_list(moved[:5])}): its OOF for an image could come from a model that saw "
@@ -98,7 +102,7 @@ def teacher_oof(cfg: Config, frame: pd.DataFrame, classes: list[str]) -> np.ndar
                           "run.")
     if not rd.oof_csv.is_file():
         raise PodiumError(f"train.soft_targets: '{teacher}' has no {rd.oof_csv.name}: train all its folds first.")
-    oof = rd.oof(theirs).set_index("id")
+    oof = rd.read_csv(rd.oof_csv.name, ["id", *theirs], text=("id",)).set_index("id")  # an ensemble's has no fold
     missing = labeled["id"][~labeled["id"].isin(oof.index)]
     if len(missing):
         folds = sorted(int(k) for k in labeled.loc[missing.index, "fold"].unique())
