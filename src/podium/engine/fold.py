@@ -63,7 +63,7 @@ def load_data(cfg: Config) -> TrainData:
 
     task = make_task(cfg.data, classes)
     return TrainData(frame, classes, cache.images, channels, task, task.encode(frame),
-                     {"images": cache.files, "cache": cache.fingerprint}, soft, pseudo_record(cfg, pseudo))
+                     {"images": cache.files, "cache": cache.fingerprint}, soft=soft, pseudo=pseudo_record(cfg, pseudo))
 
 
 def _precision(cfg: Config, accelerator: str) -> str:
