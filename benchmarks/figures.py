@@ -360,8 +360,8 @@ def pseudo_labels(res: Results) -> str:
     note = (f"\n\n{num(s['n'])} labeled images, {s['folds']} folds, {s['epochs']} epochs, `{s['model']}`, "
             f"augment `{s['augment']}`; pseudo-labels: {num(p['kept'])} of {num(p['pool'])} pool images kept, "
             f"{p['accuracy_of_kept_labels']:.1%} of them right (held-out labels, not used to choose anything).")
-    return table(["row", "test accuracy", "vs baseline", "test macro-F1", "vs baseline", "fold-0 val accuracy",
-                  "train s"], rows) + note
+    return table(["row", "test accuracy", "difference (paired SE)", "test macro-F1", "difference (paired SE)",
+                  "fold-0 val accuracy", "train s"], rows) + note
 
 
 @renderer("augment_speed", ("augment_speed.json",),
