@@ -97,3 +97,21 @@ def test_an_ensemble_folder_teaches_with_its_blended_oof(teacher):
     (twin / "oof.csv").unlink()
     with pytest.raises(PodiumError, match="no oof.csv"):
         train(_student(config, "no-oof", f"train.soft_targets={twin}"))
+
+
+def test_multilabel_students_learn_the_teachers_label_probabilities(tmp_path):
+    """Multi-label: each label's target is alpha x the teacher's OOF probability + (1 - alpha) x its 0/1; a teacher
+    that says 0.5 for every label, at alpha 1, keeps the student's BCE at log 2 or above (the labels' falls below)."""
+    from tests.task_data import LABELS, write_multilabel
+
+    config = write_multilabel(tmp_path / "ml")
+    train(load_config(config, ["train.epochs=3"]))
+    run = config.parent / "runs" / "tiny-ml"
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+    oof[LABELS] = 0.5
+    oof.to_csv(run / "oof.csv", index=False)
+    train(load_config(config, ["train.epochs=3", "name=half", f"train.soft_targets={run}", "train.soft_alpha=1"]),
+          folds=[0])
+    half = pd.read_csv(config.parent / "runs" / "half" / "fold0" / "metrics.csv")["train_loss"]
+    plain = pd.read_csv(run / "fold0" / "metrics.csv")["train_loss"]
+    assert half.iloc[-1] >= np.log(2) - 1e-4 > plain.iloc[-1]
