@@ -341,7 +341,8 @@ def noisy_test(res: Results) -> str:
 
 
 PSEUDO_ROWS = {"baseline": "baseline (the labels only)", "pseudo": "+ pseudo-labels (`podium pseudo --threshold T`)",
-               "distill": "+ OOF distillation (`train.soft_targets`, alpha A)", "both": "+ both"}
+               "distill": "+ OOF distillation (`train.soft_targets`, alpha A)", "both": "+ both",
+               "seed": "baseline again, `train.seed=1` (training noise alone)"}
 
 
 @renderer("pseudo", ("pseudo.json",),

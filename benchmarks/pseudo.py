@@ -10,6 +10,7 @@ One budget per row: the same folds (K = --folds), seed, network, augmentation (-
                 reaches T join the training folds as hard labels (fold TRAIN_ONLY); fold 0 trained
   distill       train.soft_targets=baseline, train.soft_alpha=A; fold 0 trained
   both          the two together; fold 0 trained
+  seed          the baseline again with train.seed=1, fold 0: how much training noise alone moves the test score
 Every row is scored by its fold-0 model on the corrupted test (accuracy, macro-F1) with the difference to the baseline
 and its paired standard error (per-image for accuracy, a paired bootstrap for macro-F1), and on fold 0's validation
 images (the same for every row). T and A are fixed before any run (0.9: `podium pseudo`'s default; 0.3: the issue's
@@ -36,7 +37,7 @@ from provenance import write_results  # benchmarks/provenance.py: commit, machin
 from podium.commands.predict import predict
 from podium.commands.pseudo import pseudo
 from podium.commands.train import run_dir, train
-from podium.config import from_dict, parse_overrides
+from podium.config import from_dict, parse_overrides, to_yaml
 from podium.data.cache import build_cache
 from podium.data.datasets import make_dataset
 from podium.data.sources import load_test
@@ -63,6 +64,13 @@ def config(args, work: Path, name: str, data: dict | None = None, train_extra: d
                   "warmup_epochs": 0, "patience": 0, "eval_batch_size": 1024,
                   **(train_extra or {})},
     }))
+
+
+def reusable(args, cfg, folds: int) -> bool:
+    """--reuse: the run exists with this very config and its first `folds` folds finished (then not retrained)."""
+    rd = RunDir(run_dir(cfg))
+    return (args.reuse and rd.config.is_file() and rd.config.read_text() == to_yaml(cfg)
+            and all(rd.fold_dir(k).is_done() for k in range(folds)))
 
 
 def augment_settings(text: str) -> dict:
@@ -105,6 +113,8 @@ def main() -> None:
     ap.add_argument("--pool-size", type=int, default=2000,
                     help="unlabeled pool: this many of the corrupted test images (random, seed 0; predicted by the "
                          "baseline's folds via --pool); every row is still scored on all 10,000")
+    ap.add_argument("--reuse", action="store_true", help="keep a finished run trained with the same config (quicker; "
+                    "its figures then come from whichever code trained it)")
     args = ap.parse_args()
     work = HERE / "work" / f"fashion-noisy-n{args.n}"
     if not (work / "train.csv").exists():
@@ -115,9 +125,10 @@ def main() -> None:
     base = run_dir(base_cfg)
     seconds = {}
     t0 = time.time()
-    train(base_cfg, overwrite=True)
-    if args.pool_size >= 10000:
-        predict(base, overwrite=True)  # the K-fold average on the test set: what `podium pseudo` reads
+    if not reusable(args, base_cfg, args.folds):
+        train(base_cfg, overwrite=True)
+        if args.pool_size >= 10000:
+            predict(base, overwrite=True)  # the K-fold average on the test set: what `podium pseudo` reads
     seconds["baseline"] = round(time.time() - t0, 1)
     out = HERE / "work" / "pseudo-labels"
     test = load_test(base_cfg)
@@ -131,7 +142,8 @@ def main() -> None:
             "distill": config(args, work, "distill", train_extra={"soft_targets": str(base),
                                                                    "soft_alpha": args.alpha}),
             "both": config(args, work, "both", data={"pseudo": str(out)},
-                           train_extra={"soft_targets": str(base), "soft_alpha": args.alpha})}
+                           train_extra={"soft_targets": str(base), "soft_alpha": args.alpha}),
+            "seed": config(args, work, "seed", train_extra={"seed": 1})}  # the baseline again: training noise
     truth = pd.read_csv(work / "test_labels.csv", dtype={"id": str}).set_index("id")["label"]
     classes = RunDir(base).classes()
     y = truth.loc[test["id"]].map({c: i for i, c in enumerate(classes)}).to_numpy()
@@ -142,7 +154,8 @@ def main() -> None:
     for name, cfg in rows.items():
         t0 = time.time()
         if name != "baseline":
-            train(cfg, folds=[0], overwrite=True)
+            if not reusable(args, cfg, 1):
+                train(cfg, folds=[0], overwrite=True)
             seconds[name] = round(time.time() - t0, 1)
         run = run_dir(cfg)
         probs[name] = fold0_test_probs(cfg, run, images)
