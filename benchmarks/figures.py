@@ -340,6 +340,31 @@ def noisy_test(res: Results) -> str:
                   "OOF macro-F1"], rows)
 
 
+PSEUDO_ROWS = {"baseline": "baseline (the labels only)", "pseudo": "+ pseudo-labels (`podium pseudo --threshold T`)",
+               "distill": "+ OOF distillation (`train.soft_targets`, alpha A)", "both": "+ both",
+               "seed": "baseline again, `train.seed=1` (training noise alone)"}
+
+
+@renderer("pseudo", ("pseudo.json",),
+          "docs/pseudo-labels.md: baseline vs pseudo-labels vs OOF distillation vs both (fashion-noisy, S2)",
+          "test columns: the held-out corrupted test, each row's fold-0 model; +- is the paired standard error")
+def pseudo_labels(res: Results) -> str:
+    d = res.cite("pseudo.json")
+    s, rows = d["settings"], []
+    for name, r in d["rows"].items():
+        label = PSEUDO_ROWS[name].replace("T`", f"{s['threshold']:g}`").replace("alpha A", f"alpha {s['alpha']:g}")
+        diff = "" if name == "baseline" else (f"{signed(r['accuracy_diff'], 4)} +- {r['accuracy_diff_se']:.4f}")
+        f1_diff = "" if name == "baseline" else (f"{signed(r['f1_macro_diff'], 4)} +- {r['f1_macro_diff_se']:.4f}")
+        rows.append([label, f4(r["accuracy"]), diff, f4(r["f1_macro"]), f1_diff, f4(r["fold0_val_accuracy"]),
+                     f"{r['train_seconds']:.0f}"])
+    p = d["pseudo_labels"]
+    note = (f"\n\n{num(s['n'])} labeled images, {s['folds']} folds, {s['epochs']} epochs, `{s['model']}`, "
+            f"augment `{s['augment']}`; pseudo-labels: {num(p['kept'])} of {num(p['pool'])} pool images kept, "
+            f"{p['accuracy_of_kept_labels']:.1%} of them right (held-out labels, not used to choose anything).")
+    return table(["row", "test accuracy", "difference (paired SE)", "test macro-F1", "difference (paired SE)",
+                  "fold-0 val accuracy", "train s"], rows) + note
+
+
 @renderer("augment_speed", ("augment_speed.json",),
           "README 'Augmentation': what augmentation costs per step (per-image stage, ms/step)")
 def augment_speed(res: Results) -> str:

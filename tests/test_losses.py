@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from podium.config import load_config
@@ -245,3 +246,70 @@ def test_multilabel_losses_are_listed_with_their_args():
     for spec in MULTILABEL_LOSSES.entries:
         assert spec.name not in LOSSES and f"  {spec.name:<18} {spec.description}" in lines
     assert any("loss_args: gamma_neg=4.0, gamma_pos=0.0, clip=0.05" in line for line in lines)
+
+
+# ------------------------------------------------------------------------------------ soft targets (distillation)
+
+
+def _soft_batch(alpha, n=6, c=3, seed=0):
+    from podium.losses import SoftLayout
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, c, generator=g)
+    y = torch.randint(0, c, (n,), generator=g)
+    q = torch.softmax(torch.randn(n, c, generator=g), 1)
+    alpha = torch.as_tensor(alpha, dtype=torch.float32).expand(n).clone()
+    layout = SoftLayout(hard_cols=1, index=True, uniform=bool((alpha == alpha[0]).all()))
+    return logits, y, q, alpha, layout, torch.from_numpy(layout.pack(y.numpy(), alpha.numpy(), q.numpy()))
+
+
+def test_distilled_cross_entropy_is_the_cross_entropy_of_the_blended_target():
+    from podium.losses import CrossEntropy, distilled_loss
+
+    loss = CrossEntropy(label_smoothing=0.0)
+    logits, y, q, alpha, layout, packed = _soft_batch(0.3)
+    blended = 0.3 * q + 0.7 * F.one_hot(y, 3).float()
+    got = distilled_loss(loss, loss.soft, logits, packed, layout)
+    assert float(got) == pytest.approx(float(F.cross_entropy(logits, blended)), rel=1e-6)
+    # alpha 0: the hard loss alone; alpha 1: the soft one alone
+    _, _, _, _, layout0, packed0 = _soft_batch(0.0)
+    assert float(distilled_loss(loss, loss.soft, logits, packed0, layout0)) == pytest.approx(float(loss(logits, y)))
+    _, _, _, _, layout1, packed1 = _soft_batch(1.0)
+    assert float(distilled_loss(loss, loss.soft, logits, packed1, layout1)) == pytest.approx(
+        float(F.cross_entropy(logits, q)), rel=1e-6)
+
+
+def test_soft_only_rows_have_no_hard_term_and_the_rest_keep_theirs():
+    from podium.losses import CrossEntropy, distilled_loss
+
+    loss = CrossEntropy(label_smoothing=0.0)
+    logits, y, q, alpha, layout, packed = _soft_batch([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    per_row = torch.where(alpha == 1.0, -(q * F.log_softmax(logits, 1)).sum(1),
+                          F.cross_entropy(logits, y, reduction="none"))
+    got = distilled_loss(loss, loss.soft, logits, packed, layout)
+    assert not layout.uniform and float(got) == pytest.approx(float(per_row.mean()), rel=1e-6)
+
+
+def test_bce_and_asl_take_soft_label_probabilities():
+    from podium.losses import AsymmetricLoss, BCELoss, SoftLayout, distilled_loss
+
+    g = torch.Generator().manual_seed(1)
+    logits, q = torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g)
+    hot = (torch.rand(4, 5, generator=g) > 0.5).float()
+    layout = SoftLayout(hard_cols=5, index=False, uniform=True)
+    packed = torch.from_numpy(layout.pack(hot.numpy(), np.full(4, 0.4), q.numpy()))
+    bce = BCELoss(None, 0.0)
+    want = F.binary_cross_entropy_with_logits(logits, 0.4 * q + 0.6 * hot)  # BCE is linear in its target
+    assert float(distilled_loss(bce, bce.soft, logits, packed, layout)) == pytest.approx(float(want), rel=1e-5)
+    asl = AsymmetricLoss(0.0, 0.0, 0.0, 1e-8)  # gammas 0, clip 0: bce
+    assert float(distilled_loss(asl, asl.soft, logits, packed, layout)) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_other_soft_targets_give_another_loss():
+    from podium.losses import CrossEntropy, distilled_loss
+
+    loss = CrossEntropy(label_smoothing=0.0)
+    logits, y, q, _, layout, packed = _soft_batch(1.0)
+    uniform = torch.from_numpy(layout.pack(y.numpy(), np.ones(6), np.full((6, 3), 1 / 3)))
+    assert float(distilled_loss(loss, loss.soft, logits, packed, layout)) != pytest.approx(
+        float(distilled_loss(loss, loss.soft, logits, uniform, layout)))

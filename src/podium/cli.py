@@ -558,6 +558,35 @@ def _suspects(run: Path, top: Optional[int], fraction: Optional[float], csv: Opt
                   f"new run with data.exclude={res.out}; `podium report {run}` shows their images.")
 
 
+@app.command("pseudo")
+def pseudo(source: Path = typer.Argument(..., help="a run, or a `podium ensemble` folder, with test predictions"),
+           out: Path = typer.Option(..., "--out", help="the new folder: chosen images, record, config"),
+           threshold: Optional[str] = typer.Option(None, "--threshold", help="keep images whose top probability "
+                                                   "reaches this (default 0.9); per class: 0.9,cat=0.95"),
+           top_fraction: Optional[float] = typer.Option(None, "--top-fraction", help="keep this share of each "
+                                                        "predicted class, most confident first"),
+           soft: bool = typer.Option(False, "--soft", help="train on the probabilities, not the top class (alone: "
+                                     "every pool image)"),
+           pool: Optional[Path] = typer.Option(None, "--pool", help="other unlabeled images (a folder, or a CSV of "
+                                               "ids like data.test_csv), predicted by the SOURCE run"),
+           name: Optional[str] = typer.Option(None, "--name", help="the new run's name (default <source>-pseudo)"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier `podium pseudo` --out")):
+    """Pseudo-label unlabeled images: a config that trains on the labeled images plus the confident pool images,
+    which join training folds only (validation, OOF and CV stay on the labeled images).
+
+    Guide: docs/pseudo-labels.md
+    """
+    from podium.commands.pseudo import pseudo as make_pseudo
+    from podium.commands.pseudo import summary
+
+    res = make_pseudo(source, out, threshold, top_fraction, soft, pool, name, overwrite)
+    for line in summary(res.record):
+        console.print(line, highlight=False, markup=False)
+    kind = "probabilities" if res.record["soft"] else "hard labels"
+    console.print(f"[green]wrote[/] {res.out}: {res.record['kept']} of {res.record['pool_images']} pool images as "
+                  f"{kind}; train them with `podium train {res.config}`", soft_wrap=True)
+
+
 @app.command("runs")
 def runs_leaderboard(output_dir: Path = typer.Argument(Path("runs"), help="the output_dir holding the runs"),
                      csv: Optional[Path] = typer.Option(None, "--csv",

@@ -70,6 +70,8 @@ class DataConfig(_Section):
                                            # the image folder
     exclude: Path | None = None  # a CSV of training ids to drop or relabel in this run (id, action=drop|relabel,
                                  # suspected = the new label): `podium errors RUN --suspect` writes one; folds unchanged
+    pseudo: Path | None = None  # a folder made by `podium pseudo`: its pseudo-labelled images join every fold's
+                                # training images and no validation fold (docs/pseudo-labels.md)
 
     @model_validator(mode="after")
     def _one_train_source(self):
@@ -262,6 +264,10 @@ class TrainConfig(_Section):
                                                         # (0: in the training process); auto: one per core less
                                                         # one, split over devices, at most 16; none without a
                                                         # per-image stage. Speed only: results do not depend on it
+    soft_targets: Path | None = None  # OOF distillation: a trained run (same folds, same classes) whose OOF
+                                      # probabilities each training image also learns from (docs/pseudo-labels.md)
+    soft_alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3  # with soft_targets: target = alpha x the run's OOF
+                                                               # probabilities + (1 - alpha) x the label
 
     @model_validator(mode="after")
     def _stage(self):
@@ -427,6 +433,13 @@ class Config(_Section):
         update = {k: defaults[k] for k in unset}
         data["cv"] = {**cv, **update} if isinstance(cv, dict) else cv.model_copy(update=update)
         return data
+
+    @model_validator(mode="after")
+    def _soft_fits_task(self):
+        if self.train.soft_targets is not None and self.data.task == "multitask":
+            raise ValueError("train.soft_targets distils one softmax over classes (multiclass) or one sigmoid per "
+                             "label (multilabel); data.task=multitask is not supported: remove train.soft_targets")
+        return self
 
     @model_validator(mode="after")
     def _loss_fits_head(self):

@@ -145,10 +145,16 @@ def _buffer(module: nn.Module, name: str, values: np.ndarray | None) -> None:
 
 
 class Loss(nn.Module):
-    """forward(logits N x C, target N) -> scalar; set_epoch(epoch) at the start of every training epoch."""
+    """forward(logits N x C, target N) -> scalar; set_epoch(epoch) at the start of every training epoch;
+    soft(logits, probs N x C) -> one loss per image against soft targets (OOF distillation, soft pseudo-labels)."""
 
     def set_epoch(self, epoch: int) -> None:
         """Most losses do not change over training."""
+
+    def soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        """Cross-entropy against a distribution over the classes, -sum_c q_c log softmax(z)_c, per image. A target's
+        class weights, margins and smoothing belong to its hard label: the soft term is the plain one."""
+        return -(probs * F.log_softmax(logits.float(), dim=1)).sum(1)
 
 
 class CrossEntropy(Loss):
@@ -171,6 +177,10 @@ class CrossEntropy(Loss):
         if self.shift is not None:
             logits = logits + self.shift
         return F.cross_entropy(logits.float(), target, weight=self.weights, label_smoothing=self.label_smoothing)
+
+    def soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        """As Loss.soft, on the same prior-shifted logits the hard term sees (logit_adjusted, balanced_softmax)."""
+        return super().soft(logits if self.shift is None else logits + self.shift, probs)
 
 
 class FocalLoss(Loss):
@@ -247,6 +257,11 @@ class BCELoss(Loss):
         t = target.float() * (1.0 - self.label_smoothing) + self.label_smoothing / 2
         return F.binary_cross_entropy_with_logits(logits.float(), t, pos_weight=self.pos_weight)
 
+    def soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        """BCE against each label's probability (no smoothing), averaged over the labels: one loss per image."""
+        return F.binary_cross_entropy_with_logits(logits.float(), probs, pos_weight=self.pos_weight,
+                                                  reduction="none").mean(1)
+
 
 class AsymmetricLoss(Loss):
     """ASL (Ridnik et al. 2021): per cell, positives -(1-p)^gamma_pos log p, negatives -p_m^gamma_neg log(1-p_m)
@@ -257,13 +272,20 @@ class AsymmetricLoss(Loss):
         super().__init__()
         self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def cells(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The loss of every (image, label) cell; a target between 0 and 1 weighs the two terms."""
         t = target.float()
         p = logits.float().sigmoid()
         p_m = (p - self.clip).clamp(min=0.0) if self.clip > 0 else p
         pos = t * torch.log(p.clamp(min=self.eps)) * (1.0 - p) ** self.gamma_pos
         neg = (1.0 - t) * torch.log((1.0 - p_m).clamp(min=self.eps)) * p_m ** self.gamma_neg
-        return -(pos + neg).mean()
+        return -(pos + neg)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return self.cells(logits, target).mean()
+
+    def soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        return self.cells(logits, probs).mean(1)
 
 
 class MultiTaskLoss(Loss):
@@ -277,10 +299,55 @@ class MultiTaskLoss(Loss):
         for loss in self.losses:
             loss.set_epoch(epoch)
 
+    def soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        raise PodiumError("Soft targets are not supported for data.task=multitask (remove train.soft_targets).")
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         parts = logits.split(self.sizes, dim=1)
         return sum(w * loss(part, target[:, t]) for t, (w, loss, part) in
                    enumerate(zip(self.weights, self.losses, parts)))
+
+
+# --------------------------------------------------------------------------------------- soft targets
+
+
+@dataclass(frozen=True)
+class SoftLayout:
+    """How a training batch's targets read when images learn from soft targets too (podium.engine.distill).
+
+    Each row is packed as float32 [hard target(s), alpha, q_1..q_C]: a batch stays one tensor, so the sampler, the
+    loaders and Mixup/CutMix's partner flip (podium.mixing) handle it as they handle any target. The image's target
+    is alpha q + (1 - alpha) label; its loss alpha soft(z, q) + (1 - alpha) loss(z, label), which for cross-entropy and
+    BCE is the loss of that blended target (both are linear in the target), and which keeps every hard-label feature
+    of a loss (class weights, margins, smoothing) on the hard term, as Mixup's two-term loss does."""
+
+    hard_cols: int  # 1: a class index (multiclass); K: a multi-hot row (multilabel)
+    index: bool  # the hard target is a class index
+    uniform: bool  # every row has the same alpha, so the hard term needs no row selection (no soft-only rows)
+
+    def pack(self, hard: np.ndarray, alpha: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        hard = np.asarray(hard, dtype=np.float32).reshape(len(hard), self.hard_cols)
+        return np.concatenate([hard, np.asarray(alpha, np.float32)[:, None], np.asarray(probs, np.float32)], axis=1)
+
+    def unpack(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        hard = y[:, 0].long() if self.index else y[:, :self.hard_cols]
+        return hard, y[:, self.hard_cols], y[:, self.hard_cols + 1:]
+
+
+def distilled_loss(hard_fn: Callable[[Tensor, Tensor], Tensor], soft_fn: Callable[[Tensor, Tensor], Tensor],
+                   logits: Tensor, y: Tensor, layout: SoftLayout) -> Tensor:
+    """mean_i [(1 - alpha_i) loss(z_i, label_i) + alpha_i soft(z_i, q_i)] for a packed batch `y` (SoftLayout).
+    hard_fn(logits, hard) is the loss's mean over the rows given (with any margin); soft_fn gives one value per row.
+    The rows with a hard term share one alpha (train.soft_alpha, or 0); soft-only rows (alpha 1) have none."""
+    hard, alpha, q = layout.unpack(y)
+    soft_term = (alpha * soft_fn(logits, q)).mean()
+    if layout.uniform:
+        return (1.0 - alpha[0]) * hard_fn(logits, hard) + soft_term
+    keep = alpha < 1.0
+    n = int(keep.sum())  # waits for the device once a step, only when soft-only rows exist
+    if n == 0:
+        return soft_term
+    return (1.0 - alpha[keep][0]) * hard_fn(logits[keep], hard[keep]) * (n / len(y)) + soft_term
 
 
 # ------------------------------------------------------------------------------------------- builders

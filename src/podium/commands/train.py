@@ -90,6 +90,8 @@ def _prepare_run(cfg: Config, data: TrainData, rd: RunDir, folds: list[int], res
     # the model's input stats, its starting weights, the size it predicts at
     rd.write_info(data.channels, len(data.frame), stats, weights, cfg.train.finetune_size or cfg.data.image_size)
     _record_data(rd, data)
+    if data.pseudo is not None:
+        rd.write_pseudo(data.pseudo)  # where its pseudo-labelled images came from: source, selection, per class
     return rd.path
 
 
@@ -142,7 +144,7 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
         raise PodiumError(f"train.init_from: '{init}' was trained on classes {fmt_list(classes)}, this data has "
                           f"{fmt_list(data.classes)}.")
     theirs = ir.folds().set_index("id")["fold"]
-    ours = data.frame.set_index("id")["fold"]
+    ours = data.frame[data.frame["fold"] >= 0].set_index("id")["fold"]  # the labeled images: the split
     differ = ours.index.symmetric_difference(theirs.index).tolist()
     common = ours.index.intersection(theirs.index)
     differ += common[ours.loc[common].to_numpy() != theirs.loc[common].to_numpy()].tolist()
@@ -177,7 +179,7 @@ def train(cfg: Config, folds: list[int] | str | None = None, resume: bool = Fals
                           "be combined with --overwrite. Name the folds to retrain: --folds 0,2 --overwrite.")
     weights = prepare_weights(cfg.model)  # located (or downloaded) before any image is read: offline fails fast
     data = load_data(cfg)
-    all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
+    all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]) if k >= 0)  # not TRAIN_ONLY (data.pseudo)
     folds = all_folds if folds is None or take_next else folds
     bad = [k for k in folds if k not in all_folds]
     if bad:

@@ -20,6 +20,11 @@ from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv
 from podium.strategies import GROUPED, STRATEGIES
 
+# The fold of an image that trains in every fold and is validated in none: the pool images of data.pseudo (podium
+# pseudo). Only a run's own folds.csv holds it (RUN/folds.csv); the user's folds file never does, and no fold k >= 0
+# ever equals it, so these images never reach a validation fold, the OOF or the CV score.
+TRAIN_ONLY = -1
+
 
 def assign_folds(frame: pd.DataFrame, cv: CVConfig) -> pd.DataFrame:
     """A (id, fold) table sorted by id, for `frame` (columns id, label, [group])."""

@@ -67,10 +67,11 @@ def normalisation(cfg: Config, channels: int, images: np.ndarray | None = None) 
 
 def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
                  train_targets: np.ndarray | None = None, init_state: dict | None = None,
-                 stats: tuple[tuple, tuple] | None = None):
+                 stats: tuple[tuple, tuple] | None = None, soft=None):
     """The LightningModule for one fold: network with one output per `task.outputs` + head (+ weights of
     `init_state`) and, given the fold's training targets, its loss (without them the module can only predict).
-    `stats`: the input's (mean, std), as in run.json; default `normalisation(cfg, ...)`."""
+    `stats`: the input's (mean, std), as in run.json; default `normalisation(cfg, ...)`. `soft`: the
+    podium.losses.SoftLayout of training targets packed with soft ones (podium.engine.distill); None: plain."""
     from podium.models import create_model
 
     in_chans = cfg.model.in_chans or channels
@@ -84,7 +85,8 @@ def build_module(cfg: Config, task, channels: int, steps_per_epoch: int,
         loss = task.build_loss(cfg.train, np.asarray(train_targets), logit_scale(cfg.model))
     return Classifier(model, task, mean, std, metric=cfg.cv.metric, optim=optim_settings(cfg.train, steps_per_epoch),
                       augment=cfg.augment, seed=cfg.train.seed,
-                      ema_decay=cfg.train.ema_decay if cfg.train.ema else None, loss=loss, compile=cfg.train.compile)
+                      ema_decay=cfg.train.ema_decay if cfg.train.ema else None, loss=loss, compile=cfg.train.compile,
+                      soft=soft)
 
 
 def fold_weights(run: Path, k: int) -> dict:

@@ -26,6 +26,7 @@ from podium.data.sources import load_train
 from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
 from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FinetuneBest, FreezeBackbone, MovableCheckpoint
+from podium.engine.distill import SoftTargets, add_pseudo, pseudo_record, soft_targets
 from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
@@ -53,11 +54,15 @@ class TrainData:
     fingerprints: dict[str, str] | None = None  # the decode cache's: images (the files), cache (files + decoding)
     finetune_images: np.ndarray | None = None  # the same images at train.finetune_size (None without it)
     exclude: dict | None = None  # data.exclude's record (podium.data.exclude.exclude_record), None without it
+    soft: SoftTargets | None = None  # soft targets (train.soft_targets, data.pseudo --soft); None: labels only
+    pseudo: dict | None = None  # data.pseudo's record (RUN/pseudo.json); its rows have fold TRAIN_ONLY
 
 
 def load_data(cfg: Config) -> TrainData:
     frame, classes = load_train(cfg)
     frame["fold"] = load_folds(cfg, frame)
+    frame, pseudo = add_pseudo(cfg, frame, classes)  # data.pseudo's images: training folds only (fold TRAIN_ONLY)
+    soft = soft_targets(cfg, frame, classes, pseudo)  # refused here, before any image is read, if the teacher differs
     channels = resolve_channels(list(frame["path"]), cfg.data.channels)
     cache = build_cache(list(frame["path"]), cfg.data.image_size, cfg.data.resize, channels, cfg.cache_dir(),
                         center_crop=cfg.data.center_crop)
@@ -69,7 +74,7 @@ def load_data(cfg: Config) -> TrainData:
     task = make_task(cfg.data, classes)
     return TrainData(frame, classes, cache.images, channels, task, task.encode(frame),
                      {"images": cache.files, "cache": cache.fingerprint}, finetune_images=larger,
-                     exclude=exclude_record(cfg))
+                     exclude=exclude_record(cfg), soft=soft, pseudo=pseudo_record(cfg, pseudo))
 
 
 def _precision(cfg: Config, accelerator: str) -> str:
@@ -156,6 +161,8 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
 
 def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, stats: tuple[tuple, tuple],
                extra_callbacks: tuple = ()) -> dict:
+    if k < 0:  # TRAIN_ONLY (data.pseudo's images) is no fold: it is never validated
+        raise ValueError(f"fold {k} is not a validation fold")
     files = RunDir(rd).fold_dir(k)
     t0 = time.time()
     is_val = data.frame["fold"].to_numpy() == k
@@ -169,9 +176,10 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     # the per-image stage (if any) runs in train.workers processes; batches go to page-locked memory for CUDA
     parallel = dict(workers=cfg.train.workers, devices=cfg.train.devices, pin_memory=_uses_cuda(cfg),
                     names=data.frame["path"].to_numpy())
+    packed = targets if data.soft is None else data.soft.packed(targets)  # validation keeps the labels alone
 
     def loaders(images: np.ndarray):
-        return (make_loader(images, targets, tr_idx, cfg.train.batch_size, None, sampler=sampler,
+        return (make_loader(images, packed, tr_idx, cfg.train.batch_size, None, sampler=sampler,
                             pipeline=train_pipeline(cfg.augment, data.channels),
                             augment_seed=cfg.train.seed * 1000 + k, **parallel),
                 make_loader(images, targets, va_idx, cfg.train.eval_batch_size, None,
@@ -180,7 +188,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     train_loader, val_loader = loaders(data.images)
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
     module = build_module(cfg, task, data.channels, len(train_loader), train_targets=targets[tr_idx],
-                          init_state=start, stats=stats)
+                          init_state=start, stats=stats, soft=None if data.soft is None else data.soft.layout(targets))
     last = files.last_ckpt
     larger = cfg.train.finetune_size is not None
     started = files.finetune() if larger and resume and last.exists() else None  # the larger size had started

@@ -21,6 +21,7 @@ from podium.config import AugmentConfig
 from podium.engine import fastpath
 from podium.engine.fastpath import as_channels_last, fused_optimizer_args, wants_channels_last
 from podium.heads import margin_logits
+from podium.losses import SoftLayout, distilled_loss
 from podium.mixing import NO_MIX, draw_mix, mix_images, mixed_loss, mixing_enabled
 
 
@@ -59,11 +60,11 @@ class Classifier(pl.LightningModule):
 
     def __init__(self, model: torch.nn.Module, task, mean: tuple, std: tuple, *, metric: str, optim: Optim,
                  augment: AugmentConfig = AugmentConfig(), seed: int = 42, ema_decay: float | None = None,
-                 loss: torch.nn.Module | None = None, compile: bool = False):
+                 loss: torch.nn.Module | None = None, compile: bool = False, soft: SoftLayout | None = None):
         super().__init__()
         self.save_hyperparameters({"mean": list(mean), "std": list(std), "metric": metric, "optim": asdict(optim),
                                    "augment": augment.model_dump(mode="json"), "seed": seed, "ema_decay": ema_decay,
-                                   "compile": compile})
+                                   "compile": compile, "soft": None if soft is None else asdict(soft)})
         self.model, self.task, self.loss = model, task, loss  # the loss's tensors are non-persistent buffers
         self.metric, self.optim, self.augment_cfg, self.seed = metric, optim, augment, seed
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
@@ -77,6 +78,7 @@ class Classifier(pl.LightningModule):
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         self.last_val: dict[str, float] = {}
+        self.soft = soft  # training targets packed with soft ones (train.soft_targets, data.pseudo); None: plain
         self.compile_net = compile  # not `compile`: nn.Module.compile is the method that does it
         self.channels_last = False  # set by `setup` for the device the trainer runs on
         self.first_step_seconds: float | None = None  # the first training step of a fit: torch.compile's warm-up
@@ -110,13 +112,19 @@ class Classifier(pl.LightningModule):
         mix = draw_mix(self.augment_cfg, x.shape) if mixing_enabled(self.augment_cfg, self.current_epoch) else NO_MIX
         logits = self.model(self.net_input(mix_images(x, mix)))
         # a mixed batch's loss is lam L(y_a) + (1 - lam) L(y_b), each term with its own true class (podium.mixing)
-        loss = mixed_loss(lambda z, t: self.loss(margin_logits(self.model, z, t), t), logits, y, mix)
+        loss = mixed_loss(self._loss, logits, y, mix)
         # the epoch's mean only, summed on the device: a per-step value is turned into a Python number for the
         # progress bar and the loggers, which makes the host wait for the device every step, and Lightning's
         # self.log costs ~0.5 ms of Python per call (metrics.csv always kept the epoch mean)
         self._loss_sum += loss.detach() * len(y)
         self._loss_n += len(y)
         return loss
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch's targets (any margin applied to the hard label); with soft targets packed in,
+        (1 - alpha) of the label's loss + alpha of the soft one, per image (podium.losses.distilled_loss)."""
+        hard = lambda z, t: self.loss(margin_logits(self.model, z, t), t)  # noqa: E731
+        return hard(logits, y) if self.soft is None else distilled_loss(hard, self.loss.soft, logits, y, self.soft)
 
     def train_loss_mean(self) -> float:
         """The mean training loss over the epoch's batches so far (NaN before the first): one wait for the device."""

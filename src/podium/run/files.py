@@ -30,6 +30,8 @@ REPORT = "report.html"  # `podium report`'s default --out
 SUSPECTS = "suspects.csv"  # `podium errors RUN --suspect`'s default --out: likely mislabels, ready for data.exclude
 MLFLOW = "mlflow.json"  # the MLflow run ids (in the run folder and in each fold<k>/)
 ENSEMBLE = "ensemble.json"  # an ensemble folder's record (`podium ensemble`)
+PSEUDO = "pseudo.json"  # a pseudo folder's record (`podium pseudo`); also in each run trained with data.pseudo
+PSEUDO_TABLE = "pseudo.csv"  # a pseudo folder's images: id, path, label, soft, one probability column per class
 # fold<k>/
 DONE = "done.json"  # the fold's finished marker: best epoch, epochs run, seconds
 CURVES = "metrics.csv"  # one row per epoch
@@ -39,7 +41,8 @@ LAST = "last.ckpt"  # Lightning's name for save_last (ModelCheckpoint.CHECKPOINT
 TENSORBOARD = "tensorboard"
 
 RUN_FILES = (CONFIG, CLASSES, INFO, DATA, FOLDS, OOF, METRICS, THRESHOLDS, POSTHOC, TEST_PROBS, SUBMISSION, PREDICT,
-             TTA_OOF, REPORT, SUSPECTS, MLFLOW, ENSEMBLE, DONE, CURVES, FINETUNE, BEST, LAST, TENSORBOARD)
+             TTA_OOF, REPORT, SUSPECTS, MLFLOW, ENSEMBLE, PSEUDO, PSEUDO_TABLE, DONE, CURVES, FINETUNE, BEST, LAST,
+             TENSORBOARD)
 
 _MERGED = (OOF, METRICS)  # rebuilt from the finished folds by `podium train --resume`
 _STARTED = (CONFIG, FOLDS, CLASSES, INFO)
@@ -70,6 +73,8 @@ def fix(run: Path, name: str) -> str:
         return f"write it again with `podium predict {run}`"
     if name == POSTHOC:
         return f"fit it again with `podium posthoc {run}`"
+    if name in (PSEUDO, PSEUDO_TABLE):
+        return "write the folder again with `podium pseudo SOURCE --out DIR`, then retrain the run"
     if name == THRESHOLDS:
         return f"fit it again with `podium train {config} --resume`"
     if name in _STARTED:

@@ -42,6 +42,8 @@ class RunDir(Folder):
     report_html = property(lambda self: self.path / f.REPORT)
     suspects_csv = property(lambda self: self.path / f.SUSPECTS)
     ensemble_json = property(lambda self: self.path / f.ENSEMBLE)
+    pseudo_json = property(lambda self: self.path / f.PSEUDO)
+    pseudo_csv = property(lambda self: self.path / f.PSEUDO_TABLE)
 
     def tta_oof_path(self, views: list[str], how: str) -> Path:
         """RUN/oof_tta-<views>.csv: the OOF predicted again with these TTA views, combined by `how`."""
@@ -146,18 +148,24 @@ class RunDir(Folder):
         size = self.info().get("image_size")
         return size if isinstance(size, int) and size > 0 else fallback
 
-    def folds(self):
-        """folds.csv: (id, fold) of every training image as the run was trained, folds non-negative integers."""
+    def folds(self, with_train_only: bool = False):
+        """folds.csv: (id, fold) of every labeled training image as the run was trained, folds non-negative integers
+        (the split every OOF, CV score and ensemble is made of). `with_train_only`: also the pseudo-labelled images
+        of data.pseudo, whose fold is TRAIN_ONLY (-1): they trained in every fold and were validated in none."""
         import pandas as pd
+
+        from podium.data.splits import TRAIN_ONLY  # with pandas, which the run's readers load when first used
 
         frame = self.read_csv(f.FOLDS, ["id", "fold"], text=("id",))
         folds = frame["fold"]
-        if not pd.api.types.is_integer_dtype(folds) or (folds < 0).any() or frame["id"].duplicated().any():
-            raise self.wrong(f.FOLDS, "must hold each id once with a non-negative integer fold")
-        return frame
+        if (not pd.api.types.is_integer_dtype(folds) or ((folds < 0) & (folds != TRAIN_ONLY)).any()
+                or frame["id"].duplicated().any()):
+            raise self.wrong(f.FOLDS, f"must hold each id once with a non-negative integer fold (or {TRAIN_ONLY}: "
+                                      "a pseudo-labelled image that only ever trains)")
+        return frame if with_train_only else frame[folds >= 0].reset_index(drop=True)
 
     def write_folds(self, frame) -> None:
-        """(id, fold) of every training image, by id."""
+        """(id, fold) of every training image, by id (fold TRAIN_ONLY: a pseudo-labelled image of data.pseudo)."""
         self.write_csv(f.FOLDS, frame[["id", "fold"]].sort_values("id"))
 
     # ------------------------------------------------------------------ the data it was trained on (data.json)
@@ -257,3 +265,32 @@ class RunDir(Folder):
 
     def write_ensemble(self, record: dict) -> None:
         self.write_json(f.ENSEMBLE, record)
+
+    def ensemble(self) -> dict | None:
+        """ensemble.json of an ensemble folder (`podium ensemble`); None for any other folder."""
+        return self.read_mapping(f.ENSEMBLE, "the ensemble's runs, weights and scores", required=False)
+
+    # ------------------------------------------------------------------ pseudo-labels (`podium pseudo`, data.pseudo)
+    def pseudo(self) -> dict | None:
+        """pseudo.json: a pseudo folder's record (source, selection, counts per class), or the copy a run trained
+        with data.pseudo keeps; None when absent."""
+        return self.read_mapping(f.PSEUDO, "where the pseudo-labels came from and how many per class", required=False)
+
+    def write_pseudo(self, record: dict) -> None:
+        self.write_json(f.PSEUDO, record)
+
+    def pseudo_table(self, classes: list[str]):
+        """pseudo.csv: id, path (absolute), label (the most probable class), soft (1: learn the probabilities, 0:
+        the label) and one probability column per class."""
+        import pandas as pd
+
+        frame = self.read_csv(f.PSEUDO_TABLE, ["id", "path", "label", "soft", *classes])
+        probs = frame[classes]
+        if (len(frame) and not all(pd.api.types.is_numeric_dtype(probs[c]) for c in classes)
+                or probs.isna().any().any()
+                or frame["id"].duplicated().any() or not frame["soft"].isin([0, 1]).all()):
+            raise self.wrong(f.PSEUDO_TABLE, "must hold each id once, soft 0 or 1, and a probability per class")
+        return frame
+
+    def write_pseudo_table(self, frame) -> Path:
+        return self.write_csv(f.PSEUDO_TABLE, frame)
