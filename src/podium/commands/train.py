@@ -15,7 +15,6 @@ re-merges whatever folds are finished.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from podium.run.guard import check_location, check_writable, clear_run, open_run
 from podium.run.lock import fold_locks, live_holders
 from podium.run.merge import merge_folds
 from podium.run.rundir import RunDir
+from podium.run.writer import declare, is_writer
 from podium.tasks import make_task
 from podium.tasks.check import check_config
 from podium.thresholds import summary as thresholds_summary
@@ -147,12 +147,6 @@ def _note(text: str) -> None:
     Console(stderr=True).print(text, highlight=False, markup=False)
 
 
-def _trains_on_this_rank() -> bool:
-    """False in the extra processes of a multi-device run (Lightning's launcher, torchrun and SLURM start one per
-    device, each running the command): the first one holds the fold locks for all of them."""
-    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
 # ------------------------------------------------------------------------- classifier re-training (cRT)
 
 
@@ -188,13 +182,16 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
 
 
 def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, overwrite: bool = False,
-          config_path: Path | str | None = None) -> dict:
-    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics.
+          config_path: Path | str | None = None) -> dict | None:
+    """Train the listed folds (default all), skipping finished ones on resume; returns the merged metrics (None in
+    the processes of a multi-device run other than rank 0, which writes them).
     `config_path`: the config file in use, which the run folder must never hold (podium.run.guard)."""
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
+    declare(cfg.train.devices, cfg.train.nodes)  # before the run folder is touched: which process writes it
     check_location(cfg, config_path)  # before anything is read or written
     check_device(cfg)  # train.compile where torch.compile cannot run
-    check_writable(cfg.output_dir)
+    if is_writer():
+        check_writable(cfg.output_dir)
     weights = prepare_weights(cfg.model)  # located (or downloaded) before any image is read: offline fails fast
     data = load_data(cfg)
     all_folds = sorted(int(k) for k in np.unique(data.frame["fold"]))
@@ -205,13 +202,19 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
     if cfg.train.stage == "classifier":
         check_init_run(cfg, data, folds)
     stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
-    rd = open_run(cfg, config_path, note=_note)
-    with fold_locks(rd.path, folds if _trains_on_this_rank() else [], note=_note) as held:
-        _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held, weights)
+    # multi-device: every process runs this command; only rank 0 touches the run folder (podium.run.writer), the
+    # others train beside it and return None
+    writer = is_writer()
+    rd = open_run(cfg, config_path, note=_note) if writer else RunDir(check_location(cfg, config_path))
+    with fold_locks(rd.path, folds if writer else [], note=_note) as held:
+        if writer:
+            _prepare_run(cfg, data, rd, folds, resume, overwrite, stats, held, weights)
         for k in folds:
             if resume and rd.done_json(k).exists():
                 continue
             done = train_fold(cfg, data, rd.path, k, resume, stats)
+            if not writer:
+                continue
             fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
             if done and fold_metrics:
                 first = done.get("first_step_seconds") if cfg.train.compile else None
@@ -219,12 +222,13 @@ def train(cfg: Config, folds: list[int] | None = None, resume: bool = False, ove
                 Console(stderr=True).print(f"fold {k}: {cfg.cv.metric} {fold_metrics['cv']:.4f} (best epoch "
                                            f"{done['best_epoch']} of {done['epochs_run']}, {done['seconds']:.0f} s"
                                            f"{warmup})")
+        if not writer:
+            return None  # rank 0 merges, fits the decisions and logs the run
         metrics = merge_folds(rd.path, cfg.cv.metric)
         if cfg.posthoc.method != "none" and metrics:
             metrics = _fit_posthoc(cfg, rd.path)
         if cfg.data.task == "multilabel" and metrics:
             metrics = fit_decision(cfg, rd.path)
-
     log_run(cfg, rd.path, metrics)
     return metrics
 

@@ -10,6 +10,7 @@ from typing import Any
 from podium.errors import PodiumError
 from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from podium.run.files import MLFLOW
+from podium.run.writer import check_writer
 
 
 class Folder:
@@ -83,15 +84,19 @@ class Folder:
         return frame
 
     # ------------------------------------------------------------------ writers (atomic: temp file + rename)
+    # each on rank 0 of a multi-process run only (podium.run.writer): another rank writing is a bug, and fails
     def write_json(self, name: str, obj) -> Path:
+        check_writer(self.path / name)
         atomic_write_json(self.path / name, obj)
         return self.path / name
 
     def write_csv(self, name: str, frame) -> Path:
+        check_writer(self.path / name)
         atomic_write_csv(self.path / name, frame)
         return self.path / name
 
     def write_text(self, name: str, text: str) -> Path:
+        check_writer(self.path / name)
         atomic_write_text(self.path / name, text)
         return self.path / name
 
