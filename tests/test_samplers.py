@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
-from podium.config import TrainConfig
 from podium.augment import NumberedDraws, batch_seed
+from podium.config import TrainConfig
 from podium.samplers import SAMPLERS, RepeatFactorSampler, ShardedSampler, create_sampler
 
 LABELS = np.repeat([0, 1, 2], [1000, 100, 10])  # a 100x long tail

@@ -109,14 +109,17 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
     gpu = device_type(cfg) == "cuda"
     accelerator = "gpu" if gpu else "cpu"
     mode = metric_mode(cfg.cv.metric, cfg.data)
-    files = FoldDir(fold_dir)  # save_last writes Lightning's last.ckpt, the name FoldDir.last_ckpt holds
+    files = FoldDir(fold_dir)
     # best.ckpt holds what prediction reads (the weights); last.ckpt everything --resume needs (optimizer, schedule,
     # callbacks): the optimizer's state is 2x the weights for Adam, so best.ckpt no longer carries it. The best
     # callback keeps its settings' state key, so a run's earlier last.ckpt still restores which epoch was best.
     callbacks = [ModelCheckpoint(dirpath=fold_dir, filename=files.best_ckpt.stem, monitor="val_metric", mode=mode,
                                  save_top_k=1, save_weights_only=True, enable_version_counter=False,
                                  auto_insert_metric_name=False),
-                 ModelCheckpoint(dirpath=fold_dir, save_last=True, save_top_k=0, enable_version_counter=False),
+                 # last.ckpt after every epoch: the latest checkpoint kept under one name (Lightning 2.6's save_last
+                 # with save_top_k=0 writes it only when training ends, which left --resume nothing mid-fold)
+                 ModelCheckpoint(dirpath=fold_dir, filename=files.last_ckpt.stem, save_top_k=1,
+                                 enable_version_counter=False, auto_insert_metric_name=False),
                  EpochMetricsCSV(files), RichProgressBar(leave=False)]
     if cfg.train.patience > 0:
         callbacks.append(EarlyStopping("val_metric", patience=cfg.train.patience, mode=mode))
