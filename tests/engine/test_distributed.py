@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podium.engine.distributed import dedupe_gathered
+from podium.config import Config
+from podium.engine.distributed import check_ranks, dedupe_gathered, trainer_settings
 from podium.engine.loader import make_loader
+from podium.errors import PodiumError
 from podium.samplers import create_sampler
 from tests.conftest import write_tiny_competition
 
@@ -60,6 +62,20 @@ def test_training_shards_draw_one_epoch_between_them():
     whole, shards = epoch(0, 1), [epoch(r, 3) for r in range(3)]
     assert len({len(s) for s in shards}) == 1
     assert sorted(sum(shards, [])) == sorted(whole)
+
+
+def test_ddp_past_one_process_and_podiums_own_sharding_always():
+    one, many = Config(), Config.model_validate({"train": {"devices": 4, "nodes": 2}})
+    assert trainer_settings(one) == {"num_nodes": 1, "use_distributed_sampler": False}
+    assert trainer_settings(many) == {"num_nodes": 2, "use_distributed_sampler": False, "strategy": "ddp"}
+
+
+def test_a_launch_where_lightning_and_podium_disagree_on_the_rank_is_refused():
+    from types import SimpleNamespace
+
+    check_ranks(SimpleNamespace(global_rank=1, world_size=2), 1, 2)
+    with pytest.raises(PodiumError, match="torchrun"):
+        check_ranks(SimpleNamespace(global_rank=1, world_size=2), 0, 2)  # two processes would both write
 
 
 # ------------------------------------------------------------------ a real 2-process run
