@@ -553,7 +553,9 @@ def ddp_cpu(res: Results) -> str:
     s = d["settings"]
     rows = []
     for r in d["runs"]:
-        rows.append([f"{r['devices']} process{'es' if r['devices'] > 1 else ''} × batch {r['batch_per_device']}",
+        threads = r.get("threads_per_process")
+        rows.append([f"{r['devices']} process{'es' if r['devices'] > 1 else ''} × batch {r['batch_per_device']}"
+                     + (f", {threads} thread{'s' if threads > 1 else ''} each" if threads else ""),
                      f"{r['median_epoch_seconds']:.2f} s", ", ".join(f"{x:.2f}" for x in r["epoch_seconds"]),
                      f"{r['wall_seconds']:.0f} s", f3(r["fold0_accuracy"])])
     p = own_provenance(d)
