@@ -72,8 +72,9 @@ def test_draws_depend_on_seed_and_epoch_only_so_a_resume_replays_them(name):
 
 @pytest.mark.parametrize("name", ["class_balanced", "repeat_factor"])
 def test_two_gpus_split_one_draw_and_each_keeps_the_balance(name):
-    """Lightning wraps a custom sampler in DistributedSamplerWrapper when devices > 1; each rank builds the same
-    sampler from the same seed, so the ranks' shares partition one draw."""
+    """Lightning's DistributedSamplerWrapper (podium turns Lightning's replacement off and shards with its own
+    ShardedSampler, below) also gives each rank a share of one draw when every rank builds the sampler from the same
+    seed."""
     ranks = []
     for rank in range(2):
         sampler = create_sampler(name, LABELS, seed=3, repeat_threshold=0.1)
