@@ -592,6 +592,28 @@ def mirror(res: Results) -> str:
     return table(["what", "measured"], rows)
 
 
+@renderer("ddp_cpu", ("ddp_cpu.json",),
+          "docs/multi-gpu.md: 2-process CPU DDP against 1 process on digits (a correctness check, not a speed figure)")
+def ddp_cpu(res: Results) -> str:
+    d = res.cite("ddp_cpu.json")
+    s = d["settings"]
+    rows = []
+    for r in d["runs"]:
+        threads = r.get("threads_per_process")
+        rows.append([f"{r['devices']} process{'es' if r['devices'] > 1 else ''} × batch {r['batch_per_device']}"
+                     + (f", {threads} thread{'s' if threads > 1 else ''} each" if threads else ""),
+                     f"{r['median_epoch_seconds']:.2f} s", ", ".join(f"{x:.2f}" for x in r["epoch_seconds"]),
+                     f"{r['wall_seconds']:.0f} s", f3(r["fold0_accuracy"])])
+    p = own_provenance(d)
+    load = (f"; load average (1 min) {p['loadavg_start'][0]:.1f} → {p['loadavg_end'][0]:.1f} on {p['cpu_count']} "
+            "CPUs" if p and p.get("loadavg_start") else "")
+    note = (f"\n\nDigits, {num(s['n'])} training images, fold 0 of 2, `{d['model']}` at {d['image_size']} px, "
+            f"{s['epochs']} epochs, {s['batch']} images per optimizer step, `train.accelerator=cpu`; epoch time: "
+            f"training and validation, first epoch left out (`python benchmarks/ddp_cpu.py --n {s['n']} --epochs "
+            f"{s['epochs']} --batch {s['batch']}`){load}.")
+    return table(["run", "epoch (median)", "each epoch after the first, s", "command", "fold 0 accuracy"], rows) + note
+
+
 @renderer("report_speed", ("report_speed.json",),
           "the `podium report` row of the README's 'Measured' table, as its own table")
 def report_speed(res: Results) -> str:

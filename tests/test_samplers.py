@@ -1,5 +1,5 @@
 """samplers.py: class frequencies over many draws, deterministic and resumable per (seed, epoch), and the class balance
-kept when Lightning shards the draw over several GPUs."""
+kept when the draw is sharded over several processes (podium's ShardedSampler; Lightning's wrapper too)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
+from podium.augment import NumberedDraws, batch_seed
 from podium.config import TrainConfig
-from podium.samplers import SAMPLERS, RepeatFactorSampler, create_sampler
+from podium.samplers import SAMPLERS, RepeatFactorSampler, ShardedSampler, create_sampler
 
 LABELS = np.repeat([0, 1, 2], [1000, 100, 10])  # a 100x long tail
 
@@ -71,8 +72,9 @@ def test_draws_depend_on_seed_and_epoch_only_so_a_resume_replays_them(name):
 
 @pytest.mark.parametrize("name", ["class_balanced", "repeat_factor"])
 def test_two_gpus_split_one_draw_and_each_keeps_the_balance(name):
-    """Lightning wraps a custom sampler in DistributedSamplerWrapper when devices > 1; each rank builds the same
-    sampler from the same seed, so the ranks' shares partition one draw."""
+    """Lightning's DistributedSamplerWrapper (podium turns Lightning's replacement off and shards with its own
+    ShardedSampler, below) also gives each rank a share of one draw when every rank builds the sampler from the same
+    seed."""
     ranks = []
     for rank in range(2):
         sampler = create_sampler(name, LABELS, seed=3, repeat_threshold=0.1)
@@ -87,6 +89,61 @@ def test_two_gpus_split_one_draw_and_each_keeps_the_balance(name):
     if name == "class_balanced":
         for drawn in ranks:
             np.testing.assert_allclose(np.bincount(LABELS[drawn], minlength=3) / len(drawn), [1 / 3] * 3, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["random", "class_balanced", "repeat_factor"])
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_partition_one_padded_draw_per_epoch_and_keep_the_balance(name, world):
+    """Each rank builds the sampler from the same seed and keeps items r, r + W, ...: together the ranks' shares are
+    the one-process epoch plus its first items as padding, every rank the same length (DDP pairs up their batches),
+    a new order each epoch, and the same after a restart."""
+    whole = create_sampler(name, LABELS, seed=3, repeat_threshold=0.1)
+    for epoch in (0, 6):
+        whole.set_epoch(epoch)
+        drawn = list(whole)
+        shards = []
+        for rank in range(world):
+            shard = ShardedSampler(create_sampler(name, LABELS, seed=3, repeat_threshold=0.1), rank, world)
+            shard.set_epoch(epoch)  # what Lightning calls; forwarded
+            shards.append(list(shard))
+            assert len(shards[-1]) == len(shard) == -(-len(drawn) // world)
+        padding = len(shards[0]) * world - len(drawn)
+        interleaved = [shards[r][j] for j in range(len(shards[0])) for r in range(world)]
+        assert interleaved == drawn + drawn[:padding]
+        if name == "class_balanced":
+            for share in shards:
+                np.testing.assert_allclose(np.bincount(LABELS[share], minlength=3) / len(share), [1 / 3] * 3,
+                                           atol=0.08)  # 370 draws at W=3: 3 sd
+    assert shards != [list(ShardedSampler(create_sampler(name, LABELS, 3, 0.1), r, world)) for r in range(world)]
+
+
+def test_a_shard_smaller_than_the_world_wraps_around_and_a_bad_rank_is_refused():
+    import torch
+
+    shards = [list(ShardedSampler(torch.utils.data.SequentialSampler(range(2)), r, 3)) for r in range(3)]
+    assert shards == [[0], [1], [0]]
+    with pytest.raises(ValueError):
+        ShardedSampler(torch.utils.data.SequentialSampler(range(2)), 3, 3)
+
+
+def test_sharded_draws_are_numbered_in_the_whole_epoch_so_every_batch_gets_its_own_seed():
+    """NumberedDraws over a shard numbers each item by its place in the epoch's whole list: the ranks' batches get
+    distinct augmentation seeds (numbered per shard, rank 1's batch b would repeat rank 0's)."""
+    batch, world = 8, 2
+    seeds, positions = [], []
+    for rank in range(world):
+        draws = NumberedDraws(ShardedSampler(create_sampler("random", LABELS, seed=1, repeat_threshold=0.1), rank,
+                                             world))
+        draws.set_epoch(2)
+        items = list(draws)
+        assert all(d.epoch == 2 for d in items)
+        assert [d.number for d in items] == list(range(rank, world * len(items), world))
+        seeds += [batch_seed(5, items[b], batch) for b in range(0, len(items), batch)]
+        positions += [d.position for d in items]
+    assert len(set(seeds)) == len(seeds)
+    whole = create_sampler("random", LABELS, seed=1, repeat_threshold=0.1)
+    whole.set_epoch(2)
+    assert sorted(positions) == sorted(list(whole))  # 1110 items: even, no padding
 
 
 def test_registry_matches_the_config_choices_and_is_listed():

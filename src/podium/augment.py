@@ -265,7 +265,10 @@ class NumberedDraws(torch.utils.data.Sampler):
 
     def __iter__(self):
         epoch = self.epoch
-        return (Draw(epoch, k, int(p)) for k, p in enumerate(self.sampler))
+        # a rank's share of a multi-device epoch (podium.samplers.ShardedSampler) numbers its items by their place in
+        # the whole epoch: the ranks' batches then start at different draws, and get different seeds
+        numbered = getattr(self.sampler, "numbered", None)
+        return (Draw(epoch, k, int(p)) for k, p in (numbered() if numbered else enumerate(self.sampler)))
 
 
 def batch_seed(seed: int, first: Draw, batch_size: int) -> int:

@@ -201,7 +201,8 @@ def train(config: Path, overrides: Optional[list[str]] = OVERRIDES,
     cfg = _cfg(config, overrides)
     metrics = run_training(cfg, _fold_list(folds), resume=resume, overwrite=overwrite, config_path=config,
                            mirror=mirror)
-    print_metrics(metrics, Path(cfg.output_dir) / cfg.name)
+    if metrics is not None:  # None: a process of a multi-device run other than rank 0, which prints them
+        print_metrics(metrics, Path(cfg.output_dir) / cfg.name)
 
 
 @app.command("tune")

@@ -257,7 +257,9 @@ class TrainConfig(_Section):
     compile: bool = False  # torch.compile the network for training (opt-in: a warm-up of seconds to minutes,
                            # reported per fold, for faster steps on GPU); refused where it cannot run
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"  # where to train
-    devices: PositiveInt = 1  # GPUs (DDP when > 1)
+    devices: PositiveInt = 1  # processes per machine, one per GPU (or CPU processes with accelerator=cpu);
+                              # DDP when devices x nodes > 1, batch_size per device (docs/multi-gpu.md)
+    nodes: PositiveInt = 1  # machines, each running train.devices processes (torchrun or srun start them)
     seed: Seed = 42  # seeds weights, data order and augmentation; same seed -> same metrics on CPU
     eval_batch_size: PositiveInt = 256  # images per forward pass when validating and predicting
     workers: Literal["auto"] | NonNegativeInt = "auto"  # processes running the per-image augmentation stage

@@ -1,10 +1,11 @@
 """Registry of training samplers (`train.sampler`, `podium list samplers`): which images an epoch draws, in what order.
 
 Every sampler draws from (seed, epoch) alone: an epoch replays identically after a resume, and every process of a
-multi-GPU run draws the same list. Lightning calls `set_epoch` at the start of each epoch; with devices > 1 it
-wraps the sampler in `DistributedSamplerWrapper`, which forwards `set_epoch` and hands rank r the items
-r, r + W, r + 2W, ... of that shared list, so each rank's share keeps the class balance (tests/test_samplers.py).
-The labels a sampler balances are those of the fold's training rows; indices are positions in those rows.
+multi-device run draws the same list. `ShardedSampler` then hands process (rank) r of W the items r, r + W, r + 2W,
+... of that shared list, padded to a multiple of W, so the ranks' shares partition one draw and each keeps its class
+balance (tests/test_samplers.py). podium shards its own loaders (Lightning's sampler replacement is off:
+podium.engine.fold). The labels a sampler balances are those of the fold's training rows; indices are positions in
+those rows.
 """
 
 from __future__ import annotations
@@ -70,6 +71,42 @@ class RepeatFactorSampler(EpochSampler):
         times = (torch.floor(ends + u) - torch.floor(ends - self.repeats[order] + u)).long()
         drawn = order.repeat_interleave(times)
         return iter(drawn[torch.randperm(len(drawn), generator=g)][: self.n].tolist())
+
+
+class ShardedSampler(torch.utils.data.Sampler):
+    """Rank `rank`'s share of each epoch of `sampler` in a run of `world` processes: items rank, rank + W, ... of the
+    epoch's whole list, padded at its end with its first items to a multiple of W (as torch's DistributedSampler
+    does), so every rank gets the same number of items, hence of batches: DDP's collectives pair them up.
+
+    Every rank draws the whole list from (seed, epoch) and keeps its own items: no communication, and the same
+    shares after a resume. `numbered()` gives each item with its place in the padded list (podium.augment's
+    NumberedDraws seeds a batch's augmentation from it). Validation pads too: the padding is dropped again by the
+    items' positions when the ranks' predictions are gathered (podium.engine.distributed)."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler, rank: int, world: int):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not one of the {world} processes")
+        self.sampler, self.rank, self.world = sampler, rank, world
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.sampler, "epoch", 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):  # a fixed order (validation's) has none
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.world)
+
+    def numbered(self):
+        """(place in the epoch's padded list, item) of this rank's items."""
+        drawn = list(self.sampler)
+        padded = [drawn[i % len(drawn)] for i in range(len(self) * self.world)]
+        return ((k, padded[k]) for k in range(self.rank, len(padded), self.world))
+
+    def __iter__(self):
+        return (item for _, item in self.numbered())
 
 
 def balanced_weights(labels: np.ndarray, power: float) -> np.ndarray:

@@ -15,7 +15,6 @@ re-merges whatever folds are finished.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from podium.run.guard import check_location, check_writable, clear_run, open_run
 from podium.run.lock import fold_locks, live_holders
 from podium.run.merge import merge_folds
 from podium.run.rundir import RunDir
+from podium.run.writer import declare, is_writer
 from podium.tasks import make_task
 from podium.tasks.check import check_config
 from podium.thresholds import summary as thresholds_summary
@@ -119,12 +119,6 @@ def _note(text: str) -> None:
     Console(stderr=True).print(text, highlight=False, markup=False)
 
 
-def _trains_on_this_rank() -> bool:
-    """False in the extra processes of a multi-device run (Lightning's launcher, torchrun and SLURM start one per
-    device, each running the command): the first one holds the fold locks for all of them."""
-    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
 # ------------------------------------------------------------------------- classifier re-training (cRT)
 
 
@@ -160,15 +154,18 @@ def check_init_run(cfg: Config, data: TrainData, folds: list[int]) -> Path:
 
 
 def train(cfg: Config, folds: list[int] | str | None = None, resume: bool = False, overwrite: bool = False,
-          config_path: Path | str | None = None, mirror: str | None = None, fold_callbacks=None) -> dict:
+          config_path: Path | str | None = None, mirror: str | None = None, fold_callbacks=None) -> dict | None:
     """Train the listed folds (default all; "next": the next fold no machine has taken, through the mirror, until
-    none is left), skipping finished ones on resume; returns the merged metrics. `config_path`: the config file in
-    use, which the run folder must never hold (podium.run.guard). `mirror`: the mirror's URL prefix (default
-    cfg.mirror; docs/mirror.md). `fold_callbacks(k)`: extra Lightning callbacks for fold k (podium tune's pruner)."""
+    none is left), skipping finished ones on resume; returns the merged metrics (None in the processes of a
+    multi-device run other than rank 0, which writes them). `config_path`: the config file in use, which the run
+    folder must never hold (podium.run.guard). `mirror`: the mirror's URL prefix (default cfg.mirror;
+    docs/mirror.md). `fold_callbacks(k)`: extra Lightning callbacks for fold k (podium tune's pruner)."""
     cfg = check_config(cfg)  # loss_args filled in: the saved config.yaml records the loss exactly
+    declare(cfg.train.devices, cfg.train.nodes)  # before the run folder is touched: which process writes it
     check_location(cfg, config_path)  # before anything is read or written
     check_device(cfg)  # train.compile where torch.compile cannot run
-    check_writable(cfg.output_dir)
+    if is_writer():
+        check_writable(cfg.output_dir)
     url = mirror or cfg.mirror
     take_next = folds == "next"
     if take_next and not url:
@@ -187,39 +184,46 @@ def train(cfg: Config, folds: list[int] | str | None = None, resume: bool = Fals
     if cfg.train.stage == "classifier":
         check_init_run(cfg, data, folds)
     stats = normalisation(cfg, cfg.model.in_chans or data.channels, data.images)  # once: data stats read every image
-    rd = open_run(cfg, config_path, note=_note)
-    writer = _trains_on_this_rank()
+    # multi-device: every process runs this command; only rank 0 touches the run folder and the mirror
+    # (podium.run.writer), the others train beside it and return None
+    writer = is_writer()
+    rd = open_run(cfg, config_path, note=_note) if writer else RunDir(check_location(cfg, config_path))
     with TrainMirror(url and mirror_url(url, cfg.name), rd, writer, _note) as remote:
         remote.restore([] if take_next else folds, overwrite, lambda saved: config_changes(saved, cfg))
         with fold_locks(rd.path, [] if take_next or not writer else folds, note=_note) as held:
             if not take_next:
                 remote.lease(folds, overwrite)
-            _prepare_run(cfg, data, rd, [] if take_next else folds, resume, overwrite, stats, held, weights)
+            if writer:
+                _prepare_run(cfg, data, rd, [] if take_next else folds, resume, overwrite, stats, held, weights)
             for k in folds if not take_next else []:
                 if resume and rd.done_json(k).exists():
                     continue
-                _train_and_merge(cfg, data, rd, k, resume, stats, fold_callbacks)
+                _train_and_merge(cfg, data, rd, k, resume, stats, fold_callbacks, writer)
                 remote.poke()
         while take_next and (k := remote.next_fold(all_folds)) is not None:
             with fold_locks(rd.path, [k], note=_note):
                 _train_and_merge(cfg, data, rd, k, True, stats, fold_callbacks)
                 remote.poke()
+        if not writer:
+            return None  # rank 0 merges, fits the decisions and logs the run
         remote.gather()  # the folds finished on other machines: the merge covers every finished fold
         metrics = merge_folds(rd.path, cfg.cv.metric)
         if cfg.posthoc.method != "none" and metrics:
             metrics = _fit_posthoc(cfg, rd.path)
         if cfg.data.task == "multilabel" and metrics:
             metrics = fit_decision(cfg, rd.path)
-
     log_run(cfg, rd.path, metrics)
     return metrics
 
 
 def _train_and_merge(cfg: Config, data: TrainData, rd: RunDir, k: int, resume: bool, stats,
-                     fold_callbacks=None) -> None:
-    """Train fold k (with `fold_callbacks(k)`, if given), re-merge every finished fold and print the fold's score."""
+                     fold_callbacks=None, writer: bool = True) -> None:
+    """Train fold k (with `fold_callbacks(k)`, if given), re-merge every finished fold and print the fold's score
+    (the writing process only: podium.run.writer)."""
     extra = tuple(fold_callbacks(k)) if fold_callbacks else ()
     done = train_fold(cfg, data, rd.path, k, resume, stats, extra_callbacks=extra)
+    if not writer:
+        return
     fold_metrics = merge_folds(rd.path, cfg.cv.metric).get("folds", {}).get(f"fold{k}")
     if done and fold_metrics:
         first = done.get("first_step_seconds") if cfg.train.compile else None

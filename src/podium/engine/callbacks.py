@@ -83,7 +83,7 @@ class EpochMetricsCSV(pl.Callback):
         self.extra = extra or {}  # constant columns, e.g. the input size with train.finetune_size
 
     def on_train_epoch_end(self, trainer, module):  # runs after this epoch's validation (and the module's hooks)
-        if not module.last_val:
+        if not module.last_val or not trainer.is_global_zero:  # rank 0 writes the run folder (podium.run.writer)
             return
         rows = self.fold.curves()
         if len(rows):

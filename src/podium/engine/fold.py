@@ -27,6 +27,7 @@ from podium.data.splits import load_folds
 from podium.engine.build import build_module, fold_weights, freeze_mode, metric_mode
 from podium.engine.callbacks import AtomicCheckpointIO, EpochMetricsCSV, FinetuneBest, FreezeBackbone, MovableCheckpoint
 from podium.engine.distill import SoftTargets, add_pseudo, pseudo_record, soft_targets
+from podium.engine.distributed import check_ranks, trainer_settings
 from podium.engine.fastpath import check_compile
 from podium.engine.loader import make_loader
 from podium.engine.module import seed_everything
@@ -37,6 +38,7 @@ from podium.models import fixed_input_size
 from podium.run.checkpoint import load_checkpoint
 from podium.run.folddir import FoldDir
 from podium.run.rundir import RunDir
+from podium.run.writer import launched_rank
 from podium.samplers import create_sampler
 from podium.tasks import make_task
 
@@ -98,6 +100,11 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # fold<k>/ holds metrics.csv first
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.14 deprecation notice
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-process reads are the fast path
+    # validation scores are computed on the whole validation set gathered on every rank (podium.engine.distributed)
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
+    warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")  # Lightning's all_gather, torch 2.14
+    # DDP on a 1-channel input's first convolution: both stride layouts are the same memory, nothing is slower
+    warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
 
 
 def device_type(cfg: Config) -> str:
@@ -155,6 +162,7 @@ def make_trainer(cfg: Config, fold_dir: Path, steps_per_epoch: int, fold: int = 
         logger=fold_loggers(cfg, fold_dir, fold), num_sanity_val_steps=0,
         enable_model_summary=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
         benchmark=gpu,  # cuDNN autotunes its convolution algorithms for the batch shapes (a few per fold)
+        **trainer_settings(cfg),  # DDP for train.devices x train.nodes > 1; podium shards its own loaders
     )
     return pl.Trainer(**{**settings, **overrides})
 
@@ -173,9 +181,12 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
     seed_everything(cfg.train.seed + k)  # weights init differs per fold, but is fixed by the seed
     sampler = create_sampler(cfg.train.resolved_sampler(), key[tr_idx], cfg.train.seed + k,
                              cfg.train.repeat_threshold)
-    # the per-image stage (if any) runs in train.workers processes; batches go to page-locked memory for CUDA
+    # the per-image stage (if any) runs in train.workers processes; batches go to page-locked memory for CUDA.
+    # Multi-device: this process reads its rank's share of each epoch (podium.run.writer: as its launcher set it)
+    world = cfg.train.devices * cfg.train.nodes
+    rank = launched_rank(cfg.train.devices) if world > 1 else 0
     parallel = dict(workers=cfg.train.workers, devices=cfg.train.devices, pin_memory=_uses_cuda(cfg),
-                    names=data.frame["path"].to_numpy())
+                    names=data.frame["path"].to_numpy(), rank=rank, world=world)
     packed = targets if data.soft is None else data.soft.packed(targets)  # validation keeps the labels alone
 
     def loaders(images: np.ndarray):
@@ -183,7 +194,7 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
                             pipeline=train_pipeline(cfg.augment, data.channels),
                             augment_seed=cfg.train.seed * 1000 + k, **parallel),
                 make_loader(images, targets, va_idx, cfg.train.eval_batch_size, None,
-                            pipeline=eval_pipeline(cfg.augment, data.channels), **parallel))
+                            pipeline=eval_pipeline(cfg.augment, data.channels), positions=True, **parallel))
 
     train_loader, val_loader = loaders(data.images)
     start = fold_weights(cfg.train.init_from, k) if cfg.train.stage == "classifier" else None
@@ -196,19 +207,21 @@ def train_fold(cfg: Config, data: TrainData, rd: Path, k: int, resume: bool, sta
         epochs = cfg.train.epochs - cfg.train.finetune_epochs if larger else cfg.train.epochs
         trainer = make_trainer(cfg, files.path, len(train_loader), fold=k, extra_callbacks=extra_callbacks,
                                max_epochs=epochs)
+        check_ranks(trainer, rank, world)
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None)
         started = {"from_epoch": trainer.current_epoch, "size": cfg.train.finetune_size}
-        if larger and trainer.global_rank == 0:
+        if larger and trainer.is_global_zero:
             files.write_finetune(started)
     if larger:  # FixRes: the last epochs at the larger size, continuing from last.ckpt (optimizer, schedule, epoch)
         train_loader, val_loader = loaders(data.finetune_images)
         trainer = make_trainer(cfg, files.path, len(train_loader), fold=k, finetune=True,
                                extra_callbacks=extra_callbacks,
                                max_epochs=started["from_epoch"] + cfg.train.finetune_epochs)
+        check_ranks(trainer, rank, world)
         with warnings.catch_warnings():  # the first size's best-checkpoint callback is left out on purpose
             warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint.*")
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(last))
-    if trainer.global_rank != 0:
+    if not trainer.is_global_zero:  # rank 0 alone predicts the OOF, each validation image once, and writes it
         return {}
     module.load_state_dict(load_checkpoint(files.best_ckpt)["state_dict"])
     images = data.finetune_images if larger else data.images  # the OOF at the size prediction uses

@@ -25,7 +25,7 @@ import torch
 from podium.augment import AugmentedDataset, NumberedDraws
 from podium.data.cache import CachedDataset, keep_batch
 from podium.errors import PodiumError
-from podium.samplers import EpochSampler
+from podium.samplers import EpochSampler, ShardedSampler
 
 PREFETCH = 2  # batches each worker keeps ready: enough to hide a slow batch, few to hold in shared memory
 MAX_AUTO_WORKERS = 16  # train.workers=auto never starts more: past that, memory grows and the GPU is rarely waiting
@@ -100,10 +100,25 @@ class _StartsAtFirstBatch:
         return next(self.batches)
 
 
+class WithPositions(torch.utils.data.Dataset):
+    """A dataset whose batches end with their items' positions: (images, targets, positions). Validation under DDP
+    gathers the ranks' predictions and drops the shards' padding by them (podium.engine.distributed)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitems__(self, positions):
+        return (*self.base.__getitems__(positions), torch.as_tensor(positions, dtype=torch.int64))
+
+
 def make_loader(images, targets, indices, batch_size: int, seed: int | None,
                 sampler: torch.utils.data.Sampler | None = None, pipeline=None,
                 augment_seed: int | None = None, workers: int | str = 0, devices: int = 1,
-                pin_memory: bool = False, names: np.ndarray | None = None) -> EpochLoader:
+                pin_memory: bool = False, names: np.ndarray | None = None, rank: int = 0, world: int = 1,
+                positions: bool = False) -> EpochLoader:
     """Whole-batch reads from the memmap (see benchmarks/data_loading.py).
 
     Order: `sampler` (positions in `indices`, see podium.samplers) when given; else shuffled from (seed, epoch);
@@ -111,10 +126,17 @@ def make_loader(images, targets, indices, batch_size: int, seed: int | None,
     through, augmenting from `augment_seed` (None: edge channel only, no augmentation), in `workers` processes
     (`train.workers`: a number or auto, see resolve_workers; `devices`: processes sharing the machine's cores);
     without a pipeline, batches are read here. `pin_memory`: batches from workers go to page-locked memory, for
-    CUDA. `names[row]` (e.g. the images' paths) names an image the stage fails on."""
+    CUDA. `names[row]` (e.g. the images' paths) names an image the stage fails on.
+
+    Multi-device (`world` processes > 1): this process, `rank`, reads its share of every epoch's order
+    (podium.samplers.ShardedSampler: the same number of batches on every rank). `positions`: batches end with their
+    items' positions in `indices` (WithPositions): a validation gathered over the ranks is put in order by them."""
     ds = CachedDataset(images, targets, np.asarray(indices))
     if sampler is None and seed is not None:
         sampler = EpochSampler(len(ds), seed)
+    if world > 1:
+        order = sampler if sampler is not None else torch.utils.data.SequentialSampler(ds)
+        sampler = ShardedSampler(order, rank, world)
     parallel = {}
     if pipeline is not None:
         if augment_seed is not None:
@@ -125,6 +147,8 @@ def make_loader(images, targets, indices, batch_size: int, seed: int | None,
         if n:
             parallel = dict(num_workers=n, persistent_workers=True, prefetch_factor=PREFETCH, pin_memory=pin_memory,
                             multiprocessing_context=START_METHOD)
+    if positions:
+        ds = WithPositions(ds)
     # its own generator: the workers' base seed is never drawn from torch's global RNG (it would be once per
     # epoch in process, once per fit with workers); nothing podium runs in a worker draws from it anyway
     return EpochLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=keep_batch,

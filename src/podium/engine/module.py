@@ -19,6 +19,7 @@ import torch
 from podium.augment import to_float, train_transform
 from podium.config import AugmentConfig
 from podium.engine import fastpath
+from podium.engine.distributed import gather_validation
 from podium.engine.fastpath import as_channels_last, fused_optimizer_args, wants_channels_last
 from podium.heads import margin_logits
 from podium.losses import SoftLayout, distilled_loss
@@ -77,6 +78,7 @@ class Classifier(pl.LightningModule):
             self.ema = ModelEmaV3(model, decay=ema_decay)
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
+        self._val_positions: list[torch.Tensor] = []
         self.last_val: dict[str, float] = {}
         self.soft = soft  # training targets packed with soft ones (train.soft_targets, data.pseudo); None: plain
         self.compile_net = compile  # not `compile`: nn.Module.compile is the method that does it
@@ -143,23 +145,29 @@ class Classifier(pl.LightningModule):
             self.first_step_seconds = time.perf_counter() - self._first_step_start
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
+        x, y, *positions = batch  # positions: each image's place in the validation set (podium.engine.loader)
         logits = self(x)
         self._val_probs.append(self.task.activation(logits.float()))  # on the device: one copy at the epoch's end
         self._val_targets.append(y)
+        self._val_positions.extend(positions)
 
     def on_validation_epoch_end(self):
-        probs = torch.cat(self._val_probs).cpu().numpy().astype(np.float64)
-        y = torch.cat(self._val_targets).cpu().numpy()
+        # multi-device: every rank's share gathered, padding dropped, in order: the whole validation set, each image
+        # once, on every rank (podium.engine.distributed); one device: this epoch's outputs as they are
+        positions = torch.cat(self._val_positions) if self._val_positions else None
+        probs, y = gather_validation(self, torch.cat(self._val_probs), torch.cat(self._val_targets), positions)
+        probs = probs.astype(np.float64)
         self._val_probs.clear()
         self._val_targets.clear()
+        self._val_positions.clear()
         if self.trainer.sanity_checking:
             return
         scores = self.task.score(y, probs)
         self.last_val = scores
-        self.log("val_metric", scores[self.metric], prog_bar=True, sync_dist=True)
+        # already the same on every rank: no reduction (a mean of per-rank scores is not the score of the whole set)
+        self.log("val_metric", scores[self.metric], prog_bar=True, sync_dist=False)
         for name, value in scores.items():
-            self.log(f"val_{name}", value, sync_dist=True)
+            self.log(f"val_{name}", value, sync_dist=False)
 
     def configure_optimizers(self):
         from timm.optim import create_optimizer_v2

@@ -25,6 +25,7 @@ from podium.config import Config
 from podium.errors import PodiumError
 from podium.run.folddir import FoldDir
 from podium.run.rundir import RunDir
+from podium.run.writer import is_writer
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -146,7 +147,9 @@ def fold_loggers(cfg: Config, fold_dir: Path, fold: int) -> list:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     board = FoldDir(fold_dir).tensorboard
-    loggers = [TensorBoardLogger(board.parent, name=board.name, version="")]
+    loggers = [TensorBoardLogger(board.parent, name=board.name, version="")]  # writes on rank 0 only
+    if not is_writer():  # another rank of a multi-device run: the trackers' runs are rank 0's
+        return loggers
     if cfg.track.mlflow:
         loggers.append(_mlflow_fold_logger(cfg, fold_dir, fold))
     if cfg.track.wandb:

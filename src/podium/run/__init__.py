@@ -7,6 +7,7 @@
   marker.py      RUN/.podium-run: podium removes and replaces only folders that carry it
   checkpoint.py  load_checkpoint: the one way a checkpoint is read (tensors only, never pickled code)
   lock.py        RUN/locks/fold<k>.lock: one writer per fold
+  writer.py      one writer per run: rank 0 of a multi-device (DDP) run, the only process that writes the folder
   guard.py       where a run folder may lie and what `podium train` may remove
   merge.py       every finished fold's OOF merged and scored (oof.csv, metrics.json)
   decisions.py   what is fitted on the OOF and read by predict (posthoc.json, thresholds.json)

@@ -11,6 +11,7 @@ from podium.errors import PodiumError
 from podium.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from podium.run.files import MLFLOW
 from podium.run.mirror import written
+from podium.run.writer import check_writer
 
 
 class Folder:
@@ -84,17 +85,21 @@ class Folder:
         return frame
 
     # ------------------------------------------------------------------ writers (atomic: temp file + rename)
+    # each on rank 0 of a multi-process run only (podium.run.writer): another rank writing is a bug, and fails
     def write_json(self, name: str, obj) -> Path:
+        check_writer(self.path / name)
         atomic_write_json(self.path / name, obj)
         written()  # a running mirror (podium.run.mirror) publishes it now
         return self.path / name
 
     def write_csv(self, name: str, frame) -> Path:
+        check_writer(self.path / name)
         atomic_write_csv(self.path / name, frame)
         written()
         return self.path / name
 
     def write_text(self, name: str, text: str) -> Path:
+        check_writer(self.path / name)
         atomic_write_text(self.path / name, text)
         written()
         return self.path / name

@@ -19,6 +19,7 @@ from podium.config import Config, config_changes
 from podium.errors import PodiumError
 from podium.run.marker import MARKER, marker_kind, write_marker
 from podium.run.rundir import RunDir
+from podium.run.writer import check_writer
 
 
 def data_paths(cfg: Config, config_path: Path | str | None = None) -> dict[str, Path]:
@@ -93,6 +94,7 @@ def clear_run(rd: RunDir, keep: tuple[str, ...] = ("locks",)) -> None:
     again. Refuses an unmarked folder: the last line of defence."""
     if marker_kind(rd.path) != "train":
         raise PodiumError(f"Refusing to remove '{rd.path}': it does not carry podium's {MARKER} marker.")
+    check_writer(rd.path)
     for entry in rd.path.iterdir():
         if entry.name in keep:
             continue

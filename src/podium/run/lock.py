@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 from podium.errors import PodiumError
 from podium.io import process_alive
+from podium.run.writer import check_writer
 
 
 def lock_path(run: Path | str, k: int) -> Path:
@@ -45,6 +46,7 @@ def is_stale(holder: dict) -> bool:
 def acquire(path: Path, what: str, note: Callable[[str], None] = print) -> dict:
     """Create the lock at `path` for this process (taking over a stale one, told through `note`); returns what it
     holds. A live holder: PodiumError naming it, `what` it holds and the file."""
+    check_writer(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mine = {"host": socket.gethostname(), "pid": os.getpid(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "token": secrets.token_hex(8)}

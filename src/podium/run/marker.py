@@ -13,6 +13,7 @@ from pathlib import Path
 
 from podium import __version__
 from podium.io import atomic_write_json
+from podium.run.writer import check_writer
 
 MARKER = ".podium-run"
 
@@ -20,6 +21,7 @@ MARKER = ".podium-run"
 def write_marker(folder: Path | str, kind: str = "train") -> Path:
     """Mark `folder` (created if missing) as made by podium; returns the marker's path."""
     path = Path(folder) / MARKER
+    check_writer(path)
     atomic_write_json(path, {"podium": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              "kind": kind})
     return path
