@@ -485,6 +485,30 @@ def runs_leaderboard(output_dir: Path = typer.Argument(Path("runs"), help="the o
     list_runs(output_dir, csv=csv, console=Console(), overwrite=overwrite)
 
 
+
+@app.command("export")
+def export(run: Path,
+           folds: str = typer.Option("all", "--folds", help="folds in the graph: all (the finished ones) or e.g. 0,1"),
+           tta: Optional[str] = typer.Option(None, "--tta", help="views inside the graph, e.g. hflip (`podium list "
+                                             "tta`; none = no TTA; default: the run's tta.views)"),
+           tta_combine: Optional[str] = typer.Option(None, "--tta-combine", help="mean_probs | mean_logits"),
+           fmt: str = typer.Option("onnx", "--format", help="onnx"),
+           out: Optional[Path] = typer.Option(None, "--out", help="export folder (default RUN/onnx_export)"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier export in --out"),
+           no_posthoc: bool = typer.Option(False, "--no-posthoc", help="leave RUN/posthoc.json out of the graph")):
+    """One ONNX graph (uint8 images in, the run's probabilities out: folds, TTA, normalisation inside) and
+    manifest.json; checked against PyTorch on the run's images before it is written.
+
+    Guide: docs/shipping.md
+    """
+    from podium.commands.ship import export as run_export
+
+    res = run_export(run, None if folds == "all" else _fold_list(folds), tta, tta_combine, fmt, out, overwrite,
+                     not no_posthoc)
+    console.print(f"[green]wrote[/] {res.out} (folds {res.folds}, {len(res.tta)} view(s); ONNX Runtime vs PyTorch on "
+                  f"{res.parity_images} images: max |diff| {res.max_diff:.1e}; {res.seconds:.0f} s)")
+
+
 # errno -> (what went wrong, how to fix it): the OS errors a user can fix
 _OS_PROBLEMS = {
     errno.EACCES: ("permission denied", "check its permissions, or write elsewhere (output_dir=..., --out ...)"),

@@ -41,6 +41,7 @@ class RunDir(Folder):
     predict_json = property(lambda self: self.path / f.PREDICT)
     report_html = property(lambda self: self.path / f.REPORT)
     ensemble_json = property(lambda self: self.path / f.ENSEMBLE)
+    export_dir = property(lambda self: self.path / f.EXPORT)  # `podium export`'s default --out
 
     def tta_oof_path(self, views: list[str], how: str) -> Path:
         """RUN/oof_tta-<views>.csv: the OOF predicted again with these TTA views, combined by `how`."""
