@@ -509,6 +509,30 @@ def export(run: Path,
                   f"{res.parity_images} images: max |diff| {res.max_diff:.1e}; {res.seconds:.0f} s)")
 
 
+
+@app.command("package")
+def package(run: Path,
+            target: str = typer.Option("script", "--target", help="script | docker (adds a Dockerfile)"),
+            out: Optional[Path] = typer.Option(None, "--out", help="package folder (default RUN/submission_package)"),
+            overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier package in --out"),
+            check: bool = typer.Option(False, "--check", help="run it in a fresh venv on the test images and compare "
+                                       "with `podium predict`")):
+    """A folder + zip that predicts test images into submission.csv without podium (code submission): predict.py,
+    model.onnx, manifest.json, requirements.txt (onnxruntime, numpy, pillow, pandas), a Dockerfile.
+
+    Guide: docs/shipping.md
+    """
+    from podium.commands.ship import check_package
+    from podium.commands.ship import package as run_package
+
+    res = run_package(run, target, out, overwrite)
+    console.print(f"[green]wrote[/] {res.out} ({', '.join(res.files)}) and {res.zip}")
+    if check:
+        done = check_package(run, res.out)
+        console.print(f"[green]checked[/]: {done.rows} rows, labels identical to `podium predict`, max |diff| "
+                      f"{done.max_diff:.1e} ({done.venv}; {done.seconds:.0f} s)")
+
+
 # errno -> (what went wrong, how to fix it): the OS errors a user can fix
 _OS_PROBLEMS = {
     errno.EACCES: ("permission denied", "check its permissions, or write elsewhere (output_dir=..., --out ...)"),

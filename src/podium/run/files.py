@@ -30,6 +30,7 @@ REPORT = "report.html"  # `podium report`'s default --out
 MLFLOW = "mlflow.json"  # the MLflow run ids (in the run folder and in each fold<k>/)
 ENSEMBLE = "ensemble.json"  # an ensemble folder's record (`podium ensemble`)
 EXPORT = "onnx_export"  # `podium export`'s default --out: model.onnx + manifest.json (podium.ship)
+PACKAGE = "submission_package"  # `podium package`'s default --out (and its .zip beside it)
 # fold<k>/
 DONE = "done.json"  # the fold's finished marker: best epoch, epochs run, seconds
 CURVES = "metrics.csv"  # one row per epoch
@@ -38,7 +39,7 @@ LAST = "last.ckpt"  # Lightning's name for save_last (ModelCheckpoint.CHECKPOINT
 TENSORBOARD = "tensorboard"
 
 RUN_FILES = (CONFIG, CLASSES, INFO, DATA, FOLDS, OOF, METRICS, THRESHOLDS, POSTHOC, TEST_PROBS, SUBMISSION, PREDICT,
-             TTA_OOF, REPORT, MLFLOW, ENSEMBLE, EXPORT, DONE, CURVES, BEST, LAST, TENSORBOARD)
+             TTA_OOF, REPORT, MLFLOW, ENSEMBLE, EXPORT, PACKAGE, DONE, CURVES, BEST, LAST, TENSORBOARD)
 
 _MERGED = (OOF, METRICS)  # rebuilt from the finished folds by `podium train --resume`
 _STARTED = (CONFIG, FOLDS, CLASSES, INFO)
@@ -69,6 +70,8 @@ def fix(run: Path, name: str) -> str:
         return f"write it again with `podium predict {run}`"
     if name == EXPORT:
         return f"write it again with `podium export {run} --overwrite`"
+    if name == PACKAGE:
+        return f"write it again with `podium package {run} --overwrite`"
     if name == POSTHOC:
         return f"fit it again with `podium posthoc {run}`"
     if name == THRESHOLDS:
