@@ -533,6 +533,30 @@ def package(run: Path,
                       f"{done.max_diff:.1e} ({done.venv}; {done.seconds:.0f} s)")
 
 
+
+@app.command("serve")
+def serve(target: Path = typer.Argument(..., help="a run folder (its export, written first if missing) or an export"),
+          host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+          port: int = typer.Option(8000, "--port"),
+          token: Optional[str] = typer.Option(None, "--token", envvar="PODIUM_TOKEN",
+                                              help="require 'Authorization: Bearer TOKEN' (or set PODIUM_TOKEN)"),
+          max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="largest request body (MiB)"),
+          max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="largest image, width x height"),
+          max_images: int = typer.Option(64, "--max-images", help="most images in one request"),
+          top_k: int = typer.Option(5, "--top-k", help="classes returned per image"),
+          threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: all cores)")):
+    """HTTP server over the run's ONNX export: POST /predict, GET /health, GET /model, OpenAPI docs at /docs.
+
+    Guide: docs/shipping.md
+    """
+    from podium.commands.ship import serve as run_serve
+    from podium.ship.serve import Limits
+
+    console.print(f"serving {target} on http://{host}:{port} (docs: /docs)")
+    run_serve(target, host, port, token, Limits(max_body=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
+                                                max_images=max_images), top_k, threads)
+
+
 # errno -> (what went wrong, how to fix it): the OS errors a user can fix
 _OS_PROBLEMS = {
     errno.EACCES: ("permission denied", "check its permissions, or write elsewhere (output_dir=..., --out ...)"),

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from podium.commands.predict import predict
 from podium.errors import PodiumError
 from podium.io import read_csv
 from podium.run.rundir import RunDir
-from podium.ship.export import PARITY_TOL, Exported, export_run
+from podium.ship.manifest import PARITY_TOL
 from podium.ship.package import Packaged, package_run
+from podium.ship.serve import Limits
+from podium.ship.serve import serve as serve_export
 
 # modules the package's predict.py must run without: importing one fails the check
 BLOCKED = ("podium", "torch", "torchvision", "timm", "lightning", "cv2", "sklearn")
@@ -37,13 +38,21 @@ runpy.run_path({script!r}, run_name='__main__')
 
 
 def export(run: Path, folds: list[int] | None = None, tta: str | None = None, how: str | None = None,
-           fmt: str = "onnx", out: Path | None = None, overwrite: bool = False, posthoc: bool = True) -> Exported:
+           fmt: str = "onnx", out: Path | None = None, overwrite: bool = False, posthoc: bool = True):
     """The run as one checked ONNX graph + manifest.json (podium.ship.export)."""
+    from podium.ship.export import export_run  # PyTorch: `podium serve` starts without it
+
     return export_run(run, folds=folds, tta=tta, how=how, fmt=fmt, out=out, overwrite=overwrite, posthoc=posthoc)
 
 
 def package(run: Path, target: str = "script", out: Path | None = None, overwrite: bool = False) -> Packaged:
     return package_run(run, target=target, out=out, overwrite=overwrite)
+
+
+def serve(target: Path, host: str, port: int, token: str | None, limits: Limits, top_k: int = 5,
+          threads: int | None = None) -> None:
+    """Serve RUN's export or an export folder until interrupted (podium.ship.serve)."""
+    serve_export(target, host=host, port=port, token=token, limits=limits, top_k=top_k, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ def check_package(run: Path, pkg: Path, workdir: Path | None = None, install: bo
                           f"finished folds {rd.finished_folds()}: check a package of every finished fold.")
     work = Path(workdir or tempfile.mkdtemp(prefix="podium-package-check-"))
     work.mkdir(parents=True, exist_ok=True)
+    from podium.commands.predict import predict  # PyTorch: `podium serve` starts without it
+
     ours = predict(run, tta=manifest["tta"]["names"], how=manifest["tta"]["combine"], out=work / "podium.csv",
                    overwrite=True, posthoc=manifest["posthoc"] is not None, oof=False)
     python, how = _venv(work / "venv", pkg / "requirements.txt", install)

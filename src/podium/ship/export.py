@@ -29,11 +29,10 @@ from podium.run.decisions import posthoc_for, run_task
 from podium.run.guard import data_paths
 from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
-from podium.ship.graph import INPUT, RunGraph, export_onnx
-from podium.ship.manifest import MANIFEST, MODEL, file_sha256, make_manifest
+from podium.ship.graph import RunGraph, export_onnx
+from podium.ship.manifest import INPUT, MANIFEST, MODEL, PARITY_TOL, file_sha256, make_manifest
 from podium.tta import check_combine, parse_tta
 
-PARITY_TOL = 1e-4  # max |ONNX Runtime - PyTorch| per probability
 PARITY_IMAGES = 32  # real images the parity check predicts both ways
 
 

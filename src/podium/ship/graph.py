@@ -13,10 +13,8 @@ from pathlib import Path
 import torch
 
 from podium.augment import to_float
+from podium.ship.manifest import INPUT, OPSET, OUTPUT
 from podium.tta import combine, tta_views
-
-INPUT, OUTPUT = "images", "probs"  # the graph's tensor names, written in the manifest
-OPSET = 18  # both of torch's exporters write it; ONNX Runtime 1.16+ runs it
 
 
 class RunGraph(torch.nn.Module):

@@ -18,11 +18,12 @@ from pathlib import Path
 from podium import __version__
 from podium.config import Config
 from podium.io import read_csv
-from podium.ship.graph import INPUT, OPSET, OUTPUT
 from podium.tasks.combine import Combine
-from podium.tta import tta_views
 
 MANIFEST, MODEL = "manifest.json", "model.onnx"
+INPUT, OUTPUT = "images", "probs"  # the graph's tensor names
+PARITY_TOL = 1e-4  # max |ONNX Runtime (or a package) - podium's PyTorch path| per probability
+OPSET = 18  # both of torch's exporters write it; ONNX Runtime 1.16+ runs it
 FORMAT = 1  # bump when a reader of an older manifest would misread this one
 
 
@@ -62,6 +63,8 @@ def submission_layout(task, cfg: Config) -> dict:
 def make_manifest(cfg: Config, task, outputs: list[str], channels: int, folds: list[int], tta: list[str], how: str,
                   posthoc: dict | None, exporter: str, parity: dict, files: dict[str, str], torch_version: str) -> dict:
     import onnx
+
+    from podium.tta import tta_views  # PyTorch: only when a manifest is made, never when one is read
 
 
     size = cfg.data.image_size

@@ -21,7 +21,6 @@ from podium.io import atomic_path, atomic_write_text
 from podium.run.outputs import check_out
 from podium.run.rundir import RunDir
 from podium.ship import runtime
-from podium.ship.export import export_run
 from podium.ship.manifest import MANIFEST, file_sha256
 
 TARGETS = ("script", "docker")
@@ -79,6 +78,8 @@ def package_run(run: Path, target: str = "script", out: Path | None = None, over
     rd.load_config()  # a run folder, or a clear error
     export = Path(export) if export is not None else rd.export_dir
     if not (export / MANIFEST).is_file():
+        from podium.ship.export import export_run  # PyTorch, only when the run has no export yet
+
         export = export_run(run, out=rd.export_dir).out
     manifest = _verified(export)
     out = Path(out) if out is not None else rd.package_dir
