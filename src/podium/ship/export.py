@@ -127,7 +127,7 @@ def _check_thresholds(rd: RunDir, cfg: Config, folds: list[int]) -> None:
 
 def _check_out(out: Path, rd: RunDir, cfg: Config, overwrite: bool) -> None:
     """An export folder replaces only an earlier export (a folder with manifest.json), and only with --overwrite."""
-    check_out(out, True, {"the data": p for p in data_paths(cfg).values()} | {"the run folder": rd.path},
+    check_out(out, True, {**data_paths(cfg), "the run folder": rd.path},
               what="--out", allowed=(rd.export_dir,), folder=True)
     if out.exists():
         if not (out / MANIFEST).is_file():
