@@ -91,3 +91,26 @@ def test_an_export_replaces_only_an_export(multiclass_run, tmp_path):
         export_run(multiclass_run, folds=[0], tta="none", out=tmp_path / "e")
     with pytest.raises(PodiumError, match="fold"):
         export_run(multiclass_run, folds=[5], out=tmp_path / "f")
+
+
+def test_posthoc_correction_is_inside_the_graph(multiclass_run, tmp_path):
+    import shutil
+
+    from podium.run.decisions import fit_run
+    from podium.run.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(multiclass_run, run)
+    fit_run(run, "logit_adjust", "accuracy", tau=1.5)
+    rd = RunDir(run)  # the tiny classes are balanced, where the correction is the identity: give it a long tail
+    rd.write_posthoc({**rd.posthoc(), "log_prior": np.log([0.6, 0.3, 0.1]).tolist()})
+    res = export_run(run, tta="none", out=tmp_path / "export")
+    manifest = json.loads((res.out / "manifest.json").read_text())
+    assert manifest["posthoc"]["tau"] == 1.5 and manifest["inside"]["posthoc_in_graph"]
+    predict(run, tta="none", out=tmp_path / "sub.csv", oof=False)  # applies RUN/posthoc.json
+    expected = pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id")
+    images, ids = _test_images(run)
+    got = _session(res.out).run(None, {"images": images})[0]
+    assert np.abs(got - expected.loc[ids, manifest["output"]["columns"]].to_numpy()).max() <= 1e-4
+    plain = export_run(run, tta="none", out=tmp_path / "plain", posthoc=False)
+    assert np.abs(_session(plain.out).run(None, {"images": images})[0] - got).max() > 1e-3  # it does change them

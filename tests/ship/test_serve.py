@@ -111,6 +111,9 @@ def test_refuses_bad_requests_and_keeps_serving(server, multiclass_run):
         assert answer.status_code == status, (what, answer.text)
         assert answer.json()["detail"], what
         assert httpx.get(f"{server}/health", timeout=10).status_code == 200, what
+    too_many = [("files", (f"{i}.png", good, "image/png")) for i in range(70)]  # the limit is 64 per request
+    answer = httpx.post(f"{server}/predict", files=too_many, headers=AUTH, timeout=60)
+    assert answer.status_code == 413 and "64" in answer.json()["detail"]
     bomb = httpx.post(f"{server}/predict", content=png_bomb(), headers=png, timeout=60).json()["detail"]
     assert "20000x20000" in bomb and "before decoding" in bomb
     after = httpx.post(f"{server}/predict", content=good, headers=png, timeout=60)

@@ -202,6 +202,8 @@ def create_app(export_dir: Path, token: str | None = None, limits: Limits = Limi
         try:
             form = await request.form(max_files=limits.max_images + 1, max_fields=limits.max_images + 1)
         except Exception as exc:  # noqa: BLE001 - starlette's parser errors on a broken or oversized form
+            if "too many" in str(exc).lower():
+                raise Refused(413, f"over the limit of {limits.max_images} images per request ({exc})") from None
             raise Refused(400, f"cannot read the multipart form: {exc}") from None
         files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if hasattr(v, "read")]
         return files
