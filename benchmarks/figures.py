@@ -949,6 +949,32 @@ def rewrite(text: str, folder: Path = RESULTS) -> tuple[str, list[str], list[str
     return new, changed, problems
 
 
+@renderer("serve", ("serve.json",),
+          "docs/shipping.md: podium serve under load; ONNX Runtime vs PyTorch on CPU")
+def serve(res: Results) -> str:
+    d = res.cite("serve.json")
+    rows = []
+    for name, r in d["runtimes"].items():
+        rows.append([f"{name} ({r['image_size']} px, {r['threads']} thread)",
+                     f"{r['pytorch_single_ms']:.2f} / {r['onnxruntime_single_ms']:.2f} ms ({r['speedup_single']:.1f}x)",
+                     f"{num(r['pytorch_batch32_images_per_s'])} / {num(r['onnxruntime_batch32_images_per_s'])} "
+                     f"({r['speedup_batch32']:.1f}x)", f"{r['max_abs_diff']:.0e}"])
+    out = table(["network", "1 image: PyTorch / ONNX Runtime", "batch 32, images/s: PyTorch / ONNX Runtime",
+                 "max abs diff"], rows)
+    s = d["serve"]
+    if s:
+        out += "\n\n" + table(["`podium serve` on loopback", "value"], [
+            ["requests sent (asked; bound)", f"{num(s['requests'])} ({num(s['asked'])}; {s['max_seconds']:g} s)"],
+            ["concurrent clients", str(s["concurrency"])],
+            ["errors (non-200 or another label than podium predict's)", str(s["errors"])],
+            ["requests/s", f"{s['req_per_s']:.1f}"],
+            ["latency p50 / p99", f"{s['p50_ms']:.0f} / {s['p99_ms']:.0f} ms"],
+            ["server RSS before / after the load", f"{s['rss_before_mb']:.0f} / {s['rss_after_mb']:.0f} MB"],
+            ["images per model call (micro-batching)", f"{s['mean_batch']:.2f}"],
+        ])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", type=Path, help="markdown files (default: README.md and docs/*.md)")

@@ -602,6 +602,78 @@ def runs_leaderboard(output_dir: Path = typer.Argument(Path("runs"), help="the o
     list_runs(output_dir, csv=csv, console=Console(), overwrite=overwrite)
 
 
+
+@app.command("export")
+def export(run: Path,
+           folds: str = typer.Option("all", "--folds", help="folds in the graph: all (the finished ones) or e.g. 0,1"),
+           tta: Optional[str] = typer.Option(None, "--tta", help="views inside the graph, e.g. hflip (`podium list "
+                                             "tta`; none = no TTA; default: the run's tta.views)"),
+           tta_combine: Optional[str] = typer.Option(None, "--tta-combine", help="mean_probs | mean_logits"),
+           fmt: str = typer.Option("onnx", "--format", help="onnx"),
+           out: Optional[Path] = typer.Option(None, "--out", help="export folder (default RUN/onnx_export)"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier export in --out"),
+           no_posthoc: bool = typer.Option(False, "--no-posthoc", help="leave RUN/posthoc.json out of the graph")):
+    """One ONNX graph (uint8 images in, the run's probabilities out: folds, TTA, normalisation inside) and
+    manifest.json; checked against PyTorch on the run's images before it is written.
+
+    Guide: docs/shipping.md
+    """
+    from podium.commands.ship import export as run_export
+
+    res = run_export(run, None if folds == "all" else _fold_list(folds), tta, tta_combine, fmt, out, overwrite,
+                     not no_posthoc)
+    console.print(f"[green]wrote[/] {res.out} (folds {res.folds}, {len(res.tta)} view(s); ONNX Runtime vs PyTorch on "
+                  f"{res.parity_images} images: max |diff| {res.max_diff:.1e}; {res.seconds:.0f} s)")
+
+
+
+@app.command("package")
+def package(run: Path,
+            target: str = typer.Option("script", "--target", help="script | docker (adds a Dockerfile)"),
+            out: Optional[Path] = typer.Option(None, "--out", help="package folder (default RUN/submission_package)"),
+            overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier package in --out"),
+            check: bool = typer.Option(False, "--check", help="run it in a fresh venv on the test images and compare "
+                                       "with `podium predict`")):
+    """A folder + zip that predicts test images into submission.csv without podium (code submission): predict.py,
+    model.onnx, manifest.json, requirements.txt (onnxruntime, numpy, pillow, pandas), a Dockerfile.
+
+    Guide: docs/shipping.md
+    """
+    from podium.commands.ship import check_package
+    from podium.commands.ship import package as run_package
+
+    res = run_package(run, target, out, overwrite)
+    console.print(f"[green]wrote[/] {res.out} ({', '.join(res.files)}) and {res.zip}")
+    if check:
+        done = check_package(run, res.out)
+        console.print(f"[green]checked[/]: {done.rows} rows, labels identical to `podium predict`, max |diff| "
+                      f"{done.max_diff:.1e} ({done.venv}; {done.seconds:.0f} s)")
+
+
+
+@app.command("serve")
+def serve(target: Path = typer.Argument(..., help="a run folder (its export, written first if missing) or an export"),
+          host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+          port: int = typer.Option(8000, "--port"),
+          token: Optional[str] = typer.Option(None, "--token", envvar="PODIUM_TOKEN",
+                                              help="require 'Authorization: Bearer TOKEN' (or set PODIUM_TOKEN)"),
+          max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="largest request body (MiB)"),
+          max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="largest image, width x height"),
+          max_images: int = typer.Option(64, "--max-images", help="most images in one request"),
+          top_k: int = typer.Option(5, "--top-k", help="classes returned per image"),
+          threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: all cores)")):
+    """HTTP server over the run's ONNX export: POST /predict, GET /health, GET /model, OpenAPI docs at /docs.
+
+    Guide: docs/shipping.md
+    """
+    from podium.commands.ship import serve as run_serve
+    from podium.ship.serve import Limits
+
+    console.print(f"serving {target} on http://{host}:{port} (docs: /docs)")
+    run_serve(target, host, port, token, Limits(max_body=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
+                                                max_images=max_images), top_k, threads)
+
+
 # errno -> (what went wrong, how to fix it): the OS errors a user can fix
 _OS_PROBLEMS = {
     errno.EACCES: ("permission denied", "check its permissions, or write elsewhere (output_dir=..., --out ...)"),

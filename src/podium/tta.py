@@ -33,7 +33,7 @@ CROP = 0.875  # five-crop: side of each crop as a share of the image side (224 o
 def zoom(x: Tensor, factor: float) -> Tensor:
     """Scale the content by `factor` about the centre, keeping H x W: crop the middle (> 1) or pad by repeating the
     border pixels (< 1), so a zoomed-out image keeps its background instead of gaining a frame."""
-    h, w = x.shape[-2:]
+    h, w = int(x.shape[-2]), int(x.shape[-1])  # plain ints, also while traced for ONNX (H x W is fixed)
     nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
     y = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=factor < 1)
     if factor >= 1:
@@ -45,14 +45,14 @@ def zoom(x: Tensor, factor: float) -> Tensor:
 
 def crop_resized(x: Tensor, top: int, left: int, size: tuple[int, int]) -> Tensor:
     """The crop at (top, left) of `size`, resized back to the image's H x W."""
-    h, w = x.shape[-2:]
+    h, w = int(x.shape[-2]), int(x.shape[-1])
     patch = x[..., top:top + size[0], left:left + size[1]]
     return F.interpolate(patch, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def five_crops(x: Tensor) -> list[Tensor]:
     """The four corner crops and the centre crop (each CROP of the side), each resized back to H x W."""
-    h, w = x.shape[-2:]
+    h, w = int(x.shape[-2]), int(x.shape[-1])
     ch, cw = max(1, round(h * CROP)), max(1, round(w * CROP))
     corners = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]
     return [crop_resized(x, top, left, (ch, cw)) for top, left in corners]

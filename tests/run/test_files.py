@@ -123,8 +123,8 @@ def test_every_file_name_is_listed_once():
     rd = RunDir("RUN")
     paths = [rd.config, rd.classes_file, rd.run_json, rd.data_json, rd.folds_csv, rd.oof_csv, rd.metrics_json,
              rd.thresholds_json, rd.posthoc_json, rd.test_probs_csv, rd.submission_csv, rd.predict_json, rd.report_html,
-             rd.mlflow_json, rd.ensemble_json, rd.pseudo_json, rd.pseudo_csv, rd.best_ckpt(0), rd.last_ckpt(0),
-             rd.done_json(0), rd.fold_dir(0).curves_csv, rd.fold_dir(0).tensorboard, rd.suspects_csv,
-             rd.fold_dir(0).finetune_json]
+             rd.mlflow_json, rd.ensemble_json, rd.pseudo_json, rd.pseudo_csv, rd.export_dir, rd.package_dir,
+             rd.best_ckpt(0), rd.last_ckpt(0), rd.done_json(0), rd.fold_dir(0).curves_csv, rd.fold_dir(0).tensorboard,
+             rd.suspects_csv, rd.fold_dir(0).finetune_json]
     names = {p.name for p in paths} | {rd.tta_oof_path([], "mean_probs").name[:len("oof_tta-")]}
     assert names == set(RUN_FILES)

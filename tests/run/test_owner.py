@@ -24,6 +24,8 @@ ELSEWHERE = {
     ("data/scenarios/letters.py", "config.yaml"): "a generated competition's config",
     ("data/scenarios/profiles.py", "config.yaml"): "a generated competition's config",
     ("commands/demo.py", "config.yaml"): "the demo folder's config",
+    ("ship/package.py", "submission.csv"): "what a code-submission package's predict.py writes, outside any run",
+    ("ship/runtime.py", "submission.csv"): "the package's predict.py default --out, outside any run",
 }
 _PLACEHOLDER = ("RUN/", "fold<k>/")  # documentation: "this file in any run"
 

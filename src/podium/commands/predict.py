@@ -31,6 +31,7 @@ from podium.engine.predict import load_fold_module, predict_probs
 from podium.errors import PodiumError, fmt_list
 from podium.io import atomic_write_csv
 from podium.posthoc import apply_posthoc
+from podium.run.decisions import posthoc_for as _posthoc_params
 from podium.run.decisions import run_task
 from podium.run.guard import data_paths
 from podium.run.merge import merge_folds
@@ -207,18 +208,3 @@ def _run_task(run: Path, cfg: Config, folds: list[int]):
             fit_decision(cfg, run)
             task = run_task(run, cfg)
     return task
-
-
-def _posthoc_params(run: Path, cfg: Config, folds: list[int]) -> dict | None:
-    """RUN/posthoc.json when the run has one; refused when it was fitted on other folds than those predicting."""
-    rd = RunDir(run)
-    params = rd.posthoc()
-    if params is None:
-        if cfg.posthoc.method != "none":
-            raise PodiumError(f"The run's config sets posthoc.method={cfg.posthoc.method} but '{run}' has no "
-                              f"{rd.posthoc_json.name}: fit it with `podium posthoc {run}`, or pass --no-posthoc.")
-        return None
-    if params.get("folds") != folds:
-        raise PodiumError(f"'{rd.posthoc_json}' was fitted on the OOF of folds {params['folds']}, but folds {folds} "
-                          f"are finished now: refit it with `podium posthoc {run}`, or pass --no-posthoc.")
-    return params

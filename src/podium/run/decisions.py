@@ -85,3 +85,18 @@ def run_task(run: Path, cfg: Config | None = None) -> Multiclass:
     if decision is not None:
         task.set_decision(decision)
     return task
+
+
+def posthoc_for(run: Path, cfg: Config, folds: list[int]) -> dict | None:
+    """RUN/posthoc.json when the run has one; refused when it was fitted on other folds than those predicting."""
+    rd = RunDir(run)
+    params = rd.posthoc()
+    if params is None:
+        if cfg.posthoc.method != "none":
+            raise PodiumError(f"The run's config sets posthoc.method={cfg.posthoc.method} but '{run}' has no "
+                              f"{rd.posthoc_json.name}: fit it with `podium posthoc {run}`, or pass --no-posthoc.")
+        return None
+    if params.get("folds") != folds:
+        raise PodiumError(f"'{rd.posthoc_json}' was fitted on the OOF of folds {params['folds']}, but folds {folds} "
+                          f"are finished now: refit it with `podium posthoc {run}`, or pass --no-posthoc.")
+    return params

@@ -32,6 +32,8 @@ MLFLOW = "mlflow.json"  # the MLflow run ids (in the run folder and in each fold
 ENSEMBLE = "ensemble.json"  # an ensemble folder's record (`podium ensemble`)
 PSEUDO = "pseudo.json"  # a pseudo folder's record (`podium pseudo`); also in each run trained with data.pseudo
 PSEUDO_TABLE = "pseudo.csv"  # a pseudo folder's images: id, path, label, soft, one probability column per class
+EXPORT = "onnx_export"  # `podium export`'s default --out: model.onnx + manifest.json (podium.ship)
+PACKAGE = "submission_package"  # `podium package`'s default --out (and its .zip beside it)
 # fold<k>/
 DONE = "done.json"  # the fold's finished marker: best epoch, epochs run, seconds
 CURVES = "metrics.csv"  # one row per epoch
@@ -41,8 +43,8 @@ LAST = "last.ckpt"  # Lightning's name for save_last (ModelCheckpoint.CHECKPOINT
 TENSORBOARD = "tensorboard"
 
 RUN_FILES = (CONFIG, CLASSES, INFO, DATA, FOLDS, OOF, METRICS, THRESHOLDS, POSTHOC, TEST_PROBS, SUBMISSION, PREDICT,
-             TTA_OOF, REPORT, SUSPECTS, MLFLOW, ENSEMBLE, PSEUDO, PSEUDO_TABLE, DONE, CURVES, FINETUNE, BEST, LAST,
-             TENSORBOARD)
+             TTA_OOF, REPORT, SUSPECTS, MLFLOW, ENSEMBLE, PSEUDO, PSEUDO_TABLE, EXPORT, PACKAGE, DONE, CURVES,
+             FINETUNE, BEST, LAST, TENSORBOARD)
 
 _MERGED = (OOF, METRICS)  # rebuilt from the finished folds by `podium train --resume`
 _STARTED = (CONFIG, FOLDS, CLASSES, INFO)
@@ -71,6 +73,10 @@ def fix(run: Path, name: str) -> str:
         return f"retrain that fold: `podium train {config} --folds {k} --overwrite`"
     if name in (TEST_PROBS, PREDICT) or name.startswith(TTA_OOF):
         return f"write it again with `podium predict {run}`"
+    if name == EXPORT:
+        return f"write it again with `podium export {run} --overwrite`"
+    if name == PACKAGE:
+        return f"write it again with `podium package {run} --overwrite`"
     if name == POSTHOC:
         return f"fit it again with `podium posthoc {run}`"
     if name in (PSEUDO, PSEUDO_TABLE):

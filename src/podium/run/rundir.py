@@ -44,6 +44,8 @@ class RunDir(Folder):
     ensemble_json = property(lambda self: self.path / f.ENSEMBLE)
     pseudo_json = property(lambda self: self.path / f.PSEUDO)
     pseudo_csv = property(lambda self: self.path / f.PSEUDO_TABLE)
+    export_dir = property(lambda self: self.path / f.EXPORT)  # `podium export`'s default --out
+    package_dir = property(lambda self: self.path / f.PACKAGE)  # `podium package`'s default --out
 
     def tta_oof_path(self, views: list[str], how: str) -> Path:
         """RUN/oof_tta-<views>.csv: the OOF predicted again with these TTA views, combined by `how`."""
