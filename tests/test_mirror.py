@@ -25,7 +25,8 @@ from tests.conftest import CLASSES, podium_cmd
 
 def test_killed_run_resumes_from_s3_on_a_fresh_folder_with_the_uninterrupted_oof(tiny_competition, s3, tmp_path,
                                                                                  monkeypatch):
-    args = ["train.epochs=6", "cv.n_folds=3", "train.batch_size=2", "train.workers=0"]
+    # 20 epochs, no early stop: on an idle machine the mirror's first checkpoint must still come well before the end
+    args = ["train.epochs=20", "train.patience=0", "cv.n_folds=3", "train.batch_size=2", "train.workers=0"]
     train(load_config(tiny_competition, [*args, "name=ref"]), folds=[0])
     url = "s3://podium/runs"
     cmd = podium_cmd("train", str(tiny_competition), *args, "name=killed", "--folds", "0", "--mirror", url)
@@ -44,7 +45,7 @@ def test_killed_run_resumes_from_s3_on_a_fresh_folder_with_the_uninterrupted_oof
     mirrored = store.manifest("fold0")["files"]
     assert "fold0/done.json" not in mirrored
     epochs_mirrored = len(pd.read_csv(io.BytesIO(store.read_object("fold0", mirrored["fold0/metrics.csv"]["sha256"]))))
-    assert epochs_mirrored < 6
+    assert epochs_mirrored < 20
     shutil.rmtree(tiny_competition.parent / "runs" / "killed")  # the machine is gone
 
     resumed_from = []
@@ -68,7 +69,7 @@ def test_killed_run_resumes_from_s3_on_a_fresh_folder_with_the_uninterrupted_oof
     assert list(got["id"]) == list(ref["id"])
     np.testing.assert_allclose(got[CLASSES].to_numpy(), ref[CLASSES].to_numpy(), atol=1e-6)
     curves = pd.read_csv(fresh / "killed" / "fold0" / "metrics.csv")
-    assert list(curves["epoch"]) == list(range(6))
+    assert list(curves["epoch"]) == list(range(20))
     # the mirror now holds the finished run: pulled anywhere, it is the same
     pulled = pull_run(f"{url}/killed", tmp_path / "pulled")
     assert pulled["folds_done"] == [0] and pulled["folds_unfinished"] == []
