@@ -34,13 +34,14 @@ def _worker(config, url: str, study: str, trials: int, **env) -> subprocess.Pope
 
 
 def test_two_workers_finish_exactly_the_budget(tiny_competition, postgres_url):
-    config = _config(tiny_competition)
-    workers = [_worker(config, postgres_url, "shared", 3) for _ in range(2)]
+    # trials of 8 epochs: long enough that the second worker (seconds of imports) joins before the first is done
+    config = _config(tiny_competition, epochs=8)
+    workers = [_worker(config, postgres_url, "shared", 4) for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = _study(postgres_url, "shared", tiny_competition.parent)
     states = sorted(t.state.name for t in study.trials if not t.user_attrs.get("podium:surplus"))
-    assert states == ["COMPLETE"] * 3  # exactly --trials, finished, across both workers
+    assert states == ["COMPLETE"] * 4  # exactly --trials, finished, across both workers
     hosts_pids = {tuple(t.user_attrs["podium:worker"].values()) for t in study.trials}
     assert len(hosts_pids) == 2  # both workers trained trials
     runs = sorted(p.name for p in (tiny_competition.parent / "runs" / "tune-shared").glob("trial-*"))
