@@ -97,3 +97,10 @@ def test_a_fold_leased_by_a_live_machine_is_refused_and_skipped(tiny_competition
     metrics = train(load_config(tiny_competition, [*ARGS, "name=tiny"]), folds="next", mirror=url)
     assert metrics["folds_done"] == [0, 2]  # fold 1 passed over
     assert store.lease(1)["token"] == theirs["token"]
+
+
+def test_folds_next_is_refused_for_a_multi_process_run(tiny_competition, tmp_path):
+    with pytest.raises(PodiumError, match="name the folds instead"):  # its ranks would take different folds
+        train(load_config(tiny_competition, [*ARGS, "train.devices=2"]), folds="next",
+              mirror=f"file://{tmp_path}/mirror")
+    assert not (tiny_competition.parent / "runs" / "tiny").exists()  # refused before the run folder was made

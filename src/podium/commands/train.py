@@ -171,6 +171,10 @@ def train(cfg: Config, folds: list[int] | str | None = None, resume: bool = Fals
     if take_next and not url:
         raise PodiumError("--folds next takes the next fold no machine has taken, through the mirror: pass --mirror "
                           "URL (file:///shared/folder for machines that share a disk).")
+    if take_next and cfg.train.devices * cfg.train.nodes > 1:  # the ranks of one DDP run must train the same fold
+        raise PodiumError("--folds next hands folds to processes one at a time, but train.devices/train.nodes make "
+                          "one run of several processes: name the folds instead (--folds 0,1), or run one process "
+                          "per GPU with --folds next (CUDA_VISIBLE_DEVICES, docs/mirror.md).")
     if take_next and overwrite:
         raise PodiumError("--folds next continues the run (it resumes a fold another machine started): it cannot "
                           "be combined with --overwrite. Name the folds to retrain: --folds 0,2 --overwrite.")
